@@ -1,0 +1,192 @@
+"""Model-Agnostic Meta-Learning."""
+
+import keras
+from keras import ops
+
+from keras_meta import inner
+from keras_meta.algorithms.meta_model import MetaModel
+
+
+def _check_steps(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: "
+            f"{name}={value!r}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MAML(MetaModel):
+    """Model-Agnostic Meta-Learning.
+
+    Meta-learns an initialization of the wrapped model's weights from which
+    a few gradient steps on a task's support set give good predictions on
+    its query set. The meta-gradient differentiates through the inner
+    steps (second order) unless `first_order=True`.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to predictions (logits
+            for classification).
+        inner_learning_rate: Float, size of each adaptation step. Defaults to
+            `0.01`.
+        num_inner_steps: Int, adaptation steps per task during training.
+            Defaults to `1`.
+        eval_inner_steps: Int, adaptation steps when evaluating, predicting
+            and in `adapt()`; may exceed `num_inner_steps` (0 gives the
+            unadapted model). Defaults to `num_inner_steps`.
+        first_order: Bool. If `True`, the meta-gradient ignores second
+            derivatives (first-order MAML): cheaper, and memory does not
+            grow with the number of inner steps. Defaults to `False`.
+        batch_norm: See `keras_meta.MetaModel`. Defaults to
+            `"transductive"`.
+        inner_loss: See `keras_meta.MetaModel`. Defaults to the compiled
+            loss.
+
+    Example:
+
+    ```python
+    maml = keras_meta.MAML(
+        keras_meta.models.conv4(num_outputs=5), inner_learning_rate=0.4)
+    maml.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    maml.fit(train_episodes, validation_data=val_episodes, epochs=5)
+    learner = maml.adapt(support_inputs, support_labels)  # a keras.Model
+    ```
+
+    Reference:
+        - [Finn et al., 2017](https://arxiv.org/abs/1703.03400)
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        inner_learning_rate=0.01,
+        num_inner_steps=1,
+        eval_inner_steps=None,
+        first_order=False,
+        **kwargs,
+    ):
+        super().__init__(model, **kwargs)
+        if (
+            isinstance(inner_learning_rate, bool)
+            or not isinstance(inner_learning_rate, (int, float))
+            or not inner_learning_rate > 0
+        ):
+            raise ValueError(
+                "`inner_learning_rate` must be a positive number. Received: "
+                f"inner_learning_rate={inner_learning_rate!r}."
+            )
+        _check_steps("num_inner_steps", num_inner_steps, 1)
+        if eval_inner_steps is None:
+            eval_inner_steps = num_inner_steps
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.num_inner_steps = num_inner_steps
+        self.eval_inner_steps = eval_inner_steps
+        self.first_order = bool(first_order)
+
+    @property
+    def eval_inner_steps(self):
+        return self._eval_inner_steps
+
+    @eval_inner_steps.setter
+    def eval_inner_steps(self, value):
+        _check_steps("eval_inner_steps", value, 0)
+        object.__setattr__(self, "_eval_inner_steps", value)
+        # The step count is baked into traced functions: retrace them.
+        self.test_function = None
+        self.predict_function = None
+
+    def inner_steps(self, training):
+        return self.num_inner_steps if training else self.eval_inner_steps
+
+    def adapt_task(self, params, support_inputs, support_labels, training):
+        loss_fn = self.inner_loss_fn()
+
+        def support_objective(weights, state):
+            predictions, state = self.run_model(
+                weights, state, support_inputs, training
+            )
+            return self.support_loss(support_labels, predictions, loss_fn), state
+
+        return inner.gradient_descent(
+            support_objective,
+            params["weights"],
+            params["state"],
+            learning_rate=self.inner_learning_rate,
+            num_steps=self.inner_steps(training),
+            first_order=self.first_order,
+        )
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        weights, state = task_state
+        predictions, _ = self.run_model(weights, state, query_inputs, training)
+        return predictions
+
+    def build_adapted_model(self, task_state, support_inputs):
+        weights, _ = task_state
+        return clone_with_weights(
+            self.model,
+            weights,
+            transductive=(
+                self.batch_norm == "transductive" and self._batch_statistics
+            ),
+            input_shape=tuple(support_inputs.shape[1:]),
+            input_dtype=support_inputs.dtype,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "inner_learning_rate": self.inner_learning_rate,
+                "num_inner_steps": self.num_inner_steps,
+                "eval_inner_steps": self.eval_inner_steps,
+                "first_order": self.first_order,
+            }
+        )
+        return config
+
+
+def clone_with_weights(
+    model, weights, *, transductive, input_shape, input_dtype
+):
+    """A fresh copy of `model` whose trainable weights are `weights`.
+
+    Args:
+        model: The wrapped `keras.Model`.
+        weights: Values for `model.trainable_variables`, in order.
+        transductive: Bool. If `True`, the copy is wrapped so that it always
+            normalizes with batch statistics (called with `training=True`),
+            matching transductive meta-training.
+        input_shape: Tuple, shape of one example.
+        input_dtype: Dtype of the inputs.
+
+    Returns:
+        A `keras.Model` that needs nothing from keras_meta.
+    """
+    clone = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(model)
+    )
+    if not clone.built:
+        clone.build((None,) + tuple(input_shape))
+    if len(clone.trainable_variables) != len(weights):
+        raise ValueError(
+            f"Could not copy the model '{model.name}': its copy has "
+            f"{len(clone.trainable_variables)} trainable weights, expected "
+            f"{len(weights)}. Make sure its `get_config()` rebuilds the same "
+            "layers."
+        )
+    for variable, value in zip(clone.trainable_variables, weights):
+        variable.assign(ops.cast(value, variable.dtype))
+    for variable, source in zip(
+        clone.non_trainable_variables, model.non_trainable_variables
+    ):
+        variable.assign(source.value)
+    if not transductive:
+        return clone
+    inputs = keras.Input(shape=input_shape, dtype=input_dtype)
+    outputs = clone(inputs, training=True)
+    return keras.Model(inputs, outputs, name=f"{model.name}_adapted")

@@ -1,0 +1,447 @@
+"""`MetaModel`: the Keras integration that every algorithm inherits."""
+
+import keras
+from keras import ops
+
+from keras_meta import backend
+from keras_meta import episode
+from keras_meta.metrics import EpisodeStatistics
+
+BATCH_NORM_MODES = ("transductive", "inductive", "per_step")
+
+
+def _walk_layers(layer):
+    yield layer
+    for child in getattr(layer, "layers", []) or []:
+        if child is not layer:
+            yield from _walk_layers(child)
+
+
+def has_batch_statistics(model):
+    """Whether `model` holds a layer that normalizes with batch statistics."""
+    return any(
+        isinstance(layer, keras.layers.BatchNormalization)
+        for layer in _walk_layers(model)
+    )
+
+
+def _is_dataset(data):
+    return hasattr(data, "element_spec") and hasattr(data, "take")
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MetaModel(keras.Model):
+    """Base class of meta-learners: Keras training whose batches are tasks.
+
+    A `MetaModel` wraps an ordinary built Keras model (Sequential, functional
+    or subclassed) without modifying it. Each batch element is an episode: a
+    support set to adapt on and a query set to predict (see
+    `keras_meta.episode`). `call()` adapts to each task's support set and
+    returns query predictions of shape `[tasks, num_query, ...]`, so the
+    compiled loss and metrics score the query set, and `compile()`, `fit()`,
+    `evaluate()`, `predict()`, callbacks, `.keras` saving and distribution
+    strategies work as for any Keras model.
+
+    Subclasses implement three hooks:
+
+    - `adapt_task(params, support_inputs, support_labels, training)`: one
+      task's adaptation, returning a task state (fast weights, prototypes).
+    - `predict_task(params, task_state, query_inputs, training)`: query
+      predictions from that state.
+    - `build_adapted_model(task_state, support_inputs)`: an ordinary
+      `keras.Model` that predicts like the adapted learner.
+
+    and may extend `meta_parameters()` with their own meta-learned values.
+
+    `evaluate()` reports, beside each compiled metric, the half-width of its
+    95% confidence interval over episodes (`loss_ci95`, `accuracy_ci95`).
+
+    Args:
+        model: A built `keras.Model` mapping inputs to predictions (logits
+            for classification).
+        batch_norm: String, how BatchNormalization layers in `model` compute
+            statistics. `"transductive"` (the default, as in the MAML paper)
+            normalizes every support and query set with its own batch
+            statistics, in training and at test time alike; the model's
+            moving statistics are neither used nor updated, and Dropout
+            layers stay active if the model has BatchNormalization (use a
+            model without Dropout, as the standard backbones are).
+            `"inductive"` (running statistics at test time, so each query
+            example is predicted independently) and `"per_step"` (MAML++:
+            separate statistics for every inner step) are planned and
+            rejected for now. Models without BatchNormalization are called
+            with the real `training` flag.
+        inner_loss: Optional loss (name, function or `keras.losses.Loss`)
+            for adaptation on the support set. Defaults to the compiled
+            loss. Either way it is computed unreduced and averaged here, so
+            a distribution strategy never rescales inner steps.
+        **kwargs: Passed to `keras.Model` (`name`, `dtype`).
+
+    Reference:
+        - [Finn et al., 2017](https://arxiv.org/abs/1703.03400), section 3,
+          for the episodic formulation.
+    """
+
+    def __init__(
+        self, model, *, batch_norm="transductive", inner_loss=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"`{owner}` wraps a Keras model: expected an instance of "
+                f"`keras.Model`, received {type(model).__name__}. Wrap a "
+                "`keras.Sequential`, a functional model or a subclass of "
+                "`keras.Model`."
+            )
+        if not model.built:
+            raise ValueError(
+                f"`{owner}` needs a built model, so that its weights exist "
+                f"before meta-training. The model '{model.name}' is not built. "
+                "Give it an input shape (`keras.Input(shape)` as its first "
+                "layer) or call `model.build(input_shape)` first."
+            )
+        if not model.trainable_variables and owner != "MetaModel":
+            raise ValueError(
+                f"`{owner}` received the model '{model.name}', which has no "
+                "trainable weights to meta-learn. Check that it is "
+                "`trainable`."
+            )
+        if batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(
+                f"`batch_norm` must be one of {list(BATCH_NORM_MODES)}. "
+                f"Received: batch_norm={batch_norm!r}."
+            )
+        if batch_norm != "transductive":
+            raise ValueError(
+                f"batch_norm={batch_norm!r} is not available yet; only "
+                "'transductive' (batch statistics of each support and query "
+                "set, as in the MAML paper) is implemented."
+            )
+        self.model = model
+        self.batch_norm = batch_norm
+        self.inner_loss = inner_loss
+        self._batch_statistics = has_batch_statistics(model)
+        # A MetaModel creates no weights of its own in `build()`; without this
+        # `BackupAndRestore` and `load_model` refuse to restore it.
+        self.built = True
+        # Untracked on purpose: these must not show up in training logs.
+        object.__setattr__(self, "_episode_statistics", None)
+        object.__setattr__(self, "_in_test_step", False)
+
+    # ------------------------------------------------------------------
+    # Hooks for subclasses.
+    # ------------------------------------------------------------------
+
+    def meta_parameters(self):
+        """The meta-learned values, read once per step as tensors.
+
+        Returns a dict with the wrapped model's `"weights"` (trainable) and
+        `"state"` (non-trainable) values. Reading the variables here, outside
+        the per-task map, lets the enclosing tape differentiate through
+        every task with respect to them.
+        """
+        return {
+            "weights": [
+                ops.convert_to_tensor(v.value)
+                for v in self.model.trainable_variables
+            ],
+            "state": [
+                ops.convert_to_tensor(v.value)
+                for v in self.model.non_trainable_variables
+            ],
+        }
+
+    def adapt_task(self, params, support_inputs, support_labels, training):
+        raise NotImplementedError(
+            f"`{type(self).__name__}` must implement `adapt_task()`."
+        )
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        raise NotImplementedError(
+            f"`{type(self).__name__}` must implement `predict_task()`."
+        )
+
+    def build_adapted_model(self, task_state, support_inputs):
+        raise NotImplementedError(
+            f"`{type(self).__name__}` must implement `build_adapted_model()`."
+        )
+
+    # ------------------------------------------------------------------
+    # Pieces subclasses use.
+    # ------------------------------------------------------------------
+
+    def model_training(self, training):
+        """The `training` flag to call the wrapped model with."""
+        if self.batch_norm == "transductive" and self._batch_statistics:
+            return True
+        return bool(training)
+
+    def run_model(self, weights, state, inputs, training):
+        """Runs the wrapped model on the given weight values.
+
+        Returns:
+            `(outputs, new_state)`.
+        """
+        return self.model.stateless_call(
+            weights, state, inputs, training=self.model_training(training)
+        )
+
+    def inner_loss_fn(self):
+        """The unreduced loss used for adaptation on support sets."""
+        loss = self.inner_loss if self.inner_loss is not None else self.loss
+        if loss is None:
+            raise ValueError(
+                f"`{type(self).__name__}` adapts with the compiled loss, but "
+                "none is set. Call `compile(loss=...)` or pass `inner_loss=` "
+                "to the constructor."
+            )
+        if isinstance(loss, (dict, list, tuple)):
+            raise ValueError(
+                f"`{type(self).__name__}` cannot adapt with a loss per output "
+                f"(received {type(loss).__name__}). Pass a single "
+                "`inner_loss=` for the support set."
+            )
+        loss = keras.losses.get(loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss.call
+        return loss
+
+    def support_loss(self, labels, predictions, loss_fn=None):
+        """Mean of the unreduced inner loss over one task's examples."""
+        loss_fn = loss_fn or self.inner_loss_fn()
+        if "float" in str(labels.dtype):
+            labels = ops.cast(labels, predictions.dtype)
+        return ops.mean(loss_fn(labels, predictions))
+
+    # ------------------------------------------------------------------
+    # Keras integration.
+    # ------------------------------------------------------------------
+
+    def _output_dtype(self, query_inputs):
+        spec = self.model.compute_output_spec(
+            keras.KerasTensor(
+                tuple(query_inputs.shape[1:]), dtype=query_inputs.dtype
+            )
+        )
+        return spec.dtype
+
+    def call(self, inputs, training=False):
+        episode.check_episode_inputs(inputs, type(self).__name__)
+        params = self.meta_parameters()
+        training = bool(training)
+
+        def adapt_and_predict(task):
+            support_inputs, support_labels, query_inputs = task
+            task_state = self.adapt_task(
+                params, support_inputs, support_labels, training
+            )
+            return self.predict_task(
+                params, task_state, query_inputs, training
+            )
+
+        query_inputs = inputs[episode.QUERY_INPUTS]
+        return backend.map_tasks(
+            adapt_and_predict,
+            (
+                inputs[episode.SUPPORT_INPUTS],
+                inputs[episode.SUPPORT_LABELS],
+                query_inputs,
+            ),
+            self._output_dtype(query_inputs),
+        )
+
+    def adapt(self, support_inputs, support_labels):
+        """Adapts to one task and returns an ordinary `keras.Model`.
+
+        Args:
+            support_inputs: Array of shape `[num_support, ...]`, one task's
+                support examples (no task dimension).
+            support_labels: Array of shape `[num_support, ...]`.
+
+        Returns:
+            A `keras.Model` holding the adapted learner, independent of this
+            `MetaModel`: it predicts, saves and exports as any Keras model,
+            and loads without keras_meta.
+        """
+        support_inputs = ops.convert_to_tensor(support_inputs)
+        support_labels = ops.convert_to_tensor(support_labels)
+        episode.check_episode_values(
+            {
+                episode.SUPPORT_INPUTS: support_inputs[None],
+                episode.SUPPORT_LABELS: support_labels[None],
+                episode.QUERY_INPUTS: support_inputs[None],
+            },
+            None,
+            self._num_outputs(support_inputs.shape[1:], support_inputs.dtype),
+            f"{type(self).__name__}.adapt",
+        )
+        task_state = self.adapt_task(
+            self.meta_parameters(), support_inputs, support_labels, False
+        )
+        return self.build_adapted_model(task_state, support_inputs)
+
+    def _num_outputs(self, example_shape, dtype):
+        spec = self.model.compute_output_spec(
+            keras.KerasTensor((None,) + tuple(example_shape), dtype=dtype)
+        )
+        if not hasattr(spec, "shape") or not spec.shape:
+            return None
+        return spec.shape[-1]
+
+    def _check_first_episode(self, data, labels=None):
+        """Checks the values of the first episode before any step runs."""
+        if _is_dataset(data):
+            batch = next(iter(data.take(1)))
+            if isinstance(batch, (tuple, list)):
+                inputs = batch[0]
+                labels = batch[1] if len(batch) > 1 else None
+            else:
+                inputs = batch
+        elif isinstance(data, dict):
+            inputs = data
+        else:
+            return
+        episode.check_episode_inputs(inputs, type(self).__name__)
+        support = inputs[episode.SUPPORT_INPUTS]
+        inputs = {k: ops.convert_to_numpy(inputs[k]) for k in episode.EPISODE_KEYS}
+        if labels is not None:
+            labels = ops.convert_to_numpy(labels)
+        episode.check_episode_values(
+            inputs,
+            labels,
+            self._num_outputs(support.shape[2:], support.dtype),
+            type(self).__name__,
+        )
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        if _is_dataset(x):
+            # Episodes are shuffled by their pipeline; say so to Keras, which
+            # otherwise warns that it cannot shuffle a dataset.
+            kwargs.setdefault("shuffle", False)
+        self._check_first_episode(x, y)
+        if isinstance(validation_data, (tuple, list)):
+            self._check_first_episode(*validation_data[:2])
+        elif validation_data is not None:
+            self._check_first_episode(validation_data)
+        return super().fit(
+            x, y, *args, validation_data=validation_data, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_first_episode(x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_first_episode(x)
+        return super().predict(x, *args, **kwargs)
+
+    def test_step(self, data):
+        # `compute_metrics` adds per-episode statistics only when called
+        # from here; the flag is read while the step is traced.
+        object.__setattr__(self, "_in_test_step", True)
+        try:
+            return super().test_step(data)
+        finally:
+            object.__setattr__(self, "_in_test_step", False)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if self._in_test_step and y is not None:
+            values = self._per_episode_values(y, y_pred, sample_weight)
+            if self._episode_statistics is None:
+                object.__setattr__(
+                    self,
+                    "_episode_statistics",
+                    EpisodeStatistics(list(values)),
+                )
+            self._episode_statistics.update_state(
+                ops.stack(list(values.values()), axis=1)
+            )
+            logs.update(self._episode_statistics.result())
+        return logs
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        if self._episode_statistics is not None:
+            self._episode_statistics.reset_state()
+
+    def _compiled_metric_objects(self):
+        # The compiled metrics live in one container metric whose `metrics`
+        # lists them; the loss tracker and per-output loss trackers have none.
+        for metric in self.metrics:
+            nested = getattr(metric, "metrics", None)
+            if isinstance(nested, list):
+                yield from nested
+
+    def _per_episode_values(self, y, y_pred, sample_weight):
+        """Loss and each compiled metric computed separately per task."""
+        loss_fn = self.inner_loss_fn() if self.loss is not None else None
+        metrics = list(self._compiled_metric_objects())
+        initial = [m.stateless_reset_state() for m in metrics]
+        names = (["loss"] if loss_fn is not None else []) + [
+            m.name for m in metrics
+        ]
+
+        def per_task(task):
+            y_t, p_t, w_t = task
+            values = []
+            if loss_fn is not None:
+                labels = y_t
+                if "float" in str(labels.dtype):
+                    labels = ops.cast(labels, p_t.dtype)
+                losses = ops.cast(loss_fn(labels, p_t), "float32")
+                weights = ops.cast(w_t, "float32")
+                weights = ops.reshape(
+                    weights,
+                    ops.shape(weights)
+                    + (1,) * (len(losses.shape) - len(weights.shape)),
+                )
+                weights = ops.broadcast_to(weights, ops.shape(losses))
+                values.append(
+                    ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1e-12)
+                )
+            for metric, state in zip(metrics, initial):
+                state = metric.stateless_update_state(
+                    state, y_t, p_t, sample_weight=w_t
+                )
+                values.append(
+                    ops.cast(metric.stateless_result(state), "float32")
+                )
+            return ops.stack(values)
+
+        if sample_weight is None:
+            sample_weight = ops.ones(ops.shape(y)[:2])
+        values = backend.map_tasks(
+            per_task, (y, y_pred, sample_weight), "float32"
+        )
+        return {name: values[:, i] for i, name in enumerate(names)}
+
+    # ------------------------------------------------------------------
+    # Serialization.
+    # ------------------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "model": keras.saving.serialize_keras_object(self.model),
+                "batch_norm": self.batch_norm,
+                "inner_loss": (
+                    None
+                    if self.inner_loss is None
+                    else keras.saving.serialize_keras_object(self.inner_loss)
+                ),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(
+            config["model"]
+        )
+        if config.get("inner_loss") is not None:
+            config["inner_loss"] = keras.losses.get(config["inner_loss"])
+        return cls(**config)

@@ -1,0 +1,25 @@
+"""Backend-specific pieces of keras_meta, chosen once at import.
+
+Everything that takes a gradient, maps a function over the tasks of a
+meta-batch or talks to a distribution strategy lives here, one module per
+Keras backend, the way Keras picks its trainer. The rest of keras_meta is
+written in `keras.ops` and calls only the names exported below.
+"""
+
+import keras
+
+_BACKEND = keras.backend.backend()
+
+if _BACKEND == "tensorflow":
+    from keras_meta.backend.tensorflow import exact_moments
+    from keras_meta.backend.tensorflow import map_tasks
+    from keras_meta.backend.tensorflow import num_replicas
+    from keras_meta.backend.tensorflow import value_and_grad
+else:
+    raise ImportError(
+        f"keras_meta supports the 'tensorflow' Keras backend; the active "
+        f"backend is '{_BACKEND}'. Set the environment variable "
+        "`KERAS_BACKEND=tensorflow` (the default) before importing keras."
+    )
+
+__all__ = ["exact_moments", "map_tasks", "num_replicas", "value_and_grad"]

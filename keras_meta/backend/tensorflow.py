@@ -1,0 +1,119 @@
+"""TensorFlow implementations of the backend functions.
+
+This module is the only place in keras_meta that uses `tf.GradientTape`,
+`tf.map_fn` or `tf.distribute`.
+"""
+
+import contextlib
+import threading
+
+import tensorflow as tf
+
+_moments_lock = threading.RLock()
+_moments_depth = 0
+_stock_moments = None
+
+# Tests switch this off to show that the finite-difference checks catch the
+# stock moments' second-order error; nothing else should touch it.
+_USE_EXACT_MOMENTS = True
+
+
+def _moments(x, axes, shift=None, keepdims=False, name=None):
+    """`tf.nn.moments` with gradients flowing through the mean everywhere.
+
+    `tf.nn.moments` computes the variance around `stop_gradient(mean)`. That
+    leaves first derivatives unchanged (the deviations sum to zero) but drops
+    terms from second derivatives, so the meta-gradient of any network with
+    a BatchNormalization, LayerNormalization or GroupNormalization layer is
+    wrong by a few percent. This version is equal in value and exact in
+    every derivative.
+    """
+    del shift  # Only affects numerical stability in the stock version.
+    with tf.name_scope(name or "exact_moments"):
+        compute_x = tf.cast(x, tf.float32) if x.dtype == tf.float16 else x
+        mean = tf.reduce_mean(compute_x, axes, keepdims=True)
+        variance = tf.reduce_mean(
+            tf.math.squared_difference(compute_x, mean), axes, keepdims=True
+        )
+        if not keepdims:
+            mean = tf.squeeze(mean, axes)
+            variance = tf.squeeze(variance, axes)
+        if x.dtype == tf.float16:
+            mean = tf.cast(mean, tf.float16)
+            variance = tf.cast(variance, tf.float16)
+        return mean, variance
+
+
+@contextlib.contextmanager
+def exact_moments():
+    """Context in which normalization layers have exact second derivatives.
+
+    Keras's TensorFlow backend computes the moments of BatchNormalization,
+    LayerNormalization and GroupNormalization through the public
+    `tf.nn.moments`; inside this context that name points to an exact
+    version (see `_moments`). The values computed are unchanged. Nesting
+    and concurrent use from several threads are safe.
+    """
+    global _moments_depth, _stock_moments
+    if not _USE_EXACT_MOMENTS:
+        yield
+        return
+    with _moments_lock:
+        if _moments_depth == 0:
+            _stock_moments = tf.nn.moments
+            tf.nn.moments = _moments
+        _moments_depth += 1
+    try:
+        yield
+    finally:
+        with _moments_lock:
+            _moments_depth -= 1
+            if _moments_depth == 0:
+                tf.nn.moments = _stock_moments
+
+
+def value_and_grad(fn, weights, *args):
+    """Evaluates `fn(weights, *args)` and its gradient with respect to `weights`.
+
+    `fn` returns `(loss, aux)`, where `loss` is a scalar. The gradient is
+    recorded by any enclosing tape, so a meta-gradient taken through it is
+    exact to second order. Weights that do not affect the loss get zero
+    gradients.
+
+    Returns:
+        `((loss, aux), gradients)`, with `gradients` a list matching
+        `weights`.
+    """
+    weights = list(weights)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(weights)
+        with exact_moments():
+            loss, aux = fn(weights, *args)
+    gradients = tape.gradient(
+        loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+    return (loss, aux), gradients
+
+
+def map_tasks(fn, elements, output_dtypes):
+    """Applies `fn` to each task of a meta-batch and stacks the results.
+
+    Uses `tf.map_fn`, whose graph does not grow with the number of tasks:
+    tracing takes the same time at meta-batch 4 or 64, and the number of
+    tasks may be unknown when the step is traced (the last partial batch,
+    a replica's share of a global batch).
+
+    Args:
+        fn: Callable taking one task's slice of `elements`.
+        elements: Nest of tensors whose leading dimension is the task.
+        output_dtypes: Nest of dtypes with the structure of `fn`'s output.
+    """
+    signature = tf.nest.map_structure(
+        lambda dtype: tf.TensorSpec(None, tf.as_dtype(dtype)), output_dtypes
+    )
+    return tf.map_fn(fn, elements, fn_output_signature=signature)
+
+
+def num_replicas():
+    """The number of replicas that share the current global batch."""
+    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -1,0 +1,94 @@
+"""Episode-level statistics: the few-shot evaluation protocol.
+
+Few-shot results are reported as the mean over a fixed set of episodes with
+the half-width of a 95% confidence interval, `1.96 * std / sqrt(episodes)`.
+`MetaModel.evaluate()` adds `<metric>_ci95` for the loss and every compiled
+metric, computed from per-episode values with `EpisodeStatistics`.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+# Two-sided 95% quantile of the normal distribution.
+Z_95 = 1.959963984540054
+
+
+def confidence_interval(values, axis=0):
+    """Mean and 95% confidence-interval half-width of per-episode values.
+
+    Args:
+        values: Array-like of per-episode values.
+        axis: Int, the episode axis.
+
+    Returns:
+        `(mean, ci95)` as floats (or arrays when `values` has more axes).
+    """
+    values = np.asarray(values, dtype="float64")
+    count = values.shape[axis]
+    mean = values.mean(axis=axis)
+    if count < 2:
+        return mean, np.full_like(mean, np.nan)
+    std = values.std(axis=axis, ddof=1)
+    return mean, Z_95 * std / math.sqrt(count)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class EpisodeStatistics(keras.metrics.Metric):
+    """Accumulates per-episode values and reports 95% CI half-widths.
+
+    Args:
+        names: List of strings, one per tracked quantity; `result()` returns
+            `{f"{name}_ci95": half_width}` for each.
+        name: String, name of the metric. Defaults to `"episode_statistics"`.
+
+    Example:
+
+    ```python
+    stats = keras_meta.metrics.EpisodeStatistics(["accuracy"])
+    stats.update_state([[0.8], [0.9], [1.0]])  # [episodes, quantities]
+    stats.result()  # {"accuracy_ci95": 0.113...}
+    ```
+    """
+
+    def __init__(self, names, name="episode_statistics", **kwargs):
+        kwargs.setdefault("dtype", "float64")
+        super().__init__(name=name, **kwargs)
+        self.names = list(names)
+        size = (len(self.names),)
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, name="count"
+        )
+        self.total = self.add_variable(
+            shape=size, initializer="zeros", dtype=self.dtype, name="total"
+        )
+        self.total_squares = self.add_variable(
+            shape=size,
+            initializer="zeros",
+            dtype=self.dtype,
+            name="total_squares",
+        )
+
+    def update_state(self, values):
+        values = ops.cast(values, self.dtype)
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+        self.total.assign_add(ops.sum(values, axis=0))
+        self.total_squares.assign_add(ops.sum(ops.square(values), axis=0))
+
+    def result(self):
+        count = self.count.value
+        mean = self.total.value / ops.maximum(count, 1.0)
+        variance = (self.total_squares.value - count * ops.square(mean)) / (
+            ops.maximum(count - 1.0, 1.0)
+        )
+        half_width = Z_95 * ops.sqrt(
+            ops.maximum(variance, 0.0) / ops.maximum(count, 1.0)
+        )
+        return {
+            f"{name}_ci95": half_width[i] for i, name in enumerate(self.names)
+        }
+
+    def get_config(self):
+        return {**super().get_config(), "names": self.names}

@@ -1,0 +1,6 @@
+"""Standard backbones of the few-shot literature, as built Keras models."""
+
+from keras_meta.models.backbones import conv4
+from keras_meta.models.backbones import mlp
+
+__all__ = ["conv4", "mlp"]

@@ -1,0 +1,122 @@
+"""Standard backbones, built and ready to wrap in a `MetaModel`."""
+
+import keras
+
+
+def mlp(
+    *,
+    input_shape=(1,),
+    hidden_units=(40, 40),
+    num_outputs=1,
+    activation="relu",
+    seed=None,
+    name="mlp",
+):
+    """The fully connected network of the MAML sinusoid experiments.
+
+    The defaults give the 1-40-40-1 ReLU regressor of Finn et al. (2017),
+    section 5.1.
+
+    Args:
+        input_shape: Tuple, shape of one example. Defaults to `(1,)`.
+        hidden_units: Tuple of ints, width of each hidden layer. Defaults to
+            `(40, 40)`.
+        num_outputs: Int, size of the output. Defaults to `1`.
+        activation: Activation of the hidden layers. Defaults to `"relu"`.
+        seed: Optional int, seeds the weight initializers.
+        name: String, the model's name.
+
+    Returns:
+        A built `keras.Sequential`.
+    """
+    layers = [keras.Input(shape=input_shape)]
+    for i, units in enumerate(hidden_units):
+        layers.append(
+            keras.layers.Dense(
+                units,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    None if seed is None else seed + i
+                ),
+                name=f"dense_{i}",
+            )
+        )
+    layers.append(
+        keras.layers.Dense(
+            num_outputs,
+            kernel_initializer=keras.initializers.GlorotUniform(
+                None if seed is None else seed + len(hidden_units)
+            ),
+            name="output",
+        )
+    )
+    return keras.Sequential(layers, name=name)
+
+
+def conv4(
+    *,
+    num_outputs,
+    input_shape=(28, 28, 1),
+    filters=64,
+    num_blocks=4,
+    pool=True,
+    seed=None,
+    name="conv4",
+):
+    """The four-block convolutional backbone of the few-shot literature.
+
+    Each block is a 3x3 convolution, BatchNormalization, ReLU and 2x2 max
+    pooling, followed by a dense layer of `num_outputs` logits (Vinyals et
+    al., 2016; Finn et al., 2017). Use `filters=64` for Omniglot and
+    `filters=32` for mini-ImageNet, as in the MAML paper.
+
+    Args:
+        num_outputs: Int, the number of ways (logits).
+        input_shape: Tuple `(height, width, channels)`. Defaults to
+            `(28, 28, 1)`.
+        filters: Int, filters per convolution. Defaults to `64`.
+        num_blocks: Int, number of blocks. Defaults to `4`.
+        pool: Bool. If `False`, blocks downsample with stride 2 instead of
+            pooling (MAML's Omniglot variant). Defaults to `True`.
+        seed: Optional int, seeds the weight initializers.
+        name: String, the model's name.
+
+    Returns:
+        A built `keras.Sequential` mapping images to logits.
+    """
+    if num_outputs < 1:
+        raise ValueError(
+            f"`num_outputs` must be a positive integer. Received: "
+            f"num_outputs={num_outputs!r}."
+        )
+
+    def initializer(i):
+        return keras.initializers.GlorotUniform(
+            None if seed is None else seed + i
+        )
+
+    layers = [keras.Input(shape=input_shape)]
+    for i in range(num_blocks):
+        layers += [
+            keras.layers.Conv2D(
+                filters,
+                3,
+                strides=1 if pool else 2,
+                padding="same",
+                kernel_initializer=initializer(i),
+                name=f"conv_{i}",
+            ),
+            keras.layers.BatchNormalization(name=f"batch_norm_{i}"),
+            keras.layers.ReLU(name=f"relu_{i}"),
+        ]
+        if pool:
+            layers.append(
+                keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")
+            )
+    layers += [
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(
+            num_outputs, kernel_initializer=initializer(num_blocks), name="logits"
+        ),
+    ]
+    return keras.Sequential(layers, name=name)

@@ -1,0 +1,17 @@
+"""Test utilities: a `TestCase`, toy episodes and models, oracle helpers."""
+
+from keras_meta.testing.test_case import TestCase
+from keras_meta.testing.test_case import finite_difference_gradient
+from keras_meta.testing.test_case import meta_gradient
+from keras_meta.testing.test_utils import linear_regression_episodes
+from keras_meta.testing.test_utils import tiny_classifier
+from keras_meta.testing.test_utils import toy_episodes
+
+__all__ = [
+    "TestCase",
+    "finite_difference_gradient",
+    "linear_regression_episodes",
+    "meta_gradient",
+    "tiny_classifier",
+    "toy_episodes",
+]
