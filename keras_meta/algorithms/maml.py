@@ -1,10 +1,10 @@
 """Model-Agnostic Meta-Learning."""
 
 import keras
-from keras import ops
 
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import clone_with_weights
 
 
 def _check_steps(name, value, minimum):
@@ -130,11 +130,11 @@ class MAML(MetaModel):
         return clone_with_weights(
             self.model,
             weights,
-            transductive=(
-                self.batch_norm == "transductive" and self._batch_statistics
+            support_inputs=(
+                support_inputs
+                if self.batch_norm == "transductive" and self._batch_statistics
+                else None
             ),
-            input_shape=tuple(support_inputs.shape[1:]),
-            input_dtype=support_inputs.dtype,
         )
 
     def get_config(self):
@@ -148,45 +148,3 @@ class MAML(MetaModel):
             }
         )
         return config
-
-
-def clone_with_weights(
-    model, weights, *, transductive, input_shape, input_dtype
-):
-    """A fresh copy of `model` whose trainable weights are `weights`.
-
-    Args:
-        model: The wrapped `keras.Model`.
-        weights: Values for `model.trainable_variables`, in order.
-        transductive: Bool. If `True`, the copy is wrapped so that it always
-            normalizes with batch statistics (called with `training=True`),
-            matching transductive meta-training.
-        input_shape: Tuple, shape of one example.
-        input_dtype: Dtype of the inputs.
-
-    Returns:
-        A `keras.Model` that needs nothing from keras_meta.
-    """
-    clone = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(model)
-    )
-    if not clone.built:
-        clone.build((None,) + tuple(input_shape))
-    if len(clone.trainable_variables) != len(weights):
-        raise ValueError(
-            f"Could not copy the model '{model.name}': its copy has "
-            f"{len(clone.trainable_variables)} trainable weights, expected "
-            f"{len(weights)}. Make sure its `get_config()` rebuilds the same "
-            "layers."
-        )
-    for variable, value in zip(clone.trainable_variables, weights):
-        variable.assign(ops.cast(value, variable.dtype))
-    for variable, source in zip(
-        clone.non_trainable_variables, model.non_trainable_variables
-    ):
-        variable.assign(source.value)
-    if not transductive:
-        return clone
-    inputs = keras.Input(shape=input_shape, dtype=input_dtype)
-    outputs = clone(inputs, training=True)
-    return keras.Model(inputs, outputs, name=f"{model.name}_adapted")

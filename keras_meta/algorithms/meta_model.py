@@ -1,28 +1,18 @@
 """`MetaModel`: the Keras integration that every algorithm inherits."""
 
+import copy
+import inspect
+
 import keras
 from keras import ops
 
 from keras_meta import backend
 from keras_meta import episode
+from keras_meta.algorithms.model_utils import ensure_weights
+from keras_meta.algorithms.model_utils import has_batch_statistics
 from keras_meta.metrics import EpisodeStatistics
 
 BATCH_NORM_MODES = ("transductive", "inductive", "per_step")
-
-
-def _walk_layers(layer):
-    yield layer
-    for child in getattr(layer, "layers", []) or []:
-        if child is not layer:
-            yield from _walk_layers(child)
-
-
-def has_batch_statistics(model):
-    """Whether `model` holds a layer that normalizes with batch statistics."""
-    return any(
-        isinstance(layer, keras.layers.BatchNormalization)
-        for layer in _walk_layers(model)
-    )
 
 
 def _is_dataset(data):
@@ -105,7 +95,8 @@ class MetaModel(keras.Model):
             raise ValueError(
                 f"`{owner}` received the model '{model.name}', which has no "
                 "trainable weights to meta-learn. Check that it is "
-                "`trainable`."
+                "`trainable`; a subclassed model creates its weights when "
+                "first called, so call it on a batch (`model(x[:1])`) first."
             )
         if batch_norm not in BATCH_NORM_MODES:
             raise ValueError(
@@ -122,6 +113,10 @@ class MetaModel(keras.Model):
         self.batch_norm = batch_norm
         self.inner_loss = inner_loss
         self._batch_statistics = has_batch_statistics(model)
+        parameters = inspect.signature(model.call).parameters
+        self._model_takes_training = "training" in parameters or any(
+            p.kind is p.VAR_KEYWORD for p in parameters.values()
+        )
         # A MetaModel creates no weights of its own in `build()`; without this
         # `BackupAndRestore` and `load_model` refuse to restore it.
         self.built = True
@@ -143,11 +138,10 @@ class MetaModel(keras.Model):
         """
         return {
             "weights": [
-                ops.convert_to_tensor(v.value)
-                for v in self.model.trainable_variables
+                backend.read_value(v) for v in self.model.trainable_variables
             ],
             "state": [
-                ops.convert_to_tensor(v.value)
+                backend.read_value(v)
                 for v in self.model.non_trainable_variables
             ],
         }
@@ -183,9 +177,10 @@ class MetaModel(keras.Model):
         Returns:
             `(outputs, new_state)`.
         """
-        return self.model.stateless_call(
-            weights, state, inputs, training=self.model_training(training)
-        )
+        kwargs = {}
+        if self._model_takes_training:
+            kwargs["training"] = self.model_training(training)
+        return self.model.stateless_call(weights, state, inputs, **kwargs)
 
     def inner_loss_fn(self):
         """The unreduced loss used for adaptation on support sets."""
@@ -438,10 +433,16 @@ class MetaModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(
-            config["model"]
-        )
+        # Keras's deserialization consumes nested configs: work on a copy.
+        config = copy.deepcopy(config)
+        model_config = config["model"]
+        config["model"] = keras.saving.deserialize_keras_object(model_config)
+        if not config["model"].weights:
+            # A subclassed model gets its weights when first called.
+            input_shape = (model_config.get("build_config") or {}).get(
+                "input_shape"
+            )
+            ensure_weights(config["model"], input_shape)
         if config.get("inner_loss") is not None:
             config["inner_loss"] = keras.losses.get(config["inner_loss"])
         return cls(**config)

@@ -14,6 +14,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import exact_moments
     from keras_meta.backend.tensorflow import map_tasks
     from keras_meta.backend.tensorflow import num_replicas
+    from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
 else:
     raise ImportError(
@@ -22,4 +23,4 @@ else:
         "`KERAS_BACKEND=tensorflow` (the default) before importing keras."
     )
 
-__all__ = ["exact_moments", "map_tasks", "num_replicas", "value_and_grad"]
+__all__ = ["exact_moments", "map_tasks", "num_replicas", "read_value", "value_and_grad"]

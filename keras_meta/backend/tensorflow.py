@@ -95,6 +95,16 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), gradients
 
 
+def read_value(variable):
+    """The current value of a Keras variable as a plain tensor.
+
+    Reading variables into tensors before the per-task map lets the outer
+    tape differentiate with respect to them, and works for distributed
+    variables in replica and cross-replica context alike.
+    """
+    return tf.convert_to_tensor(variable.value)
+
+
 def map_tasks(fn, elements, output_dtypes):
     """Applies `fn` to each task of a meta-batch and stacks the results.
 

@@ -1,0 +1,99 @@
+"""Helpers for inspecting and copying wrapped Keras models."""
+
+import keras
+from keras import ops
+
+
+def walk_layers(layer):
+    """Yields `layer` and all its nested layers, depth first."""
+    yield layer
+    for child in getattr(layer, "layers", []) or []:
+        if child is not layer:
+            yield from walk_layers(child)
+
+
+def has_batch_statistics(model):
+    """Whether `model` holds a layer that normalizes with batch statistics."""
+    return any(
+        isinstance(layer, keras.layers.BatchNormalization)
+        for layer in walk_layers(model)
+    )
+
+
+def clone_with_weights(model, weights, *, support_inputs=None):
+    """A fresh copy of `model` whose trainable weights are `weights`.
+
+    Args:
+        model: The wrapped `keras.Model`.
+        weights: Values for `model.trainable_variables`, in order.
+        support_inputs: Optional support examples. If given, the copy's
+            BatchNormalization layers get the support set's batch statistics
+            as their moving statistics, so that at inference it normalizes
+            every input with the statistics of the set it adapted on.
+
+    Returns:
+        A `keras.Model` that needs nothing from keras_meta.
+    """
+    clone = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(model)
+    )
+    ensure_weights(clone, model.input_shape if _has_input_shape(model) else None)
+    if len(clone.trainable_variables) != len(weights):
+        raise ValueError(
+            f"Could not copy the model '{model.name}': its copy has "
+            f"{len(clone.trainable_variables)} trainable weights, expected "
+            f"{len(weights)}. Make sure its `get_config()` rebuilds the same "
+            "layers."
+        )
+    for variable, value in zip(clone.trainable_variables, weights):
+        variable.assign(ops.cast(value, variable.dtype))
+    for variable, source in zip(
+        clone.non_trainable_variables, model.non_trainable_variables
+    ):
+        variable.assign(source.value)
+    if support_inputs is not None:
+        _set_support_statistics(clone, support_inputs)
+    return clone
+
+
+def _has_input_shape(model):
+    try:
+        return model.input_shape is not None
+    except (AttributeError, ValueError):
+        return False
+
+
+def ensure_weights(model, input_shape):
+    """Creates the weights of a deserialized subclassed model.
+
+    `build()` of a subclassed `keras.Model` creates no weights; calling the
+    model on a batch of zeros does.
+    """
+    if model.weights or input_shape is None:
+        return
+    model(ops.zeros((1,) + tuple(input_shape[1:])))
+
+
+def _set_support_statistics(model, support_inputs):
+    # One training-mode pass with momentum 0 makes each BatchNormalization
+    # layer's moving statistics exactly the support set's batch statistics.
+    layers = [
+        layer
+        for layer in walk_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        _, state = model.stateless_call(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            support_inputs,
+            training=True,
+        )
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    for variable, value in zip(model.non_trainable_variables, state):
+        variable.assign(value)

@@ -1,0 +1,318 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from keras_meta import MAML
+from keras_meta import MetaModel
+from keras_meta import testing
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta_tests")
+class SubclassedClassifier(keras.Model):
+    def __init__(self, num_ways=3, **kwargs):
+        super().__init__(**kwargs)
+        self.num_ways = num_ways
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.logits = keras.layers.Dense(num_ways)
+
+    def call(self, inputs):
+        return self.logits(self.hidden(self.flatten(inputs)))
+
+    def get_config(self):
+        return {**super().get_config(), "num_ways": self.num_ways}
+
+
+def _functional_classifier(num_ways=3):
+    inputs = keras.Input(shape=(6, 6, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(8, activation="tanh")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_ways)(x))
+
+
+def _subclassed_classifier(num_ways=3):
+    model = SubclassedClassifier(num_ways)
+    model(np.zeros((1, 6, 6, 1), "float32"))
+    return model
+
+
+class MetaModelBasicsTest(testing.TestCase):
+    @parameterized.named_parameters(
+        ("sequential_batch_norm", lambda: testing.tiny_classifier(), 1, False),
+        ("sequential_two_steps", lambda: testing.tiny_classifier(), 2, False),
+        ("first_order", lambda: testing.tiny_classifier(), 2, True),
+        ("functional", _functional_classifier, 1, False),
+        ("subclassed", _subclassed_classifier, 1, False),
+    )
+    def test_basics(self, make_model, num_inner_steps, first_order):
+        self.run_meta_model_test(
+            cls=MAML,
+            init_kwargs={
+                "model": make_model(),
+                "inner_learning_rate": 0.1,
+                "num_inner_steps": num_inner_steps,
+                "first_order": first_order,
+            },
+            episodes=testing.toy_episodes(),
+            loss=LOSS,
+            metrics=["accuracy"],
+        )
+
+    def test_wrapped_model_is_not_modified(self):
+        model = testing.tiny_classifier()
+        before = [v.numpy().copy() for v in model.weights]
+        maml = MAML(model, inner_learning_rate=0.1)
+        maml.compile(optimizer="sgd", loss=LOSS)
+        inputs, labels = testing.toy_episodes()
+        maml.evaluate(inputs, labels, verbose=0)
+        maml.predict(inputs, verbose=0)
+        maml.adapt(inputs["support_inputs"][0], inputs["support_labels"][0])
+        for a, b in zip(before, model.weights):
+            np.testing.assert_array_equal(a, b.numpy())
+        # The meta-parameters are the wrapped model's weights: fit moves them.
+        maml.fit(inputs, labels, epochs=1, verbose=0)
+        self.assertFalse(np.allclose(before[0], model.weights[0].numpy()))
+
+    def test_meta_training_learns(self):
+        # Fresh tasks each step: the post-adaptation query loss must fall.
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.2)
+        maml.compile(optimizer=keras.optimizers.Adam(3e-3), loss=LOSS)
+        test = testing.toy_episodes(num_tasks=16, seed=99)
+        before = maml.evaluate(*test, verbose=0, return_dict=True)["loss"]
+        for seed in range(60):
+            maml.train_on_batch(*testing.toy_episodes(num_tasks=4, seed=seed))
+        after = maml.evaluate(*test, verbose=0, return_dict=True)["loss"]
+        self.assertLess(after, 0.7 * before)
+
+
+class AdaptTest(testing.TestCase):
+    @parameterized.named_parameters(
+        ("no_batch_norm", _functional_classifier, 3),
+        ("subclassed", _subclassed_classifier, 1),
+    )
+    def test_adapt_matches_meta_model(self, make_model, steps):
+        maml = MAML(make_model(), inner_learning_rate=0.3, num_inner_steps=steps)
+        maml.compile(loss=LOSS)
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        expected = maml.predict(inputs, verbose=0)
+        for task in range(2):
+            learner = maml.adapt(
+                inputs["support_inputs"][task], inputs["support_labels"][task]
+            )
+            self.assertIsInstance(learner, keras.Model)
+            self.assertNotIsInstance(learner, MetaModel)
+            self.assertAllClose(
+                learner.predict(inputs["query_inputs"][task], verbose=0),
+                expected[task],
+                atol=1e-5,
+                rtol=1e-5,
+            )
+
+    def test_adapted_batch_norm_uses_support_statistics(self):
+        # A transductive learner adapted on a support set normalizes with
+        # that set's statistics: on the support set itself it predicts
+        # exactly what the meta-model predicts for it as a query set.
+        maml = MAML(
+            testing.tiny_classifier(), inner_learning_rate=0.3, num_inner_steps=2
+        )
+        maml.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        as_queries = dict(inputs, query_inputs=inputs["support_inputs"])
+        expected = maml.predict(as_queries, verbose=0)
+        for task in range(2):
+            learner = maml.adapt(
+                inputs["support_inputs"][task], inputs["support_labels"][task]
+            )
+            self.assertAllClose(
+                learner.predict(inputs["support_inputs"][task], verbose=0),
+                expected[task],
+                atol=1e-5,
+                rtol=1e-5,
+            )
+            # Each example is predicted on its own: batch composition is
+            # irrelevant at inference.
+            single = learner.predict(inputs["query_inputs"][task][:1], verbose=0)
+            batch = learner.predict(inputs["query_inputs"][task], verbose=0)
+            self.assertAllClose(single[0], batch[0], atol=1e-6, rtol=1e-6)
+
+    def test_adapted_model_loads_without_keras_meta(self):
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+        maml.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=1)
+        learner = maml.adapt(
+            inputs["support_inputs"][0], inputs["support_labels"][0]
+        )
+        directory = self.get_temp_dir()
+        path = os.path.join(directory, "learner.keras")
+        learner.save(path)
+        np.save(os.path.join(directory, "query.npy"), inputs["query_inputs"][0])
+        expected = learner.predict(inputs["query_inputs"][0], verbose=0)
+        script = (
+            "import sys, numpy as np, keras\n"
+            f"m = keras.models.load_model({path!r})\n"
+            f"q = np.load({os.path.join(directory, 'query.npy')!r})\n"
+            f"np.save({os.path.join(directory, 'out.npy')!r}, "
+            "m.predict(q, verbose=0))\n"
+            "assert 'keras_meta' not in sys.modules\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            timeout=120,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        actual = np.load(os.path.join(directory, "out.npy"))
+        self.assertAllClose(actual, expected, atol=1e-6, rtol=1e-6)
+
+    def test_zero_eval_steps_is_the_unadapted_model(self):
+        model = _functional_classifier()
+        maml = MAML(model, inner_learning_rate=0.3, eval_inner_steps=0)
+        maml.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        predictions = maml.predict(inputs, verbose=0)
+        for task in range(2):
+            self.assertAllClose(
+                predictions[task], model(inputs["query_inputs"][task])
+            )
+
+    def test_eval_inner_steps_change_retraces(self):
+        maml = MAML(_functional_classifier(), inner_learning_rate=0.3)
+        maml.compile(loss=LOSS)
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        losses = []
+        for steps in (0, 1, 5):
+            maml.eval_inner_steps = steps
+            losses.append(maml.evaluate(inputs, labels, verbose=0))
+        # Adapting to the support set lowers the query loss on these tasks.
+        self.assertGreater(losses[0], losses[1])
+        self.assertGreater(losses[1], losses[2])
+
+
+class DistributionTest(testing.TestCase):
+    def test_mirrored_strategy_matches_one_device(self):
+        inputs, labels = testing.toy_episodes(num_tasks=4)
+
+        def train(strategy):
+            with strategy.scope():
+                keras.utils.set_random_seed(3)
+                maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+                maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+            dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
+            maml.fit(dataset.batch(4).repeat(3), epochs=1, verbose=0)
+            return [v.numpy() for v in maml.model.trainable_variables]
+
+        one = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
+        mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        self.assertEqual(mirrored_strategy.num_replicas_in_sync, 2)
+        mirrored = train(mirrored_strategy)
+        self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
+
+
+class ErrorsTest(testing.TestCase):
+    def _compiled(self, **kwargs):
+        maml = MAML(testing.tiny_classifier(), **kwargs)
+        maml.compile(optimizer="sgd", loss=LOSS)
+        return maml
+
+    def test_not_a_model(self):
+        with self.assertRaisesRegex(ValueError, "expected an instance of"):
+            MAML(keras.layers.Dense(3))
+
+    def test_unbuilt_model(self):
+        model = keras.Sequential([keras.layers.Dense(3)])
+        with self.assertRaisesRegex(ValueError, "needs a built model"):
+            MAML(model)
+
+    @parameterized.named_parameters(
+        ("zero", 0), ("negative", -1), ("float", 1.5), ("bool", True)
+    )
+    def test_num_inner_steps(self, value):
+        with self.assertRaisesRegex(ValueError, "num_inner_steps"):
+            MAML(testing.tiny_classifier(), num_inner_steps=value)
+
+    @parameterized.named_parameters(("negative", -0.1), ("zero", 0.0))
+    def test_inner_learning_rate(self, value):
+        with self.assertRaisesRegex(ValueError, "positive number"):
+            MAML(testing.tiny_classifier(), inner_learning_rate=value)
+
+    def test_eval_inner_steps(self):
+        with self.assertRaisesRegex(ValueError, "eval_inner_steps"):
+            MAML(testing.tiny_classifier(), eval_inner_steps=-1)
+
+    def test_batch_norm_mode(self):
+        with self.assertRaisesRegex(ValueError, "must be one of"):
+            MAML(testing.tiny_classifier(), batch_norm="running")
+        with self.assertRaisesRegex(ValueError, "not available yet"):
+            MAML(testing.tiny_classifier(), batch_norm="inductive")
+
+    def test_missing_keys(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes()
+        del inputs["support_labels"]
+        before = [v.numpy() for v in maml.weights]
+        with self.assertRaisesRegex(ValueError, "Received: \\['query_inputs'"):
+            maml.fit(inputs, labels, verbose=0)
+        for a, b in zip(before, maml.weights):
+            np.testing.assert_array_equal(a, b.numpy())
+
+    def test_missing_keys_in_dataset(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes()
+        dataset = tf.data.Dataset.from_tensors(
+            ({"support": inputs["support_inputs"]}, labels)
+        )
+        with self.assertRaisesRegex(ValueError, "rename the keys"):
+            maml.fit(dataset, verbose=0)
+
+    def test_different_numbers_of_tasks(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes(num_tasks=4)
+        inputs["query_inputs"] = inputs["query_inputs"][:3]
+        dataset = tf.data.Dataset.from_tensors((inputs, labels[:3]))
+        with self.assertRaisesRegex(ValueError, "same number of tasks"):
+            maml.fit(dataset, verbose=0)
+
+    def test_support_labels_out_of_range(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes(num_ways=3)
+        inputs["support_labels"] = inputs["support_labels"] + 5
+        dataset = tf.data.Dataset.from_tensors((inputs, labels))
+        with self.assertRaisesRegex(ValueError, "must lie in 0..2"):
+            maml.fit(dataset, verbose=0)
+        with self.assertRaisesRegex(ValueError, "must lie in 0..2"):
+            maml.evaluate(dataset, verbose=0)
+
+    def test_query_labels_out_of_range(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes(num_ways=3)
+        with self.assertRaisesRegex(ValueError, "query_labels in \\[-1"):
+            maml.fit(inputs, labels - 1, verbose=0)
+
+    def test_adapt_labels_out_of_range(self):
+        maml = self._compiled()
+        inputs, _ = testing.toy_episodes(num_ways=3)
+        with self.assertRaisesRegex(ValueError, "must lie in 0..2"):
+            maml.adapt(inputs["support_inputs"][0], inputs["support_labels"][0] + 3)
+
+    def test_no_loss(self):
+        maml = MAML(testing.tiny_classifier())
+        maml.compile(optimizer="sgd")
+        inputs, labels = testing.toy_episodes()
+        with self.assertRaisesRegex(ValueError, "compile\\(loss=...\\)"):
+            maml.fit(inputs, labels, verbose=0)
+
+    def test_example_shapes_differ(self):
+        maml = self._compiled()
+        inputs, labels = testing.toy_episodes()
+        inputs["query_inputs"] = inputs["query_inputs"][..., :5, :]
+        with self.assertRaisesRegex(ValueError, "same shape"):
+            maml.fit(inputs, labels, verbose=0)
