@@ -1,0 +1,1 @@
+"""Complete, reproducible experiments behind the `keras-meta` command."""

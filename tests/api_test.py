@@ -1,0 +1,44 @@
+"""Pins the public API: a change here is a change users see."""
+
+import keras_meta
+from keras_meta import testing
+
+
+class APITest(testing.TestCase):
+    def test_top_level(self):
+        self.assertEqual(
+            sorted(keras_meta.__all__),
+            sorted([
+                "MAML", "MetaModel", "__version__", "backend", "data",
+                "episode", "inner", "metrics", "models",
+            ]),
+        )
+        for name in keras_meta.__all__:
+            self.assertTrue(hasattr(keras_meta, name), name)
+
+    def test_submodules(self):
+        expected = {
+            keras_meta.algorithms: ["MAML", "MetaModel"],
+            keras_meta.data: ["sinusoid", "sinusoid_parameters"],
+            keras_meta.models: ["conv4", "mlp"],
+            keras_meta.inner: ["gradient_descent", "gradient_step"],
+            keras_meta.backend: [
+                "exact_moments", "map_tasks", "num_replicas", "read_value",
+                "value_and_grad",
+            ],
+            keras_meta.testing: [
+                "TestCase", "finite_difference_gradient",
+                "linear_regression_episodes", "meta_gradient",
+                "tiny_classifier", "toy_episodes",
+            ],
+        }
+        for module, names in expected.items():
+            self.assertEqual(sorted(module.__all__), sorted(names), module)
+            for name in names:
+                self.assertTrue(hasattr(module, name), name)
+
+    def test_episode_keys(self):
+        self.assertEqual(
+            keras_meta.episode.EPISODE_KEYS,
+            ("query_inputs", "support_inputs", "support_labels"),
+        )

@@ -1,0 +1,64 @@
+import keras
+import numpy as np
+
+from keras_meta import MAML
+from keras_meta import metrics
+from keras_meta import testing
+
+
+class ConfidenceIntervalTest(testing.TestCase):
+    def test_matches_numpy(self):
+        values = np.random.default_rng(0).normal(size=600)
+        mean, ci95 = metrics.confidence_interval(values)
+        self.assertAlmostEqual(mean, values.mean())
+        self.assertAlmostEqual(
+            ci95, 1.959963984540054 * values.std(ddof=1) / np.sqrt(600)
+        )
+
+    def test_episode_statistics_metric(self):
+        values = np.random.default_rng(1).uniform(size=(50, 2))
+        stats = metrics.EpisodeStatistics(["a", "b"])
+        stats.update_state(values[:20])
+        stats.update_state(values[20:])
+        result = stats.result()
+        _, expected = metrics.confidence_interval(values)
+        self.assertAllClose(result["a_ci95"], expected[0], atol=1e-12)
+        self.assertAllClose(result["b_ci95"], expected[1], atol=1e-12)
+        stats.reset_state()
+        stats.update_state(values[:3])
+        _, expected = metrics.confidence_interval(values[:3])
+        self.assertAllClose(stats.result()["a_ci95"], expected[0], atol=1e-12)
+
+
+class EvaluateProtocolTest(testing.TestCase):
+    def test_evaluate_reports_per_episode_confidence_intervals(self):
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+        maml.compile(
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        inputs, labels = testing.toy_episodes(num_tasks=12, num_queries=3)
+        result = maml.evaluate(
+            inputs, labels, batch_size=5, verbose=0, return_dict=True
+        )
+        # NumPy reference from the per-episode predictions.
+        logits = maml.predict(inputs, verbose=0)
+        accuracy = (logits.argmax(-1) == labels).mean(axis=1)
+        shifted = logits - logits.max(-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        loss = -np.take_along_axis(log_probs, labels[..., None], -1)[..., 0]
+        loss = loss.mean(axis=1)
+        for name, values in (("accuracy", accuracy), ("loss", loss)):
+            mean, ci95 = metrics.confidence_interval(values)
+            self.assertAlmostEqual(result[name], mean, places=5)
+            self.assertAlmostEqual(result[f"{name}_ci95"], ci95, places=5)
+        self.assertGreater(result["accuracy_ci95"], 0.0)
+
+    def test_training_logs_have_no_confidence_intervals(self):
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+        maml.compile(
+            optimizer="sgd",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = maml.fit(*testing.toy_episodes(), epochs=1, verbose=0)
+        self.assertEqual(sorted(history.history), ["loss"])
