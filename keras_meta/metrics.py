@@ -39,9 +39,15 @@ def confidence_interval(values, axis=0):
 class EpisodeStatistics(keras.metrics.Metric):
     """Accumulates per-episode values and reports 95% CI half-widths.
 
+    Holds room for `capacity` quantities so that its variables exist before
+    the quantities are named (a `MetaModel` names them when its test step is
+    first traced, once the compiled metrics are known).
+
     Args:
-        names: List of strings, one per tracked quantity; `result()` returns
-            `{f"{name}_ci95": half_width}` for each.
+        names: Optional list of strings, one per tracked quantity; `result()`
+            returns `{f"{name}_ci95": half_width}` for each. Can be set
+            later with `set_names()`.
+        capacity: Int, the most quantities it can track. Defaults to `16`.
         name: String, name of the metric. Defaults to `"episode_statistics"`.
 
     Example:
@@ -53,11 +59,16 @@ class EpisodeStatistics(keras.metrics.Metric):
     ```
     """
 
-    def __init__(self, names, name="episode_statistics", **kwargs):
+    def __init__(
+        self, names=None, capacity=16, name="episode_statistics", **kwargs
+    ):
         kwargs.setdefault("dtype", "float64")
         super().__init__(name=name, **kwargs)
-        self.names = list(names)
-        size = (len(self.names),)
+        self.capacity = capacity
+        self.names = []
+        if names is not None:
+            self.set_names(names)
+        size = (capacity,)
         self.count = self.add_variable(
             shape=(), initializer="zeros", dtype=self.dtype, name="count"
         )
@@ -71,8 +82,23 @@ class EpisodeStatistics(keras.metrics.Metric):
             name="total_squares",
         )
 
+    def set_names(self, names):
+        names = list(names)
+        if len(names) > self.capacity:
+            raise ValueError(
+                f"`EpisodeStatistics` tracks at most {self.capacity} "
+                f"quantities; received {len(names)}: {names}. Compile fewer "
+                "metrics or raise `capacity`."
+            )
+        self.names = names
+
+    def result_names(self):
+        return [f"{name}_ci95" for name in self.names]
+
     def update_state(self, values):
         values = ops.cast(values, self.dtype)
+        padding = self.capacity - ops.shape(values)[1]
+        values = ops.pad(values, [[0, 0], [0, padding]])
         self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
         self.total.assign_add(ops.sum(values, axis=0))
         self.total_squares.assign_add(ops.sum(ops.square(values), axis=0))
@@ -87,8 +113,12 @@ class EpisodeStatistics(keras.metrics.Metric):
             ops.maximum(variance, 0.0) / ops.maximum(count, 1.0)
         )
         return {
-            f"{name}_ci95": half_width[i] for i, name in enumerate(self.names)
+            key: half_width[i] for i, key in enumerate(self.result_names())
         }
 
     def get_config(self):
-        return {**super().get_config(), "names": self.names}
+        return {
+            **super().get_config(),
+            "names": self.names,
+            "capacity": self.capacity,
+        }

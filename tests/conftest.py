@@ -2,16 +2,34 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-# Two logical CPUs, so that MirroredStrategy tests have two replicas. This
-# must happen before TensorFlow initializes its devices.
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0],
-    [tf.config.LogicalDeviceConfiguration()] * 2,
-)
+BACKEND = keras.backend.backend()
+
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPUs, so that MirroredStrategy tests have two replicas.
+    # This must happen before TensorFlow initializes its devices.
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+elif BACKEND == "jax":
+    import jax
+
+    # float64 for the finite-difference oracles, as on TensorFlow.
+    jax.config.update("jax_enable_x64", True)
+    # Keras's type promotion maps float64 to float32 on every backend but
+    # TensorFlow, whatever `jax_enable_x64` says, so `ops.mean` and the
+    # normalization layers would reduce float64 tensors in float32 and the
+    # float64 oracles would measure float32 rounding. Lift that for the
+    # tests; a KeyError here means Keras moved the table.
+    from keras.src.backend.common import dtypes as _keras_dtypes
+
+    assert _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] == "float32"
+    _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
 
 
 def pytest_addoption(parser):
@@ -29,3 +47,7 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
+    for item in items:
+        for backend in ("tensorflow", "jax"):
+            if f"{backend}_only" in item.keywords and BACKEND != backend:
+                item.add_marker(pytest.mark.skip(reason=f"{backend} only"))

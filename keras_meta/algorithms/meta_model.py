@@ -1,7 +1,9 @@
 """`MetaModel`: the Keras integration that every algorithm inherits."""
 
+import contextlib
 import copy
 import inspect
+import threading
 
 import keras
 from keras import ops
@@ -13,6 +15,27 @@ from keras_meta.algorithms.model_utils import has_batch_statistics
 from keras_meta.metrics import EpisodeStatistics
 
 BATCH_NORM_MODES = ("transductive", "inductive", "per_step")
+
+
+# Models whose train step is being traced, per thread: MirroredStrategy
+# traces each replica's step in a thread of its own.
+_TRAIN_STEP = threading.local()
+
+
+@contextlib.contextmanager
+def _tracing_train_step(model):
+    models = getattr(_TRAIN_STEP, "models", None)
+    if models is None:
+        models = _TRAIN_STEP.models = set()
+    models.add(id(model))
+    try:
+        yield
+    finally:
+        models.discard(id(model))
+
+
+def _in_train_step(model):
+    return id(model) in getattr(_TRAIN_STEP, "models", ())
 
 
 def _is_dataset(data):
@@ -120,9 +143,9 @@ class MetaModel(keras.Model):
         # A MetaModel creates no weights of its own in `build()`; without this
         # `BackupAndRestore` and `load_model` refuse to restore it.
         self.built = True
-        # Untracked on purpose: these must not show up in training logs.
-        object.__setattr__(self, "_episode_statistics", None)
-        object.__setattr__(self, "_in_test_step", False)
+        # Per-episode statistics for `evaluate()`; `get_metrics_result` keeps
+        # them out of training logs.
+        self.episode_statistics = EpisodeStatistics()
 
     # ------------------------------------------------------------------
     # Hooks for subclasses.
@@ -243,7 +266,7 @@ class MetaModel(keras.Model):
                 inputs[episode.SUPPORT_LABELS],
                 query_inputs,
             ),
-            self._output_dtype(query_inputs),
+            lambda: self._output_dtype(query_inputs),
         )
 
     def adapt(self, support_inputs, support_labels):
@@ -331,35 +354,32 @@ class MetaModel(keras.Model):
         self._check_first_episode(x)
         return super().predict(x, *args, **kwargs)
 
-    def test_step(self, data):
-        # `compute_metrics` adds per-episode statistics only when called
-        # from here; the flag is read while the step is traced.
-        object.__setattr__(self, "_in_test_step", True)
-        try:
-            return super().test_step(data)
-        finally:
-            object.__setattr__(self, "_in_test_step", False)
+    def train_step(self, *args, **kwargs):
+        # Read while the step is traced: training logs report the compiled
+        # metrics only, evaluation logs add their confidence intervals.
+        with _tracing_train_step(self):
+            return super().train_step(*args, **kwargs)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # The compiled metrics are built by the first call: compute them
+        # first, then the per-episode statistics over all of them.
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
-        if self._in_test_step and y is not None:
+        if not _in_train_step(self) and y is not None:
             values = self._per_episode_values(y, y_pred, sample_weight)
-            if self._episode_statistics is None:
-                object.__setattr__(
-                    self,
-                    "_episode_statistics",
-                    EpisodeStatistics(list(values)),
-                )
-            self._episode_statistics.update_state(
+            if not self.episode_statistics.names:
+                self.episode_statistics.set_names(list(values))
+            self.episode_statistics.update_state(
                 ops.stack(list(values.values()), axis=1)
             )
-            logs.update(self._episode_statistics.result())
+            logs.update(self.episode_statistics.result())
         return logs
 
-    def reset_metrics(self):
-        super().reset_metrics()
-        if self._episode_statistics is not None:
-            self._episode_statistics.reset_state()
+    def get_metrics_result(self):
+        result = super().get_metrics_result()
+        if _in_train_step(self):
+            for key in self.episode_statistics.result_names():
+                result.pop(key, None)
+        return result
 
     def _compiled_metric_objects(self):
         # The compiled metrics live in one container metric whose `metrics`

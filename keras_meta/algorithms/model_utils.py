@@ -45,12 +45,15 @@ def clone_with_weights(model, weights, *, support_inputs=None):
             f"{len(weights)}. Make sure its `get_config()` rebuilds the same "
             "layers."
         )
+    # Copies, never the source arrays themselves: on JAX, `predict()` of the
+    # copy donates its variables' buffers, which would delete the wrapped
+    # model's weights if the two shared them (as after zero inner steps).
     for variable, value in zip(clone.trainable_variables, weights):
-        variable.assign(ops.cast(value, variable.dtype))
+        variable.assign(ops.copy(ops.cast(value, variable.dtype)))
     for variable, source in zip(
         clone.non_trainable_variables, model.non_trainable_variables
     ):
-        variable.assign(source.value)
+        variable.assign(ops.copy(source.value))
     if support_inputs is not None:
         _set_support_statistics(clone, support_inputs)
     return clone

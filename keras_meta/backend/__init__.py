@@ -16,11 +16,18 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import num_replicas
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
+elif _BACKEND == "jax":
+    from keras_meta.backend.jax import exact_moments
+    from keras_meta.backend.jax import map_tasks
+    from keras_meta.backend.jax import num_replicas
+    from keras_meta.backend.jax import read_value
+    from keras_meta.backend.jax import value_and_grad
 else:
     raise ImportError(
-        f"keras_meta supports the 'tensorflow' Keras backend; the active "
-        f"backend is '{_BACKEND}'. Set the environment variable "
-        "`KERAS_BACKEND=tensorflow` (the default) before importing keras."
+        f"keras_meta supports the 'tensorflow' and 'jax' Keras backends; the "
+        f"active backend is '{_BACKEND}'. Set the environment variable "
+        "`KERAS_BACKEND` to `tensorflow` (the default) or `jax` before "
+        "importing keras."
     )
 
 __all__ = ["exact_moments", "map_tasks", "num_replicas", "read_value", "value_and_grad"]

@@ -116,8 +116,11 @@ def map_tasks(fn, elements, output_dtypes):
     Args:
         fn: Callable taking one task's slice of `elements`.
         elements: Nest of tensors whose leading dimension is the task.
-        output_dtypes: Nest of dtypes with the structure of `fn`'s output.
+        output_dtypes: Nest of dtypes with the structure of `fn`'s output,
+            or a callable returning it.
     """
+    if callable(output_dtypes):
+        output_dtypes = output_dtypes()
     signature = tf.nest.map_structure(
         lambda dtype: tf.TensorSpec(None, tf.as_dtype(dtype)), output_dtypes
     )

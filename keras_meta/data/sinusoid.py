@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from keras_meta import episode
 
@@ -23,6 +22,8 @@ def _check_positive_int(name, value, allow_none=False):
 
 
 def _task_parameters(index, seed, amplitude_range, phase_range):
+    import tensorflow as tf
+
     seeds = tf.random.experimental.stateless_split(
         tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]), 3
     )
@@ -85,6 +86,8 @@ def sinusoid(
     Reference:
         - [Finn et al., 2017](https://arxiv.org/abs/1703.03400)
     """
+    import tensorflow as tf  # tf.data feeds every Keras backend.
+
     num_queries = num_shots if num_queries is None else num_queries
     _check_positive_int("num_shots", num_shots)
     _check_positive_int("num_queries", num_queries)

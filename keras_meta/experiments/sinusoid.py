@@ -26,15 +26,12 @@ TARGET_BASELINE_RATIO = 5.0
 
 def _pooled_points(dataset):
     """Turns episodes into plain (x, y) regression batches over all tasks."""
+    import tensorflow as tf  # A tf.data pipeline, whatever the backend.
 
     def flatten(inputs, query_labels):
-        x = keras.ops.concatenate(
-            [inputs["support_inputs"], inputs["query_inputs"]], axis=1
-        )
-        y = keras.ops.concatenate(
-            [inputs["support_labels"], query_labels], axis=1
-        )
-        return keras.ops.reshape(x, (-1, 1)), keras.ops.reshape(y, (-1, 1))
+        x = tf.concat([inputs["support_inputs"], inputs["query_inputs"]], 1)
+        y = tf.concat([inputs["support_labels"], query_labels], 1)
+        return tf.reshape(x, (-1, 1)), tf.reshape(y, (-1, 1))
 
     return dataset.map(flatten)
 
@@ -139,11 +136,12 @@ def run(
     Writes `results.json` and `sinusoid.png` to `output_dir`.
     """
     os.makedirs(output_dir, exist_ok=True)
-    # Evaluating after 0..10 inner steps retraces once per step count, on
-    # purpose; TensorFlow's retracing warning would only be noise here.
-    import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        # Evaluating after 0..10 inner steps retraces once per step count,
+        # on purpose; TensorFlow's retracing warning would be noise here.
+        import tensorflow as tf
 
-    tf.get_logger().setLevel("ERROR")
+        tf.get_logger().setLevel("ERROR")
     keras.utils.set_random_seed(seed)
     steps_per_execution = max(1, min(steps_per_execution, meta_steps))
     epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
@@ -197,7 +195,7 @@ def run(
     # Example tasks for the figure, through the public `adapt()`.
     grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
     amplitudes, phases = data.sinusoid_parameters(
-        30, seed=test_seed + num_shots
+        min(30, num_test_tasks), seed=test_seed + num_shots
     )
     inputs, _ = test_sets[num_shots]
     examples = []

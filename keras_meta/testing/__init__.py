@@ -3,6 +3,7 @@
 from keras_meta.testing.test_case import TestCase
 from keras_meta.testing.test_case import finite_difference_gradient
 from keras_meta.testing.test_case import meta_gradient
+from keras_meta.testing.test_case import meta_loss_function
 from keras_meta.testing.test_utils import linear_regression_episodes
 from keras_meta.testing.test_utils import tiny_classifier
 from keras_meta.testing.test_utils import toy_episodes
@@ -12,6 +13,7 @@ __all__ = [
     "finite_difference_gradient",
     "linear_regression_episodes",
     "meta_gradient",
+    "meta_loss_function",
     "tiny_classifier",
     "toy_episodes",
 ]

@@ -150,32 +150,59 @@ def meta_gradient(meta_model, inputs, labels):
     return gradient
 
 
-def finite_difference_gradient(loss_fn, variables, epsilon=1e-5):
-    """Central finite differences of `loss_fn()` over every scalar weight.
+def meta_loss_function(meta_model, loss, inputs, labels):
+    """The meta-training loss as a compiled function of the weight values.
+
+    Returns a callable taking a list of values for
+    `meta_model.trainable_variables` (NumPy arrays) and returning the
+    compiled `loss` of the query predictions in training mode, as a float.
+    It runs through `stateless_call`, so the variables are never touched.
+    """
+    state = [v.value for v in meta_model.non_trainable_variables]
+
+    def compute(values):
+        predictions, _ = meta_model.stateless_call(
+            values, state, inputs, training=True
+        )
+        return loss(labels, predictions)
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        compiled = jax.jit(compute)
+    else:
+        import tensorflow as tf
+
+        compiled = tf.function(compute)
+    return lambda values: float(
+        compiled([keras.ops.convert_to_tensor(v) for v in values])
+    )
+
+
+def finite_difference_gradient(loss_fn, values, epsilon=1e-5):
+    """Central finite differences of `loss_fn(values)` over every scalar.
 
     Args:
-        loss_fn: Callable with no arguments returning the scalar loss at the
-            current values of `variables`.
-        variables: List of Keras variables.
+        loss_fn: Callable taking a list of NumPy arrays, returning a float.
+        values: List of NumPy arrays, the point to differentiate at.
         epsilon: Float, step size.
 
     Returns:
-        A list of NumPy arrays matching `variables`.
+        A list of NumPy arrays matching `values`.
     """
+    values = [np.array(v, copy=True) for v in values]
     gradients = []
-    for variable in variables:
-        base = variable.numpy()
+    for k, base in enumerate(values):
         gradient = np.zeros_like(base)
-        flat = gradient.reshape(-1)
+        flat_gradient = gradient.reshape(-1)
+        flat_base = base.reshape(-1)
         for i in range(base.size):
-            values = base.copy().reshape(-1)
-            values[i] = base.reshape(-1)[i] + epsilon
-            variable.assign(values.reshape(base.shape))
-            upper = float(loss_fn())
-            values[i] = base.reshape(-1)[i] - epsilon
-            variable.assign(values.reshape(base.shape))
-            lower = float(loss_fn())
-            flat[i] = (upper - lower) / (2 * epsilon)
-        variable.assign(base)
+            original = flat_base[i]
+            flat_base[i] = original + epsilon
+            upper = loss_fn(values)
+            flat_base[i] = original - epsilon
+            lower = loss_fn(values)
+            flat_base[i] = original
+            flat_gradient[i] = (upper - lower) / (2 * epsilon)
         gradients.append(gradient)
     return gradients

@@ -4,6 +4,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -173,6 +174,22 @@ class AdaptTest(testing.TestCase):
         actual = np.load(os.path.join(directory, "out.npy"))
         self.assertAllClose(actual, expected, atol=1e-6, rtol=1e-6)
 
+    def test_adapted_model_owns_its_weights(self):
+        # After zero steps the adapted weights equal the meta-model's; using
+        # the learner (which on JAX donates its buffers) must not disturb
+        # the meta-model.
+        maml = MAML(_functional_classifier(), eval_inner_steps=0)
+        maml.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        before = maml.predict(inputs, verbose=0)
+        learner = maml.adapt(
+            inputs["support_inputs"][0], inputs["support_labels"][0]
+        )
+        learner.predict(inputs["query_inputs"][0], verbose=0)
+        learner.compile(optimizer="sgd", loss=LOSS)
+        learner.fit(inputs["query_inputs"][0], np.zeros(6, "int32"), verbose=0)
+        self.assertAllClose(maml.predict(inputs, verbose=0), before)
+
     def test_zero_eval_steps_is_the_unadapted_model(self):
         model = _functional_classifier()
         maml = MAML(model, inner_learning_rate=0.3, eval_inner_steps=0)
@@ -198,6 +215,7 @@ class AdaptTest(testing.TestCase):
 
 
 class DistributionTest(testing.TestCase):
+    @pytest.mark.tensorflow_only
     def test_mirrored_strategy_matches_one_device(self):
         inputs, labels = testing.toy_episodes(num_tasks=4)
 
@@ -215,6 +233,34 @@ class DistributionTest(testing.TestCase):
         self.assertEqual(mirrored_strategy.num_replicas_in_sync, 2)
         mirrored = train(mirrored_strategy)
         self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
+
+
+class JAXWithoutTensorFlowTest(testing.TestCase):
+    @pytest.mark.jax_only
+    def test_import_and_train_without_tensorflow(self):
+        script = (
+            "import sys\n"
+            "sys.modules['tensorflow'] = None  # any import of it fails\n"
+            "import keras, numpy as np, keras_meta\n"
+            "from keras_meta import testing\n"
+            "inputs, labels = testing.toy_episodes(num_tasks=4)\n"
+            "maml = keras_meta.MAML(testing.tiny_classifier(), "
+            "inner_learning_rate=0.1)\n"
+            "maml.compile(optimizer='sgd', loss=keras.losses."
+            "SparseCategoricalCrossentropy(from_logits=True))\n"
+            "maml.fit(inputs, labels, batch_size=2, epochs=1, verbose=0)\n"
+            "print(maml.evaluate(inputs, labels, verbose=0, "
+            "return_dict=True)['loss_ci95'] > 0)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KERAS_BACKEND": "jax"},
+            timeout=300,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertEqual(result.stdout.strip().splitlines()[-1], "True")
 
 
 class ErrorsTest(testing.TestCase):
