@@ -1,106 +1,212 @@
-"""Trace time and step time of a MAML meta-step, Omniglot-shaped.
+"""Speed of a second-order MAML meta-step, through `fit()` and bare.
 
-Conv4 (64 filters, BatchNorm) on 28x28x1, 5-way 1-shot, 15 queries per
-class, second-order MAML with one inner step, through `fit()`. Prints a
-table and writes JSON.
+Two configurations from the literature:
 
-    python benchmarks/meta_step.py                      # meta-batch 4 and 32
-    python benchmarks/meta_step.py --meta-batch-sizes 4 --steps 5
+- omniglot: Conv4-64 with BatchNorm on 28x28x1, 5-way 1-shot, 15 queries
+  per class, meta-batch 32, one inner step (Finn et al., 2017).
+- mini_imagenet: Conv4-32 on 84x84x3, 5-way 1-shot, 15 queries per class,
+  meta-batch 4, five inner steps.
+
+For each backend it reports the first `fit()` call (tracing and compiling
+included), meta-steps per second through `fit()` and through the bare
+compiled `train_step`, prints a table and writes JSON. With several
+backends each runs in its own process (a backend is chosen at import), so
+on a CPU TensorFlow and JAX are compared side by side in one run. Episodes
+are NumPy arrays, so nothing here needs TensorFlow on the JAX backend.
+
+    python benchmarks/meta_step.py                          # TF and JAX
+    python benchmarks/meta_step.py --backends jax --steps 50   # on a GPU
 """
 
 import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+CONFIGS = {
+    "omniglot": dict(shape=(28, 28, 1), filters=64, meta_batch=32,
+                     inner_steps=1, inner_learning_rate=0.4),
+    "mini_imagenet": dict(shape=(84, 84, 3), filters=32, meta_batch=4,
+                          inner_steps=5, inner_learning_rate=0.01),
+}
+WAYS, SHOTS, QUERIES = 5, 1, 15
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-import keras_meta  # noqa: E402
+def _episodes(config, num_batches, seed=0):
+    import numpy as np
 
-
-def episodes(meta_batch, ways=5, shots=1, queries=15, shape=(28, 28, 1)):
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    tasks = config["meta_batch"] * num_batches
+    shape = config["shape"]
     inputs = {
         "support_inputs": rng.uniform(
-            size=(meta_batch, ways * shots) + shape).astype("float32"),
-        "support_labels": np.tile(np.repeat(np.arange(ways), shots),
-                                  (meta_batch, 1)).astype("int32"),
+            size=(tasks, WAYS * SHOTS) + shape).astype("float32"),
+        "support_labels": np.tile(
+            np.repeat(np.arange(WAYS), SHOTS), (tasks, 1)).astype("int32"),
         "query_inputs": rng.uniform(
-            size=(meta_batch, ways * queries) + shape).astype("float32"),
+            size=(tasks, WAYS * QUERIES) + shape).astype("float32"),
     }
-    labels = np.tile(np.repeat(np.arange(ways), queries), (meta_batch, 1))
-    return tf.data.Dataset.from_tensors((inputs, labels.astype("int32")))
+    labels = np.tile(np.repeat(np.arange(WAYS), QUERIES), (tasks, 1))
+    return inputs, labels.astype("int32")
 
 
-class Timer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
+def _block(maml):
+    import numpy as np
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
+    np.asarray(maml.trainable_variables[0].value)
 
 
-def measure(meta_batch, steps, first_order, inner_steps):
+def _bare_step_seconds(maml, inputs, labels, meta_batch, steps):
+    """Median-free timing of the compiled train_step alone."""
+    import keras
+
+    batch = ({k: v[:meta_batch] for k, v in inputs.items()},
+             labels[:meta_batch])
+    if keras.backend.backend() == "jax":
+        import jax
+
+        state = (
+            [v.value for v in maml.trainable_variables],
+            [v.value for v in maml.non_trainable_variables],
+            [v.value for v in maml.optimizer.variables],
+            [v.value for v in maml.metrics_variables],
+        )
+        step = jax.jit(maml.train_step, donate_argnums=0)
+        logs, state = step(state, batch)  # compile
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs, state = step(state, batch)
+        jax.block_until_ready(state)
+        return (time.perf_counter() - start) / steps
+    import tensorflow as tf
+
+    step = tf.function(maml.train_step)
+    batch = tf.nest.map_structure(tf.constant, batch)
+    step(batch)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = step(batch)
+    float(logs["loss"])
+    return (time.perf_counter() - start) / steps
+
+
+def measure(name, steps):
+    import keras
+
+    import keras_meta
+
+    config = CONFIGS[name]
     keras.utils.set_random_seed(0)
     maml = keras_meta.MAML(
-        keras_meta.models.conv4(num_outputs=5, filters=64),
-        inner_learning_rate=0.4,
-        num_inner_steps=inner_steps,
-        first_order=first_order,
+        keras_meta.models.conv4(num_outputs=WAYS, input_shape=config["shape"],
+                                filters=config["filters"]),
+        inner_learning_rate=config["inner_learning_rate"],
+        num_inner_steps=config["inner_steps"],
     )
     maml.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    timer = Timer()
-    maml.fit(episodes(meta_batch).repeat(steps + 1), epochs=1, verbose=0,
-             callbacks=[timer])
+    meta_batch = config["meta_batch"]
+    inputs, labels = _episodes(config, steps)
+    warm = {k: v[: 2 * meta_batch] for k, v in inputs.items()}
+    start = time.perf_counter()
+    maml.fit(warm, labels[: 2 * meta_batch], batch_size=meta_batch,
+             epochs=1, verbose=0, shuffle=False)
+    _block(maml)
+    first_fit = time.perf_counter() - start
+    start = time.perf_counter()
+    maml.fit(inputs, labels, batch_size=meta_batch, epochs=1, verbose=0,
+             shuffle=False)
+    _block(maml)
+    fit_step = (time.perf_counter() - start) / steps
+    bare_step = _bare_step_seconds(maml, inputs, labels, meta_batch, steps)
     return {
-        "meta_batch": meta_batch,
-        "first_order": first_order,
-        "inner_steps": inner_steps,
-        "first_call_s": timer.times[0],
-        "step_median_s": float(np.median(timer.times[1:])),
-        "steps_timed": len(timer.times) - 1,
+        "config": name,
+        **{k: v for k, v in config.items() if k != "shape"},
+        "input_shape": list(config["shape"]),
+        "first_fit_2_steps_s": first_fit,
+        "fit_steps_per_s": 1.0 / fit_step,
+        "bare_steps_per_s": 1.0 / bare_step,
+        "steps_timed": steps,
     }
+
+
+def _device():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        from keras_meta.backend import jax as jax_backend
+
+        device = jax.devices()[0]
+        return (f"{device.platform}: {getattr(device, 'device_kind', '')}, "
+                f"tasks by {jax_backend.task_mapping()}")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"gpu: {gpus[0].name}" if gpus else "cpu, tasks by tf.map_fn"
+
+
+def worker(args):
+    import keras
+
+    rows = []
+    for name in args.configs:
+        row = measure(name, args.steps)
+        row.update(backend=keras.backend.backend(), device=_device())
+        rows.append(row)
+        print(json.dumps(row), flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--meta-batch-sizes", type=int, nargs="+",
-                        default=[4, 32])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--inner-steps", type=int, default=1)
-    parser.add_argument("--first-order", action="store_true")
-    parser.add_argument("--output", default="benchmarks/results/meta_step.json")
+    parser.add_argument("--backends", nargs="+",
+                        default=["tensorflow", "jax"],
+                        choices=["tensorflow", "jax"])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
+                        choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=5,
+                        help="meta-steps timed per measurement")
+    parser.add_argument("--output",
+                        default="benchmarks/results/meta_step.json")
+    parser.add_argument("--worker", action="store_true",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rows = [measure(b, args.steps, args.first_order, args.inner_steps)
-            for b in args.meta_batch_sizes]
-    print(f"{'meta-batch':>10} {'first call (s)':>15} {'step median (s)':>16}"
-          f" {'tasks/s':>8}")
+    if args.worker:
+        worker(args)
+        return
+    rows = []
+    for backend in args.backends:
+        command = [sys.executable, os.path.abspath(__file__), "--worker",
+                   "--steps", str(args.steps), "--configs", *args.configs]
+        env = {**os.environ, "KERAS_BACKEND": backend,
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        result = subprocess.run(command, env=env, capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            sys.stderr.write(result.stderr[-4000:])
+            raise SystemExit(f"{backend} worker failed")
+        rows += [json.loads(line) for line in result.stdout.splitlines()
+                 if line.startswith("{")]
+    header = (f"{'config':<14}{'backend':<12}{'first fit (s)':>14}"
+              f"{'fit steps/s':>13}{'bare steps/s':>14}  device")
+    print(header)
     for r in rows:
-        print(f"{r['meta_batch']:>10} {r['first_call_s']:>15.2f} "
-              f"{r['step_median_s']:>16.3f} "
-              f"{r['meta_batch'] / r['step_median_s']:>8.1f}")
+        print(f"{r['config']:<14}{r['backend']:<12}"
+              f"{r['first_fit_2_steps_s']:>14.1f}{r['fit_steps_per_s']:>13.2f}"
+              f"{r['bare_steps_per_s']:>14.2f}  {r['device']}")
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({
-            "benchmark": "maml_meta_step_omniglot_5w1s_conv4_64",
-            "machine": {"platform": platform.platform(),
-                        "cpus": os.cpu_count(),
-                        "tensorflow": tf.__version__,
-                        "keras": keras.__version__},
-            "rows": rows,
-        }, f, indent=2)
+        json.dump({"benchmark": "maml_meta_step", "ways": WAYS,
+                   "shots": SHOTS, "queries_per_class": QUERIES,
+                   "platform": platform.platform(), "cpus": os.cpu_count(),
+                   "rows": rows}, f, indent=2)
     print(f"wrote {args.output}")
 
 
