@@ -332,19 +332,41 @@ class MetaModel(keras.Model):
             type(self).__name__,
         )
 
-    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+    def fit(self, *args, **kwargs):
+        arguments = inspect.signature(keras.Model.fit).bind(
+            self, *args, **kwargs
+        ).arguments
+        arguments.pop("self")
+        arguments.update(arguments.pop("kwargs", {}))
+        x, y = arguments.get("x"), arguments.get("y")
         if _is_dataset(x):
             # Episodes are shuffled by their pipeline; say so to Keras, which
             # otherwise warns that it cannot shuffle a dataset.
-            kwargs.setdefault("shuffle", False)
+            arguments.setdefault("shuffle", False)
         self._check_first_episode(x, y)
+        validation_data = arguments.get("validation_data")
         if isinstance(validation_data, (tuple, list)):
             self._check_first_episode(*validation_data[:2])
         elif validation_data is not None:
             self._check_first_episode(validation_data)
-        return super().fit(
-            x, y, *args, validation_data=validation_data, **kwargs
-        )
+        if not arguments.get("validation_split") and not arguments.get(
+            "class_weight"
+        ):
+            prefetched = backend.device_prefetch(
+                x,
+                y,
+                arguments.get("sample_weight"),
+                batch_size=arguments.get("batch_size"),
+                shuffle=arguments.get("shuffle", True),
+                dataset=_is_dataset(x),
+            )
+            if prefetched is not None:
+                for name in ("y", "sample_weight", "batch_size"):
+                    arguments.pop(name, None)
+                # The wrapper shuffles examples itself when asked to; Keras
+                # must keep its batch order.
+                arguments["x"], arguments["shuffle"] = prefetched, False
+        return super().fit(**arguments)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_first_episode(x, y)
