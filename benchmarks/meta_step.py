@@ -162,7 +162,12 @@ def worker(args):
     rows = []
     for name in args.configs:
         row = measure(name, args.steps, args.steps_per_execution)
-        row.update(backend=keras.backend.backend(), device=_device())
+        row.update(
+            backend=keras.backend.backend(),
+            device=_device(),
+            device_prefetch=os.environ.get("KERAS_META_DEVICE_PREFETCH",
+                                           "auto"),
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
 
