@@ -13,13 +13,8 @@ python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'ker
 # Exactness on the GPU: the float64 oracle tests, tasks by vmap.
 [ "${SKIP_TESTS:-0}" = 1 ] || timeout 200 python3 -m pytest -q -p no:cacheprovider tests/algorithms/maml_test.py 2>&1 | tail -5 | tee "$out/oracle_tests.txt"
 # One JSON row per configuration, each within its own time limit.
-# fit() with keras_meta's device prefetch (the default on accelerators) and
-# without it (Keras's own loading), beside the bare compiled step.
-for prefetch in auto 0; do
-  for config in omniglot mini_imagenet; do
-    KERAS_META_DEVICE_PREFETCH=$prefetch timeout 150 python3 \
-      benchmarks/meta_step.py --worker --steps 100 --configs "$config" \
-      2>"$out/$config-$prefetch.err" | tee -a "$out/meta_step.jsonl"
-    grep -v Warning "$out/$config-$prefetch.err" | grep -iE "error|Traceback" | tail -3
-  done
+for config in omniglot mini_imagenet; do
+  timeout 150 python3 benchmarks/meta_step.py --worker --steps 100 \
+    --configs "$config" 2>"$out/$config.err" | tee -a "$out/meta_step.jsonl"
+  grep -v Warning "$out/$config.err" | grep -iE "error|Traceback" | tail -3
 done

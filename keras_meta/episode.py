@@ -113,15 +113,13 @@ def check_episode_values(inputs, query_labels, num_outputs, owner):
     check_episode_inputs(inputs, owner)
     if query_labels is not None:
         query_labels = np.asarray(query_labels)
-        num_tasks = np.shape(inputs[QUERY_INPUTS])[0]
-        if query_labels.ndim < 2 or query_labels.shape[:2] != np.shape(
-            inputs[QUERY_INPUTS]
-        )[:2]:
+        query_shape = tuple(inputs[QUERY_INPUTS].shape[:2])
+        if query_labels.ndim < 2 or query_labels.shape[:2] != query_shape:
             raise ValueError(
                 f"`{owner}` expects `query_labels` of shape "
-                f"[tasks, num_query, ...] = [{num_tasks}, "
-                f"{np.shape(inputs[QUERY_INPUTS])[1]}, ...], one label per "
-                f"query example. Received shape {query_labels.shape}."
+                f"[tasks, num_query, ...] = [{query_shape[0]}, "
+                f"{query_shape[1]}, ...], one label per query example. "
+                f"Received shape {query_labels.shape}."
             )
     for name, labels in (
         ("inputs['support_labels']", inputs[SUPPORT_LABELS]),

@@ -5,7 +5,7 @@
 set -euo pipefail
 python="${1:-python3}"
 cd "$(dirname "$0")/.."
-export TF_CPP_MIN_LOG_LEVEL=2
+export TF_CPP_MIN_LOG_LEVEL=3
 "$python" -m pytest -q -n 2 tests
 KERAS_BACKEND=jax "$python" -m pytest -q -n 2 tests
 KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap "$python" -m pytest -q -n 2 tests/algorithms

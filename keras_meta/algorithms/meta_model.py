@@ -6,6 +6,7 @@ import inspect
 import threading
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_meta import backend
@@ -322,9 +323,16 @@ class MetaModel(keras.Model):
             return
         episode.check_episode_inputs(inputs, type(self).__name__)
         support = inputs[episode.SUPPORT_INPUTS]
-        inputs = {k: ops.convert_to_numpy(inputs[k]) for k in episode.EPISODE_KEYS}
+        # Labels are all that is checked by value: convert those alone, and
+        # with NumPy, so that no backend moves the whole data set to a
+        # device and back.
+        inputs = {
+            k: np.asarray(inputs[k]) if k == episode.SUPPORT_LABELS
+            else inputs[k]
+            for k in episode.EPISODE_KEYS
+        }
         if labels is not None:
-            labels = ops.convert_to_numpy(labels)
+            labels = np.asarray(labels)
         episode.check_episode_values(
             inputs,
             labels,
@@ -349,23 +357,6 @@ class MetaModel(keras.Model):
             self._check_first_episode(*validation_data[:2])
         elif validation_data is not None:
             self._check_first_episode(validation_data)
-        if not arguments.get("validation_split") and not arguments.get(
-            "class_weight"
-        ):
-            prefetched = backend.device_prefetch(
-                x,
-                y,
-                arguments.get("sample_weight"),
-                batch_size=arguments.get("batch_size"),
-                shuffle=arguments.get("shuffle", True),
-                dataset=_is_dataset(x),
-            )
-            if prefetched is not None:
-                for name in ("y", "sample_weight", "batch_size"):
-                    arguments.pop(name, None)
-                # The wrapper shuffles examples itself when asked to; Keras
-                # must keep its batch order.
-                arguments["x"], arguments["shuffle"] = prefetched, False
         return super().fit(**arguments)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

@@ -11,14 +11,12 @@ import keras
 _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
-    from keras_meta.backend.tensorflow import device_prefetch
     from keras_meta.backend.tensorflow import exact_moments
     from keras_meta.backend.tensorflow import map_tasks
     from keras_meta.backend.tensorflow import num_replicas
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
-    from keras_meta.backend.jax import device_prefetch
     from keras_meta.backend.jax import exact_moments
     from keras_meta.backend.jax import map_tasks
     from keras_meta.backend.jax import num_replicas
@@ -33,5 +31,4 @@ else:
     )
 
 __all__ = [
-    "device_prefetch",
     "exact_moments", "map_tasks", "num_replicas", "read_value", "value_and_grad"]

@@ -131,8 +131,3 @@ def num_replicas():
     """The number of replicas that share the current global batch."""
     return tf.distribute.get_strategy().num_replicas_in_sync
 
-
-def device_prefetch(x, y=None, sample_weight=None, batch_size=None,
-                    shuffle=False, dataset=False):
-    """`None`: on TensorFlow, `tf.data` and Keras already prefetch."""
-    return None

@@ -235,50 +235,6 @@ class DistributionTest(testing.TestCase):
         self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
 
 
-class DevicePrefetchTest(testing.TestCase):
-    @pytest.mark.jax_only
-    def test_prefetched_fit_matches_keras_loading(self):
-        inputs, labels = testing.toy_episodes(num_tasks=6)
-        dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(2)
-
-        def train(prefetch, data):
-            os.environ["KERAS_META_DEVICE_PREFETCH"] = prefetch
-            try:
-                keras.utils.set_random_seed(3)
-                maml = MAML(_functional_classifier(), inner_learning_rate=0.3)
-                maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
-                if data == "arrays":
-                    history = maml.fit(inputs, labels, batch_size=2, epochs=2,
-                                       shuffle=False, verbose=0)
-                else:
-                    history = maml.fit(dataset, epochs=2, verbose=0)
-            finally:
-                del os.environ["KERAS_META_DEVICE_PREFETCH"]
-            return history.history["loss"], [
-                v.numpy() for v in maml.model.trainable_variables
-            ]
-
-        from keras_meta import backend
-
-        os.environ["KERAS_META_DEVICE_PREFETCH"] = "1"
-        try:
-            wrapped = backend.device_prefetch(inputs, labels, batch_size=2)
-            self.assertIsInstance(wrapped, keras.utils.PyDataset)
-            self.assertEqual(len(wrapped), 3)
-            self.assertEqual(len(wrapped[2][1]), 2)
-            self.assertIsInstance(
-                backend.device_prefetch(dataset, dataset=True),
-                keras.utils.PyDataset,
-            )
-        finally:
-            del os.environ["KERAS_META_DEVICE_PREFETCH"]
-        for data in ("arrays", "dataset"):
-            losses, weights = train("1", data)
-            reference_losses, reference = train("0", data)
-            self.assertAllClose(losses, reference_losses)
-            self.assertAllClose(weights, reference)
-
-
 class JAXWithoutTensorFlowTest(testing.TestCase):
     @pytest.mark.jax_only
     def test_import_and_train_without_tensorflow(self):
