@@ -19,7 +19,10 @@ class APITest(testing.TestCase):
     def test_submodules(self):
         expected = {
             keras_meta.algorithms: ["MAML", "MetaModel"],
-            keras_meta.data: ["sinusoid", "sinusoid_parameters"],
+            keras_meta.data: [
+                "ClassIndex", "episodes", "episodes_from_index",
+                "load_class_index", "sinusoid", "sinusoid_parameters",
+            ],
             keras_meta.models: ["conv4", "mlp"],
             keras_meta.inner: ["gradient_descent", "gradient_step"],
             keras_meta.backend: [

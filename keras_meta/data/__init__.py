@@ -4,7 +4,18 @@ TensorFlow is imported when a pipeline is built, not at import, so that
 `import keras_meta` works on the JAX backend without TensorFlow.
 """
 
+from keras_meta.data.episodes import ClassIndex
+from keras_meta.data.episodes import episodes
+from keras_meta.data.episodes import episodes_from_index
+from keras_meta.data.episodes import load_class_index
 from keras_meta.data.sinusoid import sinusoid
 from keras_meta.data.sinusoid import sinusoid_parameters
 
-__all__ = ["sinusoid", "sinusoid_parameters"]
+__all__ = [
+    "ClassIndex",
+    "episodes",
+    "episodes_from_index",
+    "load_class_index",
+    "sinusoid",
+    "sinusoid_parameters",
+]

@@ -1,0 +1,419 @@
+"""Few-shot classification episodes from any labelled source.
+
+`episodes()` turns a TFDS dataset, a `tf.data.Dataset` of `(input, label)`
+or a folder with one sub-folder per class into a `tf.data.Dataset` of
+episode batches (see `keras_meta.episode`). Examples are indexed by class
+once; each episode is then a pure function of `(seed, episode index)`
+computed in the `tf.data` graph, so a stream is reproducible, resumes at any
+position, and runs without Python in the loop.
+"""
+
+import os
+
+import numpy as np
+
+from keras_meta import episode
+
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+class ClassIndex:
+    """Examples grouped by class, in memory.
+
+    Attributes:
+        examples: NumPy array `[num_examples, ...]`, sorted by class.
+        offsets: Int array `[num_classes]`, first example of each class.
+        counts: Int array `[num_classes]`, examples per class.
+        class_names: List of strings, one per class.
+    """
+
+    def __init__(self, examples, labels, class_names=None):
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                "Episode sources need integer class labels. Received labels "
+                f"of dtype {labels.dtype}. Map labels to integers first, "
+                "e.g. with `dataset.map(lambda x, y: (x, tf.cast(y, "
+                "'int64')))` for whole-number floats."
+            )
+        order = np.argsort(labels, kind="stable")
+        labels = labels[order]
+        self.examples = np.asarray(examples)[order]
+        classes, self.offsets, self.counts = np.unique(
+            labels, return_index=True, return_counts=True
+        )
+        if class_names is None:
+            class_names = [str(c) for c in classes]
+        else:
+            class_names = [class_names[c] for c in classes]
+        self.class_names = list(class_names)
+
+    @property
+    def num_classes(self):
+        return len(self.counts)
+
+    def check_counts(self, num_per_class):
+        short = np.flatnonzero(self.counts < num_per_class)
+        if len(short):
+            name = self.class_names[short[0]]
+            raise ValueError(
+                f"Each class needs at least num_shots + num_queries = "
+                f"{num_per_class} examples, but class '{name}' has "
+                f"{self.counts[short[0]]} ({len(short)} classes are short). "
+                "Lower `num_shots` or `num_queries`, or drop such classes "
+                "with `classes=`."
+            )
+
+
+def _load_folder(directory, image_size, channels):
+    import tensorflow as tf
+
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"`source` '{directory}' is neither a TFDS name nor an existing "
+            "folder. Pass a folder whose leaf sub-folders each hold one "
+            "class's images, a `tf.data.Dataset` or a TFDS dataset name."
+        )
+    paths, labels, names = [], [], []
+    for root, dirs, files in sorted(os.walk(directory)):
+        dirs.sort()
+        images = sorted(
+            f for f in files if f.lower().endswith(_IMAGE_EXTENSIONS)
+        )
+        if images and not dirs:
+            names.append(os.path.relpath(root, directory))
+            paths += [os.path.join(root, f) for f in images]
+            labels += [len(names) - 1] * len(images)
+    if not paths:
+        raise ValueError(
+            f"The folder '{directory}' holds no images ({', '.join(_IMAGE_EXTENSIONS)}) "
+            "in leaf sub-folders. Expected one sub-folder per class, nested "
+            "folders allowed (as in Omniglot's `Alphabet/character/`)."
+        )
+    images = []
+    for path in paths:
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        )
+        images.append(_convert(image, image_size))
+    return _stack(images, paths), np.array(labels), names
+
+
+def _convert(image, image_size):
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    if image_size is not None:
+        image = tf.image.resize(image, image_size, antialias=True)
+    return image.numpy()
+
+
+def _stack(images, names):
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        first = images[0].shape
+        odd = next(i for i, image in enumerate(images) if image.shape != first)
+        raise ValueError(
+            f"Images have different shapes ({names[0]}: {first}, "
+            f"{names[odd]}: {images[odd].shape}). Pass `image_size=(height, "
+            "width)` to resize them all."
+        )
+    return np.stack(images)
+
+
+def _load_dataset(dataset, image_size):
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            "A `tf.data.Dataset` source must yield `(input, label)` pairs. "
+            f"Received elements of spec {spec}. Use `as_supervised=True` "
+            "with TFDS, or `dataset.map(lambda e: (e['image'], e['label']))`."
+        )
+    images, labels = [], []
+    for image, label in dataset.as_numpy_iterator():
+        if np.issubdtype(np.asarray(image).dtype, np.integer) or image_size:
+            image = _convert(tf.convert_to_tensor(image), image_size)
+        images.append(np.asarray(image, "float32"))
+        labels.append(label)
+    if not images:
+        raise ValueError("The source dataset is empty.")
+    return _stack(images, [f"example {i}" for i in range(len(images))]), (
+        np.array(labels)
+    )
+
+
+def _load_tfds(name, split, data_dir, image_size):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir) if isinstance(
+        name, str) else name
+    if split is None:
+        raise ValueError(
+            f"A TFDS source needs `split=`; '{builder.name}' has "
+            f"{sorted(builder.info.splits)}."
+        )
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+            )
+        ) if not _prepared(builder) else None
+    except Exception as error:  # Network or manual-download failures.
+        raise ValueError(
+            f"TFDS could not prepare '{builder.name}' in "
+            f"'{builder.data_dir}': {error}. Prepare it on a machine with "
+            f"network access (`tfds build {builder.name}`) and copy it "
+            "there, or pass `data_dir=`."
+        ) from error
+    # Mocked or partial builders may not know their splits: then TFDS
+    # itself reports a bad one.
+    if builder.info.splits and split not in builder.info.splits:
+        raise ValueError(
+            f"Unknown split '{split}' for '{builder.name}'. Known splits: "
+            f"{sorted(builder.info.splits)}."
+        )
+    dataset = builder.as_dataset(split=split, as_supervised=True)
+    images, labels = _load_dataset(dataset, image_size)
+    names = None
+    label_feature = builder.info.features["label"]
+    if hasattr(label_feature, "names"):
+        names = list(label_feature.names)
+    return images, labels, names
+
+
+def _prepared(builder):
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(
+        os.path.join(builder.data_dir, "dataset_info.json")
+    )
+
+
+def load_class_index(source, *, split=None, classes=None, image_size=None,
+                     channels=None, data_dir=None):
+    """Reads a source into memory, indexed by class.
+
+    Args:
+        source: A TFDS name or builder, a `tf.data.Dataset` of
+            `(input, label)`, or a folder of class sub-folders.
+        split: String, the TFDS split (TFDS sources only).
+        classes: Optional list of class labels (ints) or folder names to
+            keep, in that order; others are dropped.
+        image_size: Optional `(height, width)` to resize images to.
+        channels: Optional int, channels to decode image files to (default:
+            as stored).
+        data_dir: Optional TFDS data directory.
+
+    Returns:
+        A `ClassIndex`.
+    """
+    if _is_dataset(source):
+        images, labels = _load_dataset(source, image_size)
+        names = None
+    elif isinstance(source, (str, os.PathLike)) and (
+        os.sep in str(source) or os.path.exists(source)
+    ):
+        images, labels, names = _load_folder(str(source), image_size, channels)
+    else:
+        images, labels, names = _load_tfds(source, split, data_dir, image_size)
+    if classes is not None:
+        lookup = {}
+        for position, wanted in enumerate(classes):
+            if isinstance(wanted, str):
+                if names is None or wanted not in names:
+                    raise ValueError(
+                        f"Unknown class '{wanted}' in `classes`. The source "
+                        f"names its classes {(names or [])[:10]}..."
+                    )
+                wanted = names.index(wanted)
+            lookup[int(wanted)] = position
+        keep = np.array([int(label) in lookup for label in labels])
+        if not keep.any():
+            raise ValueError(
+                "None of the requested `classes` occurs in the source."
+            )
+        images = images[keep]
+        labels = np.array([lookup[int(label)] for label in labels[keep]])
+        if names is not None:
+            names = [
+                c if isinstance(c, str) else names[int(c)] for c in classes
+            ]
+        else:
+            names = [str(c) for c in classes]
+    return ClassIndex(images, labels, names)
+
+
+def _is_dataset(source):
+    return hasattr(source, "element_spec") and hasattr(source, "take")
+
+
+def _check_positive(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+        value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}."
+        )
+
+
+def episodes(
+    source,
+    *,
+    num_ways,
+    num_shots,
+    num_queries,
+    batch_size,
+    split=None,
+    classes=None,
+    image_size=None,
+    channels=None,
+    rotations=False,
+    seed=None,
+    num_episodes=None,
+    data_dir=None,
+):
+    """N-way K-shot classification episodes from a labelled source.
+
+    Each episode draws `num_ways` distinct classes and, from each,
+    `num_shots + num_queries` distinct examples (support and query are
+    disjoint); the classes get episode labels `0 .. num_ways - 1` in a
+    random order. Episode `i` is a pure function of `(seed, i)`.
+
+    The source is read into memory once, grouped by class: right for the
+    standard few-shot data sets (Omniglot, CIFAR-FS, CUB, mini-ImageNet at
+    84x84 all fit in a few GB).
+
+    Args:
+        source: A TFDS dataset name or builder, a `tf.data.Dataset` of
+            `(input, label)` with integer labels, or a folder in which each
+            leaf sub-folder holds one class's images (nested folders
+            allowed, as in Omniglot's `Alphabet/character/`).
+        num_ways: Int, classes per episode.
+        num_shots: Int, support examples per class.
+        num_queries: Int, query examples per class.
+        batch_size: Int, episodes per batch (meta-batch size).
+        split: String, the TFDS split to read (TFDS sources only).
+        classes: Optional list of labels or folder names to draw from (a
+            class split).
+        image_size: Optional `(height, width)`; images are resized to it.
+            Image values are float32 in [0, 1] either way.
+        channels: Optional int, channels to decode image files to.
+        rotations: Bool. If `True`, each class rotated by 90, 180 and 270
+            degrees is a class of its own (the Omniglot protocol of Santoro
+            et al. 2016 and Vinyals et al. 2016). Defaults to `False`.
+        seed: Optional int. Defaults to a random seed.
+        num_episodes: Optional int. `None` gives an endless stream; an int
+            gives that fixed set of episodes, identical on every pass (the
+            evaluation protocol: 600 fixed test episodes).
+        data_dir: Optional TFDS data directory.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, query_labels)` batches with
+        `support_inputs` `[batch, num_ways * num_shots, ...]`,
+        `support_labels` `[batch, num_ways * num_shots]`, `query_inputs`
+        `[batch, num_ways * num_queries, ...]` and `query_labels`
+        `[batch, num_ways * num_queries]`, ordered by episode label.
+
+    Example:
+
+    ```python
+    train = keras_meta.data.episodes(
+        "omniglot", split="train", num_ways=5, num_shots=1, num_queries=15,
+        batch_size=32, image_size=(28, 28), rotations=True)
+    ```
+    """
+    for name, value in (
+        ("num_ways", num_ways),
+        ("num_shots", num_shots),
+        ("num_queries", num_queries),
+        ("batch_size", batch_size),
+    ):
+        _check_positive(name, value)
+    _check_positive("num_episodes", num_episodes, allow_none=True)
+    index = load_class_index(
+        source, split=split, classes=classes, image_size=image_size,
+        channels=channels, data_dir=data_dir,
+    )
+    return episodes_from_index(
+        index, num_ways=num_ways, num_shots=num_shots,
+        num_queries=num_queries, batch_size=batch_size, rotations=rotations,
+        seed=seed, num_episodes=num_episodes,
+    )
+
+
+def episodes_from_index(index, *, num_ways, num_shots, num_queries,
+                        batch_size, rotations=False, seed=None,
+                        num_episodes=None):
+    """Episodes from a `ClassIndex` (see `episodes()` for the arguments)."""
+    import tensorflow as tf
+
+    per_class = num_shots + num_queries
+    num_base = index.num_classes
+    num_classes = num_base * (4 if rotations else 1)
+    if num_classes < num_ways:
+        raise ValueError(
+            f"Episodes of {num_ways} ways need at least {num_ways} classes, "
+            f"but the source has {num_classes}"
+            f"{' (rotations included)' if rotations else ''}. Lower "
+            "`num_ways` or use a larger split."
+        )
+    index.check_counts(per_class)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    examples = tf.constant(index.examples)
+    offsets = tf.constant(index.offsets, tf.int64)
+    counts = tf.constant(index.counts, tf.int64)
+    max_count = int(index.counts.max())
+
+    def make_episode(episode_index):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), episode_index]), 2
+        )
+        # Distinct classes in a random order: the order is the labelling.
+        chosen = tf.argsort(
+            tf.random.stateless_uniform([num_classes], seeds[0])
+        )[:num_ways]
+        chosen = tf.cast(chosen, tf.int64)
+        base = chosen // 4 if rotations else chosen
+        # Distinct examples per class: the first `per_class` of a random
+        # order in which the class's real examples come first.
+        scores = tf.random.stateless_uniform([num_ways, max_count], seeds[1])
+        valid = tf.range(max_count, dtype=tf.int64)[None] < tf.gather(
+            counts, base
+        )[:, None]
+        scores = tf.where(valid, scores, 2.0)
+        picks = tf.cast(tf.argsort(scores, axis=1)[:, :per_class], tf.int64)
+        positions = tf.gather(offsets, base)[:, None] + picks
+        images = tf.gather(examples, positions)  # [ways, per_class, ...]
+        if rotations:
+            images = tf.map_fn(
+                lambda item: tf.image.rot90(item[0], tf.cast(item[1], tf.int32)),
+                (images, chosen % 4),
+                fn_output_signature=images.dtype,
+            )
+        labels = tf.repeat(tf.range(num_ways, dtype=tf.int32)[:, None],
+                           per_class, axis=1)
+        shape = tf.shape(images)[2:]
+
+        def flat(part):
+            return tf.reshape(part, tf.concat([[-1], shape], 0))
+
+        inputs = {
+            episode.SUPPORT_INPUTS: flat(images[:, :num_shots]),
+            episode.SUPPORT_LABELS: tf.reshape(labels[:, :num_shots], [-1]),
+            episode.QUERY_INPUTS: flat(images[:, num_shots:]),
+        }
+        return inputs, tf.reshape(labels[:, num_shots:], [-1])
+
+    if num_episodes is None:
+        indices = tf.data.Dataset.counter()
+    else:
+        indices = tf.data.Dataset.range(num_episodes)
+    dataset = indices.map(make_episode, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=num_episodes is None)
+    return dataset.prefetch(tf.data.AUTOTUNE)

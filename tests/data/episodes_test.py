@@ -1,0 +1,219 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import parameterized
+
+from keras_meta import data
+from keras_meta import testing
+
+pytestmark = pytest.mark.tensorflow_only
+
+
+def _identity_source(counts, shape=(4, 4, 1)):
+    """Examples whose pixels all hold their example id (from 1)."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    ids = np.arange(1, len(labels) + 1, dtype="float32")
+    images = np.ones((len(labels),) + shape, "float32") * ids[:, None, None, None]
+    return tf.data.Dataset.from_tensor_slices((images, labels)), labels
+
+
+def _ids(images):
+    images = np.asarray(images)
+    return images.reshape(images.shape[0], -1)[:, 0].astype(int)
+
+
+class EpisodesTest(testing.TestCase):
+    def test_invariants(self):
+        counts = [20, 8, 12, 20, 9, 15, 20, 30]
+        source, labels = _identity_source(counts)
+        ways, shots, queries = 4, 2, 3
+        dataset = data.episodes(source, num_ways=ways, num_shots=shots,
+                                num_queries=queries, batch_size=5, seed=1,
+                                num_episodes=60)
+        seen_classes = set()
+        for inputs, query_labels in dataset.as_numpy_iterator():
+            self.assertEqual(inputs["support_inputs"].shape[1:],
+                             (ways * shots, 4, 4, 1))
+            self.assertEqual(inputs["query_inputs"].shape[1:],
+                             (ways * queries, 4, 4, 1))
+            for t in range(len(query_labels)):
+                support = _ids(inputs["support_inputs"][t])
+                query = _ids(inputs["query_inputs"][t])
+                both = np.concatenate([support, query])
+                self.assertEqual(len(set(both)), len(both))  # no repeats
+                s_y, q_y = inputs["support_labels"][t], query_labels[t]
+                self.assertEqual(sorted(np.bincount(s_y)), [shots] * ways)
+                self.assertEqual(sorted(np.bincount(q_y)), [queries] * ways)
+                classes = {}
+                for ids, ys in ((support, s_y), (query, q_y)):
+                    for i, y in zip(ids, ys):
+                        classes.setdefault(int(y), set()).add(labels[i - 1])
+                # Each episode label is one class; labels name distinct ones.
+                self.assertTrue(all(len(c) == 1 for c in classes.values()))
+                drawn = [next(iter(c)) for c in classes.values()]
+                self.assertEqual(len(set(drawn)), ways)
+                seen_classes.update(drawn)
+        self.assertEqual(seen_classes, set(range(len(counts))))
+
+    def test_label_permutation_varies(self):
+        source, labels = _identity_source([10] * 5)
+        dataset = data.episodes(source, num_ways=5, num_shots=1,
+                                num_queries=1, batch_size=20, seed=0,
+                                num_episodes=20)
+        inputs, _ = next(dataset.as_numpy_iterator())
+        first_class = {labels[_ids(x)[0] - 1] for x in inputs["support_inputs"]}
+        self.assertGreater(len(first_class), 1)
+
+    def test_determinism(self):
+        source, _ = _identity_source([10] * 6)
+
+        def take(seed, num_episodes=None):
+            dataset = data.episodes(source, num_ways=3, num_shots=1,
+                                    num_queries=2, batch_size=4, seed=seed,
+                                    num_episodes=num_episodes)
+            return [b[0]["query_inputs"] for b in
+                    dataset.take(3).as_numpy_iterator()]
+
+        self.assertAllClose(take(7), take(7), atol=0, rtol=0)
+        self.assertFalse(np.array_equal(take(7)[0], take(8)[0]))
+        fixed = data.episodes(source, num_ways=3, num_shots=1, num_queries=2,
+                              batch_size=4, seed=3, num_episodes=10)
+        first = list(fixed.as_numpy_iterator())
+        second = list(fixed.as_numpy_iterator())
+        self.assertEqual([len(b[1]) for b in first], [4, 4, 2])
+        for a, b in zip(first, second):
+            self.assertAllClose(a[0]["support_inputs"], b[0]["support_inputs"],
+                                atol=0, rtol=0)
+
+    def test_classes_restrict_the_split(self):
+        source, labels = _identity_source([6] * 10)
+        dataset = data.episodes(source, num_ways=3, num_shots=1,
+                                num_queries=1, batch_size=8, seed=0,
+                                classes=[2, 5, 7, 9], num_episodes=40)
+        drawn = set()
+        for inputs, _ in dataset.as_numpy_iterator():
+            for task in inputs["support_inputs"]:
+                drawn.update(labels[_ids(task) - 1].tolist())
+        self.assertEqual(drawn, {2, 5, 7, 9})
+
+    def test_rotations_are_classes(self):
+        # One class with one asymmetric image per example.
+        base = np.zeros((6, 3, 3, 1), "float32")
+        base[:, 0, 0, 0] = 1.0
+        base[:, 2, 1, 0] = np.arange(6) + 2.0
+        source = tf.data.Dataset.from_tensor_slices(
+            (base, np.zeros(6, "int64")))
+        dataset = data.episodes(source, num_ways=4, num_shots=1,
+                                num_queries=1, batch_size=1, seed=0,
+                                rotations=True, num_episodes=5)
+        for inputs, _ in dataset.as_numpy_iterator():
+            images = np.concatenate(
+                [inputs["support_inputs"][0], inputs["query_inputs"][0]])
+            labels = np.concatenate(
+                [inputs["support_labels"][0], np.repeat(np.arange(4), 1)])
+            corners = []
+            for label in range(4):
+                group = images[labels == label]
+                # Where the marker pixel went tells the rotation.
+                spots = {tuple(np.argwhere(g[..., 0] == 1.0)[0]) for g in group}
+                self.assertEqual(len(spots), 1)
+                corners.append(spots.pop())
+            self.assertEqual(len(set(corners)), 4)
+
+    def test_image_folder(self):
+        directory = self.get_temp_dir()
+        rng = np.random.default_rng(0)
+        for alphabet, characters in (("Alpha", 3), ("Beta", 2)):
+            for c in range(characters):
+                folder = os.path.join(directory, alphabet, f"character{c:02d}")
+                os.makedirs(folder)
+                for k in range(4):
+                    pixels = rng.integers(0, 256, (10, 10, 1), dtype=np.uint8)
+                    tf.io.write_file(os.path.join(folder, f"{k}.png"),
+                                     tf.io.encode_png(pixels))
+        index = data.load_class_index(directory, image_size=(6, 6))
+        self.assertEqual(index.class_names[0], os.path.join("Alpha", "character00"))
+        self.assertEqual(index.num_classes, 5)
+        self.assertEqual(index.examples.shape, (20, 6, 6, 1))
+        self.assertTrue(0.0 <= index.examples.min() <= index.examples.max() <= 1.0)
+        dataset = data.episodes(directory, num_ways=5, num_shots=2,
+                                num_queries=2, batch_size=2, image_size=(6, 6),
+                                seed=0, classes=None)
+        inputs, labels = next(iter(dataset))
+        self.assertEqual(tuple(inputs["support_inputs"].shape), (2, 10, 6, 6, 1))
+        self.assertEqual(inputs["support_inputs"].dtype, tf.float32)
+
+    def test_tfds_source_with_mock_data(self):
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=300):
+            dataset = data.episodes("mnist", split="train", num_ways=5,
+                                    num_shots=1, num_queries=2, batch_size=2,
+                                    seed=0)
+            inputs, labels = next(iter(dataset))
+        self.assertEqual(tuple(inputs["query_inputs"].shape), (2, 10, 28, 28, 1))
+        self.assertLessEqual(float(tf.reduce_max(inputs["query_inputs"])), 1.0)
+
+    def test_trains_maml(self):
+        # Episodes plug straight into a MetaModel.
+        import keras
+
+        from keras_meta import MAML
+
+        source, _ = _identity_source([6] * 6, shape=(6, 6, 1))
+        dataset = data.episodes(source, num_ways=3, num_shots=1,
+                                num_queries=2, batch_size=2, seed=0)
+        maml = MAML(testing.tiny_classifier(num_ways=3), inner_learning_rate=0.1)
+        maml.compile(optimizer="sgd", loss=keras.losses.
+                     SparseCategoricalCrossentropy(from_logits=True))
+        history = maml.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+
+class EpisodesErrorsTest(testing.TestCase):
+    def _source(self, counts=(5, 5, 2)):
+        return _identity_source(list(counts))[0]
+
+    def test_small_class_is_named(self):
+        with self.assertRaisesRegex(ValueError, "class '2' has 2"):
+            data.episodes(self._source(), num_ways=2, num_shots=2,
+                          num_queries=1, batch_size=1)
+
+    def test_too_few_classes(self):
+        with self.assertRaisesRegex(ValueError, "at least 5 classes"):
+            data.episodes(self._source((5, 5)), num_ways=5, num_shots=1,
+                          num_queries=1, batch_size=1)
+
+    def test_non_integer_labels(self):
+        source = tf.data.Dataset.from_tensor_slices(
+            (np.zeros((4, 2, 2, 1), "float32"), np.array([0.5, 1, 1, 2])))
+        with self.assertRaisesRegex(ValueError, "integer class labels"):
+            data.episodes(source, num_ways=2, num_shots=1, num_queries=1,
+                          batch_size=1)
+
+    def test_mixed_image_sizes(self):
+        directory = self.get_temp_dir()
+        for c, size in enumerate((8, 9)):
+            folder = os.path.join(directory, f"class{c}")
+            os.makedirs(folder)
+            tf.io.write_file(os.path.join(folder, "a.png"), tf.io.encode_png(
+                np.zeros((size, size, 1), np.uint8)))
+        with self.assertRaisesRegex(ValueError, "image_size=\\(height"):
+            data.load_class_index(directory)
+
+    def test_empty_folder(self):
+        with self.assertRaisesRegex(ValueError, "holds no images"):
+            data.load_class_index(self.get_temp_dir())
+
+    @parameterized.named_parameters(
+        ("ways", {"num_ways": 0}, "num_ways"),
+        ("shots", {"num_shots": -1}, "num_shots"),
+        ("episodes", {"num_episodes": 0}, "num_episodes"),
+    )
+    def test_bad_counts(self, override, message):
+        kwargs = dict(num_ways=2, num_shots=1, num_queries=1, batch_size=1)
+        kwargs.update(override)
+        with self.assertRaisesRegex(ValueError, message):
+            data.episodes(self._source(), **kwargs)
