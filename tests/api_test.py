@@ -21,7 +21,8 @@ class APITest(testing.TestCase):
             keras_meta.algorithms: ["MAML", "MetaModel"],
             keras_meta.data: [
                 "ClassIndex", "episodes", "episodes_from_index",
-                "load_class_index", "sinusoid", "sinusoid_parameters",
+                "load_class_index", "plot_episode", "sinusoid",
+                "sinusoid_parameters",
             ],
             keras_meta.models: ["conv4", "mlp"],
             keras_meta.inner: ["gradient_descent", "gradient_step"],

@@ -8,6 +8,7 @@ from keras_meta.data.episodes import ClassIndex
 from keras_meta.data.episodes import episodes
 from keras_meta.data.episodes import episodes_from_index
 from keras_meta.data.episodes import load_class_index
+from keras_meta.data.plotting import plot_episode
 from keras_meta.data.sinusoid import sinusoid
 from keras_meta.data.sinusoid import sinusoid_parameters
 
@@ -16,6 +17,7 @@ __all__ = [
     "episodes",
     "episodes_from_index",
     "load_class_index",
+    "plot_episode",
     "sinusoid",
     "sinusoid_parameters",
 ]

@@ -131,6 +131,18 @@ def _load_dataset(dataset, image_size):
             f"Received elements of spec {spec}. Use `as_supervised=True` "
             "with TFDS, or `dataset.map(lambda e: (e['image'], e['label']))`."
         )
+    image_spec = spec[0]
+    if image_spec.shape.is_fully_defined() and image_size is None:
+        # Same-shaped examples: read in large batches, not one by one.
+        images, labels = [], []
+        for image, label in dataset.batch(4096).as_numpy_iterator():
+            if np.issubdtype(image.dtype, np.integer):
+                image = _convert(tf.convert_to_tensor(image), None)
+            images.append(np.asarray(image, "float32"))
+            labels.append(label)
+        if not images:
+            raise ValueError("The source dataset is empty.")
+        return np.concatenate(images), np.concatenate(labels)
     images, labels = [], []
     for image, label in dataset.as_numpy_iterator():
         if np.issubdtype(np.asarray(image).dtype, np.integer) or image_size:

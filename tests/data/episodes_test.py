@@ -172,6 +172,22 @@ class EpisodesTest(testing.TestCase):
         self.assertTrue(np.isfinite(history.history["loss"][0]))
 
 
+class PlotEpisodeTest(testing.TestCase):
+    def test_writes_png(self):
+        source, _ = _identity_source([5] * 4, shape=(8, 8, 1))
+        batch = next(iter(data.episodes(source, num_ways=3, num_shots=1,
+                                        num_queries=2, batch_size=2, seed=0)))
+        path = os.path.join(self.get_temp_dir(), "episode.png")
+        self.assertEqual(data.plot_episode(batch, path, task=1), path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_rejects_non_images(self):
+        batch = next(iter(data.sinusoid(batch_size=2)))
+        with self.assertRaisesRegex(ValueError, "draws image episodes"):
+            data.plot_episode(batch, "unused.png")
+
+
 class EpisodesErrorsTest(testing.TestCase):
     def _source(self, counts=(5, 5, 2)):
         return _identity_source(list(counts))[0]
