@@ -78,6 +78,46 @@ class MAMLOracleTest(testing.TestCase):
         actual = np.concatenate([gradient[0], gradient[1][:, None]])
         np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-12)
 
+    def test_inner_loss_closed_form(self):
+        # Adapt with squared error, score the query set with absolute error:
+        # the meta-gradient of mean |A_q theta' - y_q| is J^T A_q^T sign(r) / n
+        # with J = (I - rate H)^steps from the squared-error inner steps.
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.linear_regression_episodes()
+        rate, steps = 0.1, 2
+        maml = MAML(
+            _linear_model(3),
+            inner_learning_rate=rate,
+            num_inner_steps=steps,
+            inner_loss=keras.losses.MeanSquaredError(),
+        )
+        maml.compile(loss="mae")
+        kernel, bias = (v.numpy() for v in maml.model.trainable_variables)
+        theta = np.concatenate([kernel, bias[:, None]])
+        grads = []
+        for t in range(len(labels)):
+            xs, ys = inputs["support_inputs"][t], inputs["support_labels"][t]
+            a = np.concatenate([xs, np.ones((len(xs), 1))], axis=1)
+            aq = np.concatenate(
+                [inputs["query_inputs"][t], np.ones((len(labels[t]), 1))], 1
+            )
+            fast = theta.copy()
+            for _ in range(steps):
+                fast = fast - rate * 2.0 / len(a) * a.T @ (a @ fast - ys)
+            jacobian = np.linalg.matrix_power(
+                np.eye(4) - rate * 2.0 / len(a) * a.T @ a, steps
+            )
+            residual = aq @ fast - labels[t]
+            grads.append(jacobian.T @ aq.T @ np.sign(residual) / len(aq))
+        gradient = testing.meta_gradient(maml, inputs, labels)
+        actual = np.concatenate([gradient[0], gradient[1][:, None]])
+        np.testing.assert_allclose(
+            actual, np.mean(grads, axis=0), rtol=1e-10, atol=1e-12
+        )
+        # The inner loss survives a config round trip.
+        clone = MAML.from_config(maml.get_config())
+        self.assertIsInstance(clone.inner_loss, keras.losses.MeanSquaredError)
+
     def test_first_and_second_order_differ(self):
         # The oracle above can tell the two apart on this data.
         keras.config.set_floatx("float64")
