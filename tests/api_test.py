@@ -20,9 +20,9 @@ class APITest(testing.TestCase):
         expected = {
             keras_meta.algorithms: ["MAML", "MetaModel"],
             keras_meta.data: [
-                "ClassIndex", "episodes", "episodes_from_index",
+                "ClassIndex", "benchmarks", "episodes", "episodes_from_index",
                 "load_class_index", "plot_episode", "sinusoid",
-                "sinusoid_parameters",
+                "sinusoid_parameters", "splits",
             ],
             keras_meta.models: ["conv4", "mlp"],
             keras_meta.inner: ["gradient_descent", "gradient_step"],

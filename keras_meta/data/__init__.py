@@ -4,6 +4,8 @@ TensorFlow is imported when a pipeline is built, not at import, so that
 `import keras_meta` works on the JAX backend without TensorFlow.
 """
 
+from keras_meta.data import benchmarks
+from keras_meta.data import splits
 from keras_meta.data.episodes import ClassIndex
 from keras_meta.data.episodes import episodes
 from keras_meta.data.episodes import episodes_from_index
@@ -14,10 +16,12 @@ from keras_meta.data.sinusoid import sinusoid_parameters
 
 __all__ = [
     "ClassIndex",
+    "benchmarks",
     "episodes",
     "episodes_from_index",
     "load_class_index",
     "plot_episode",
     "sinusoid",
     "sinusoid_parameters",
+    "splits",
 ]

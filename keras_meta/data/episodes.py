@@ -25,9 +25,11 @@ class ClassIndex:
         offsets: Int array `[num_classes]`, first example of each class.
         counts: Int array `[num_classes]`, examples per class.
         class_names: List of strings, one per class.
+        groups: Int array `[num_classes]` or `None`, a group per class
+            (Omniglot's alphabet), for within-group episodes.
     """
 
-    def __init__(self, examples, labels, class_names=None):
+    def __init__(self, examples, labels, class_names=None, groups=None):
         labels = np.asarray(labels)
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
@@ -41,6 +43,11 @@ class ClassIndex:
         self.examples = np.asarray(examples)[order]
         classes, self.offsets, self.counts = np.unique(
             labels, return_index=True, return_counts=True
+        )
+        # The group (Omniglot's alphabet) of each class, if any.
+        self.groups = (
+            None if groups is None
+            else np.asarray(groups)[order][self.offsets]
         )
         if class_names is None:
             class_names = [str(c) for c in classes]
@@ -156,51 +163,23 @@ def _load_dataset(dataset, image_size):
     )
 
 
-def _load_tfds(name, split, data_dir, image_size):
-    import tensorflow_datasets as tfds
+def _load_tfds(name, split, data_dir, image_size, channels):
+    from keras_meta.data.tfds_source import load_tfds
 
-    builder = tfds.builder(name, data_dir=data_dir) if isinstance(
-        name, str) else name
     if split is None:
         raise ValueError(
-            f"A TFDS source needs `split=`; '{builder.name}' has "
-            f"{sorted(builder.info.splits)}."
+            f"A TFDS source needs `split=` (e.g. split='train'). Received "
+            f"source={name!r} without one."
         )
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-            )
-        ) if not _prepared(builder) else None
-    except Exception as error:  # Network or manual-download failures.
-        raise ValueError(
-            f"TFDS could not prepare '{builder.name}' in "
-            f"'{builder.data_dir}': {error}. Prepare it on a machine with "
-            f"network access (`tfds build {builder.name}`) and copy it "
-            "there, or pass `data_dir=`."
-        ) from error
-    # Mocked or partial builders may not know their splits: then TFDS
-    # itself reports a bad one.
-    if builder.info.splits and split not in builder.info.splits:
-        raise ValueError(
-            f"Unknown split '{split}' for '{builder.name}'. Known splits: "
-            f"{sorted(builder.info.splits)}."
-        )
-    dataset = builder.as_dataset(split=split, as_supervised=True)
-    images, labels = _load_dataset(dataset, image_size)
+    images, labels, _, _, builder = load_tfds(
+        name, splits=[split], image_size=image_size, channels=channels,
+        data_dir=data_dir,
+    )
     names = None
     label_feature = builder.info.features["label"]
     if hasattr(label_feature, "names"):
         names = list(label_feature.names)
     return images, labels, names
-
-
-def _prepared(builder):
-    import tensorflow as tf
-
-    return tf.io.gfile.exists(
-        os.path.join(builder.data_dir, "dataset_info.json")
-    )
 
 
 def load_class_index(source, *, split=None, classes=None, image_size=None,
@@ -229,7 +208,9 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
     ):
         images, labels, names = _load_folder(str(source), image_size, channels)
     else:
-        images, labels, names = _load_tfds(source, split, data_dir, image_size)
+        images, labels, names = _load_tfds(
+            source, split, data_dir, image_size, channels
+        )
     if classes is not None:
         lookup = {}
         for position, wanted in enumerate(classes):
@@ -359,8 +340,14 @@ def episodes(
 
 def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                         batch_size, rotations=False, seed=None,
-                        num_episodes=None):
-    """Episodes from a `ClassIndex` (see `episodes()` for the arguments)."""
+                        num_episodes=None, within_groups=False):
+    """Episodes from a `ClassIndex` (see `episodes()` for the arguments).
+
+    With `within_groups=True`, each episode first draws one group of the
+    index (an Omniglot alphabet) among those with at least `num_ways`
+    classes, then its classes from that group alone (Lake et al.'s
+    within-alphabet protocol).
+    """
     import tensorflow as tf
 
     per_class = num_shots + num_queries
@@ -376,6 +363,32 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
     index.check_counts(per_class)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
+    if within_groups:
+        if index.groups is None:
+            raise ValueError(
+                "`within_groups=True` needs a class index with groups "
+                "(such as Omniglot's alphabets)."
+            )
+        if rotations:
+            raise ValueError(
+                "`within_groups=True` and `rotations=True` do not combine."
+            )
+        group_ids, group_of_class = np.unique(index.groups, return_inverse=True)
+        members = np.argsort(group_of_class, kind="stable")
+        group_counts = np.bincount(group_of_class)
+        group_offsets = np.concatenate([[0], np.cumsum(group_counts)[:-1]])
+        eligible = np.flatnonzero(group_counts >= num_ways)
+        if not len(eligible):
+            raise ValueError(
+                f"Within-group episodes of {num_ways} ways need a group with "
+                f"at least {num_ways} classes; the largest has "
+                f"{group_counts.max()}."
+            )
+        members_t = tf.constant(members, tf.int64)
+        group_counts_t = tf.constant(group_counts, tf.int64)
+        group_offsets_t = tf.constant(group_offsets, tf.int64)
+        eligible_t = tf.constant(eligible, tf.int64)
+        max_group = int(group_counts.max())
     examples = tf.constant(index.examples)
     offsets = tf.constant(index.offsets, tf.int64)
     counts = tf.constant(index.counts, tf.int64)
@@ -383,13 +396,30 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
 
     def make_episode(episode_index):
         seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), episode_index]), 2
+            tf.stack([tf.constant(seed, tf.int64), episode_index]), 3
         )
-        # Distinct classes in a random order: the order is the labelling.
-        chosen = tf.argsort(
-            tf.random.stateless_uniform([num_classes], seeds[0])
-        )[:num_ways]
-        chosen = tf.cast(chosen, tf.int64)
+        if within_groups:
+            pick = tf.random.stateless_uniform(
+                [], seeds[2], 0, len(eligible), dtype=tf.int64
+            )
+            group = tf.gather(eligible_t, pick)
+            scores = tf.random.stateless_uniform([max_group], seeds[0])
+            scores = tf.where(
+                tf.range(max_group, dtype=tf.int64)
+                < tf.gather(group_counts_t, group),
+                scores,
+                2.0,
+            )
+            local = tf.cast(tf.argsort(scores)[:num_ways], tf.int64)
+            chosen = tf.gather(
+                members_t, tf.gather(group_offsets_t, group) + local
+            )
+        else:
+            # Distinct classes in a random order: the order is the labels.
+            chosen = tf.argsort(
+                tf.random.stateless_uniform([num_classes], seeds[0])
+            )[:num_ways]
+            chosen = tf.cast(chosen, tf.int64)
         base = chosen // 4 if rotations else chosen
         # Distinct examples per class: the first `per_class` of a random
         # order in which the class's real examples come first.
