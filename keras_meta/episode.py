@@ -11,6 +11,11 @@ An episode batch is an ordinary Keras batch `(inputs, query_labels)` or
 | `query_labels`              | `[tasks, num_query, ...]`   |
 | `sample_weight`             | `[tasks, num_query]`        |
 
+Episodes padded to a fixed shape (variable-way, variable-shot) add
+`inputs["support_weights"]` of shape `[tasks, num_support]`, 1 for real
+support examples and 0 for padding, and mark real queries with
+`sample_weight`.
+
 The leading dimension is the meta-batch of tasks, so distribution strategies
 split tasks across replicas. Classification labels are integers counted
 within the episode, `0 .. num_ways - 1`.
@@ -21,6 +26,7 @@ import numpy as np
 SUPPORT_INPUTS = "support_inputs"
 SUPPORT_LABELS = "support_labels"
 QUERY_INPUTS = "query_inputs"
+SUPPORT_WEIGHTS = "support_weights"
 EPISODE_KEYS = (QUERY_INPUTS, SUPPORT_INPUTS, SUPPORT_LABELS)
 
 
@@ -87,6 +93,17 @@ def check_episode_inputs(inputs, owner):
             f"`{owner}` expects one support label per support example. "
             f"Received {num_support} support examples and {num_labels} "
             "support labels per task."
+        )
+    weights = inputs.get(SUPPORT_WEIGHTS)
+    if weights is not None and (
+        len(weights.shape) != 2
+        or None not in (_static_dim(weights, 1), num_support)
+        and _static_dim(weights, 1) != num_support
+    ):
+        raise ValueError(
+            f"`{owner}` expects `inputs['{SUPPORT_WEIGHTS}']` of shape "
+            f"[tasks, num_support] = [tasks, {num_support}], one weight per "
+            f"support example. Received shape {tuple(weights.shape)}."
         )
     if tuple(support.shape[2:]) != tuple(query.shape[2:]):
         raise ValueError(

@@ -102,14 +102,18 @@ class MAML(MetaModel):
     def inner_steps(self, training):
         return self.num_inner_steps if training else self.eval_inner_steps
 
-    def adapt_task(self, params, support_inputs, support_labels, training):
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
         loss_fn = self.inner_loss_fn()
 
         def support_objective(weights, state):
             predictions, state = self.run_model(
                 weights, state, support_inputs, training
             )
-            return self.support_loss(support_labels, predictions, loss_fn), state
+            loss = self.support_loss(
+                support_labels, predictions, loss_fn, support_weights
+            )
+            return loss, state
 
         return inner.gradient_descent(
             support_objective,

@@ -58,8 +58,10 @@ class MetaModel(keras.Model):
 
     Subclasses implement three hooks:
 
-    - `adapt_task(params, support_inputs, support_labels, training)`: one
-      task's adaptation, returning a task state (fast weights, prototypes).
+    - `adapt_task(params, support_inputs, support_labels, training,
+      support_weights=None)`: one task's adaptation, returning a task state
+      (fast weights, prototypes). `support_weights` (0 for padding) comes
+      with padded variable-way or variable-shot episodes.
     - `predict_task(params, task_state, query_inputs, training)`: query
       predictions from that state.
     - `build_adapted_model(task_state, support_inputs)`: an ordinary
@@ -170,7 +172,8 @@ class MetaModel(keras.Model):
             ],
         }
 
-    def adapt_task(self, params, support_inputs, support_labels, training):
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
         raise NotImplementedError(
             f"`{type(self).__name__}` must implement `adapt_task()`."
         )
@@ -226,12 +229,25 @@ class MetaModel(keras.Model):
             return loss.call
         return loss
 
-    def support_loss(self, labels, predictions, loss_fn=None):
-        """Mean of the unreduced inner loss over one task's examples."""
+    def support_loss(self, labels, predictions, loss_fn=None, weights=None):
+        """Mean of the unreduced inner loss over one task's examples.
+
+        With `weights` (0 for padding), the weighted mean over real ones.
+        """
         loss_fn = loss_fn or self.inner_loss_fn()
         if "float" in str(labels.dtype):
             labels = ops.cast(labels, predictions.dtype)
-        return ops.mean(loss_fn(labels, predictions))
+        losses = loss_fn(labels, predictions)
+        if weights is None:
+            return ops.mean(losses)
+        weights = ops.cast(weights, losses.dtype)
+        weights = ops.reshape(
+            weights, ops.shape(weights) + (1,) * (len(losses.shape) - 1)
+        )
+        weights = ops.broadcast_to(weights, ops.shape(losses))
+        return ops.sum(losses * weights) / ops.maximum(
+            ops.sum(weights), ops.cast(1e-12, losses.dtype)
+        )
 
     # ------------------------------------------------------------------
     # Keras integration.
@@ -250,23 +266,29 @@ class MetaModel(keras.Model):
         params = self.meta_parameters()
         training = bool(training)
 
+        weighted = inputs.get(episode.SUPPORT_WEIGHTS) is not None
+
         def adapt_and_predict(task):
-            support_inputs, support_labels, query_inputs = task
+            support_inputs, support_labels, query_inputs = task[:3]
             task_state = self.adapt_task(
-                params, support_inputs, support_labels, training
+                params, support_inputs, support_labels, training,
+                support_weights=task[3] if weighted else None,
             )
             return self.predict_task(
                 params, task_state, query_inputs, training
             )
 
         query_inputs = inputs[episode.QUERY_INPUTS]
+        elements = (
+            inputs[episode.SUPPORT_INPUTS],
+            inputs[episode.SUPPORT_LABELS],
+            query_inputs,
+        )
+        if weighted:
+            elements += (inputs[episode.SUPPORT_WEIGHTS],)
         return backend.map_tasks(
             adapt_and_predict,
-            (
-                inputs[episode.SUPPORT_INPUTS],
-                inputs[episode.SUPPORT_LABELS],
-                query_inputs,
-            ),
+            elements,
             lambda: self._output_dtype(query_inputs),
         )
 

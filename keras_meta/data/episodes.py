@@ -242,6 +242,24 @@ def _is_dataset(source):
     return hasattr(source, "element_spec") and hasattr(source, "take")
 
 
+def _count_range(name, value):
+    """`(low, high)` from an int or a `(low, high)` pair of counts."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(
+            f"`{name}` must be a positive integer or a `(low, high)` pair. "
+            f"Received: {name}={value!r}."
+        )
+    for part in pair:
+        _check_positive(name, part)
+    if pair[0] > pair[1]:
+        raise ValueError(
+            f"`{name}` must be `(low, high)` with low <= high. Received: "
+            f"{name}={value!r}."
+        )
+    return int(pair[0]), int(pair[1])
+
+
 def _check_positive(name, value, allow_none=False):
     if value is None and allow_none:
         return
@@ -285,8 +303,13 @@ def episodes(
             `(input, label)` with integer labels, or a folder in which each
             leaf sub-folder holds one class's images (nested folders
             allowed, as in Omniglot's `Alphabet/character/`).
-        num_ways: Int, classes per episode.
-        num_shots: Int, support examples per class.
+        num_ways: Int, classes per episode, or a `(low, high)` range: each
+            episode then draws its number of ways uniformly from it.
+        num_shots: Int, support examples per class, or a `(low, high)`
+            range drawn per class (imbalanced shots). With ranges, episodes
+            are padded to `high` ways and shots: `inputs["support_weights"]`
+            and the batch's `sample_weight` are 0 on padding, which the
+            meta-learners and compiled metrics ignore.
         num_queries: Int, query examples per class.
         batch_size: Int, episodes per batch (meta-batch size).
         split: String, the TFDS split to read (TFDS sources only).
@@ -319,9 +342,9 @@ def episodes(
         batch_size=32, image_size=(28, 28), rotations=True)
     ```
     """
+    _count_range("num_ways", num_ways)
+    _count_range("num_shots", num_shots)
     for name, value in (
-        ("num_ways", num_ways),
-        ("num_shots", num_shots),
         ("num_queries", num_queries),
         ("batch_size", batch_size),
     ):
@@ -350,6 +373,11 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
     """
     import tensorflow as tf
 
+    ways_range = _count_range("num_ways", num_ways)
+    shots_range = _count_range("num_shots", num_shots)
+    variable = ways_range[0] < ways_range[1] or shots_range[0] < shots_range[1]
+    # Shapes are those of the largest episode; smaller ones are padded.
+    num_ways, num_shots = ways_range[1], shots_range[1]
     per_class = num_shots + num_queries
     num_base = index.num_classes
     num_classes = num_base * (4 if rotations else 1)
@@ -396,7 +424,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
 
     def make_episode(episode_index):
         seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), episode_index]), 3
+            tf.stack([tf.constant(seed, tf.int64), episode_index]), 5
         )
         if within_groups:
             pick = tf.random.stateless_uniform(
@@ -449,7 +477,30 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
             episode.SUPPORT_LABELS: tf.reshape(labels[:, :num_shots], [-1]),
             episode.QUERY_INPUTS: flat(images[:, num_shots:]),
         }
-        return inputs, tf.reshape(labels[:, num_shots:], [-1])
+        query_labels = tf.reshape(labels[:, num_shots:], [-1])
+        if not variable:
+            return inputs, query_labels
+        # Variable-way, variable-shot (as in Meta-Dataset): this episode's
+        # ways, and shots drawn per class. Padding slots hold real images
+        # of the drawn classes and get weight 0.
+        ways = tf.random.stateless_uniform(
+            [], seeds[3], ways_range[0], ways_range[1] + 1, dtype=tf.int32
+        )
+        shots = tf.random.stateless_uniform(
+            [num_ways], seeds[4], shots_range[0], shots_range[1] + 1,
+            dtype=tf.int32,
+        )
+        real_way = tf.range(num_ways) < ways
+        support_mask = tf.logical_and(
+            tf.range(num_shots)[None] < shots[:, None], real_way[:, None]
+        )
+        query_mask = tf.tile(real_way[:, None], [1, num_queries])
+        inputs[episode.SUPPORT_WEIGHTS] = tf.reshape(
+            tf.cast(support_mask, tf.float32), [-1]
+        )
+        return inputs, query_labels, tf.reshape(
+            tf.cast(query_mask, tf.float32), [-1]
+        )
 
     if num_episodes is None:
         indices = tf.data.Dataset.counter()

@@ -233,3 +233,80 @@ class EpisodesErrorsTest(testing.TestCase):
         kwargs.update(override)
         with self.assertRaisesRegex(ValueError, message):
             data.episodes(self._source(), **kwargs)
+
+
+class VariableEpisodesTest(testing.TestCase):
+    def test_variable_ways_and_shots(self):
+        counts = [12] * 10
+        source, labels = _identity_source(counts)
+        dataset = data.episodes(source, num_ways=(2, 5), num_shots=(1, 4),
+                                num_queries=2, batch_size=8, seed=0,
+                                num_episodes=80)
+        ways_seen, shots_seen = set(), set()
+        for inputs, query_labels, query_weights in dataset.as_numpy_iterator():
+            self.assertEqual(inputs["support_inputs"].shape[1], 20)
+            self.assertEqual(inputs["query_inputs"].shape[1], 10)
+            for t in range(len(query_labels)):
+                s_w = inputs["support_weights"][t].reshape(5, 4)
+                q_w = query_weights[t].reshape(5, 2)
+                ways = int(q_w[:, 0].sum())
+                ways_seen.add(ways)
+                # Real ways come first; their queries all count.
+                self.assertTrue(np.all(q_w[:ways] == 1))
+                self.assertTrue(np.all(q_w[ways:] == 0))
+                self.assertTrue(np.all(s_w[ways:] == 0))
+                shots = s_w[:ways].sum(axis=1).astype(int)
+                shots_seen.update(shots.tolist())
+                self.assertTrue(np.all((shots >= 1) & (shots <= 4)))
+                # Real support examples are distinct and disjoint from
+                # the real queries.
+                s_ids = _ids(inputs["support_inputs"][t]).reshape(5, 4)
+                q_ids = _ids(inputs["query_inputs"][t]).reshape(5, 2)
+                real = np.concatenate([s_ids[s_w == 1], q_ids[q_w == 1]])
+                self.assertEqual(len(set(real)), len(real))
+        self.assertEqual(ways_seen, {2, 3, 4, 5})
+        self.assertEqual(shots_seen, {1, 2, 3, 4})
+
+    def test_padding_is_ignored_by_maml(self):
+        import keras
+
+        from keras_meta import MAML
+
+        source, _ = _identity_source([8] * 6, shape=(6, 6, 1))
+        dataset = data.episodes(source, num_ways=(2, 3), num_shots=(1, 2),
+                                num_queries=2, batch_size=2, seed=0,
+                                num_episodes=4)
+        inputs, labels, weights = next(dataset.as_numpy_iterator())
+        maml = MAML(testing.tiny_classifier(num_ways=3), inner_learning_rate=0.5)
+        maml.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        before = maml.predict(inputs, verbose=0)
+        # Changing padded support examples changes nothing but BatchNorm
+        # statistics; a model without BatchNorm must predict the same.
+        model = keras.Sequential([keras.Input((6, 6, 1)),
+                                  keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+        plain = MAML(model, inner_learning_rate=0.5)
+        plain.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        reference = plain.predict(inputs, verbose=0)
+        changed = dict(inputs)
+        pad = inputs["support_weights"] == 0
+        support = inputs["support_inputs"].copy()
+        support[pad] = 123.0
+        changed["support_inputs"] = support
+        self.assertTrue(pad.any())
+        self.assertAllClose(plain.predict(changed, verbose=0), reference,
+                            atol=1e-5, rtol=1e-5)
+        self.assertEqual(before.shape, reference.shape)
+        result = plain.evaluate(dataset, verbose=0, return_dict=True)
+        self.assertTrue(np.isfinite(result["loss"]))
+
+    def test_bad_ranges(self):
+        source, _ = _identity_source([5] * 4)
+        with self.assertRaisesRegex(ValueError, "low <= high"):
+            data.episodes(source, num_ways=(4, 2), num_shots=1,
+                          num_queries=1, batch_size=1)
+        with self.assertRaisesRegex(ValueError, "positive integer or a"):
+            data.episodes(source, num_ways=(1, 2, 3), num_shots=1,
+                          num_queries=1, batch_size=1)
