@@ -27,10 +27,16 @@ class ClassIndex:
         class_names: List of strings, one per class.
         groups: Int array `[num_classes]` or `None`, a group per class
             (Omniglot's alphabet), for within-group episodes.
+        decode: `None` when `examples` are in memory; for streamed sources,
+            a function mapping a path tensor to an image tensor.
     """
 
-    def __init__(self, examples, labels, class_names=None, groups=None):
+    def __init__(self, examples, labels, class_names=None, groups=None,
+                 decode=None):
         labels = np.asarray(labels)
+        # With `decode`, `examples` are file paths read when an episode
+        # needs them (streaming), and `decode(path)` returns the image.
+        self.decode = decode
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
                 "Episode sources need integer class labels. Received labels "
@@ -72,7 +78,8 @@ class ClassIndex:
             )
 
 
-def _load_folder(directory, image_size, channels):
+def _load_folder(directory, image_size, channels, cache="auto",
+                 memory_limit=2**32):
     import tensorflow as tf
 
     if not os.path.isdir(directory):
@@ -97,13 +104,36 @@ def _load_folder(directory, image_size, channels):
             "in leaf sub-folders. Expected one sub-folder per class, nested "
             "folders allowed (as in Omniglot's `Alphabet/character/`)."
         )
+    first = _convert(
+        tf.io.decode_image(tf.io.read_file(paths[0]), channels=channels,
+                           expand_animations=False),
+        image_size,
+    )
+    if cache == "auto":
+        cache = "stream" if first.nbytes * len(paths) > memory_limit else (
+            "memory")
+    if cache == "stream":
+        shape = first.shape
+        decoded_channels = shape[-1]
+
+        def decode(path):
+            image = tf.io.decode_image(
+                tf.io.read_file(path), channels=decoded_channels,
+                expand_animations=False,
+            )
+            image = tf.image.convert_image_dtype(image, tf.float32)
+            if image_size is not None:
+                image = tf.image.resize(image, image_size, antialias=True)
+            return tf.ensure_shape(image, shape)
+
+        return np.array(paths), np.array(labels), names, decode
     images = []
     for path in paths:
         image = tf.io.decode_image(
             tf.io.read_file(path), channels=channels, expand_animations=False
         )
         images.append(_convert(image, image_size))
-    return _stack(images, paths), np.array(labels), names
+    return _stack(images, paths), np.array(labels), names, None
 
 
 def _convert(image, image_size):
@@ -183,8 +213,8 @@ def _load_tfds(name, split, data_dir, image_size, channels):
 
 
 def load_class_index(source, *, split=None, classes=None, image_size=None,
-                     channels=None, data_dir=None):
-    """Reads a source into memory, indexed by class.
+                     channels=None, data_dir=None, cache="auto"):
+    """Indexes a source by class, in memory or as files to stream.
 
     Args:
         source: A TFDS name or builder, a `tf.data.Dataset` of
@@ -196,17 +226,34 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
         channels: Optional int, channels to decode image files to (default:
             as stored).
         data_dir: Optional TFDS data directory.
+        cache: `"memory"`, `"stream"` or `"auto"`; see `episodes()`.
 
     Returns:
         A `ClassIndex`.
     """
+    if cache not in ("auto", "memory", "stream"):
+        raise ValueError(
+            "`cache` must be 'auto', 'memory' or 'stream'. Received: "
+            f"cache={cache!r}."
+        )
+    decode = None
+    folder = isinstance(source, (str, os.PathLike)) and (
+        os.sep in str(source) or os.path.exists(source)
+    )
+    if cache == "stream" and not folder:
+        raise ValueError(
+            "`cache='stream'` reads image folders file by file; TFDS and "
+            "`tf.data` sources are read into memory (TFDS sources keep only "
+            "the requested `classes`, filtered before decoding). Use "
+            "cache='memory' or 'auto', or export the data to a folder."
+        )
     if _is_dataset(source):
         images, labels = _load_dataset(source, image_size)
         names = None
-    elif isinstance(source, (str, os.PathLike)) and (
-        os.sep in str(source) or os.path.exists(source)
-    ):
-        images, labels, names = _load_folder(str(source), image_size, channels)
+    elif folder:
+        images, labels, names, decode = _load_folder(
+            str(source), image_size, channels, cache
+        )
     else:
         images, labels, names = _load_tfds(
             source, split, data_dir, image_size, channels
@@ -235,7 +282,7 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
             ]
         else:
             names = [str(c) for c in classes]
-    return ClassIndex(images, labels, names)
+    return ClassIndex(images, labels, names, decode=decode)
 
 
 def _is_dataset(source):
@@ -286,6 +333,7 @@ def episodes(
     seed=None,
     num_episodes=None,
     data_dir=None,
+    cache="auto",
 ):
     """N-way K-shot classification episodes from a labelled source.
 
@@ -294,9 +342,11 @@ def episodes(
     disjoint); the classes get episode labels `0 .. num_ways - 1` in a
     random order. Episode `i` is a pure function of `(seed, i)`.
 
-    The source is read into memory once, grouped by class: right for the
-    standard few-shot data sets (Omniglot, CIFAR-FS, CUB, mini-ImageNet at
-    84x84 all fit in a few GB).
+    The source is indexed by class once. Small data sets (Omniglot,
+    CIFAR-FS, CUB, mini-ImageNet at 84x84 all fit in a few GB) are decoded
+    into memory; an image folder too large for that (over 4 GiB decoded,
+    with `cache="auto"`) is streamed: only file paths are kept, and each
+    episode reads and decodes just its own images.
 
     Args:
         source: A TFDS dataset name or builder, a `tf.data.Dataset` of
@@ -326,6 +376,8 @@ def episodes(
             gives that fixed set of episodes, identical on every pass (the
             evaluation protocol: 600 fixed test episodes).
         data_dir: Optional TFDS data directory.
+        cache: `"auto"` (the default), `"memory"` or `"stream"` (image
+            folders only): where examples live between episodes.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, query_labels)` batches with
@@ -352,7 +404,7 @@ def episodes(
     _check_positive("num_episodes", num_episodes, allow_none=True)
     index = load_class_index(
         source, split=split, classes=classes, image_size=image_size,
-        channels=channels, data_dir=data_dir,
+        channels=channels, data_dir=data_dir, cache=cache,
     )
     return episodes_from_index(
         index, num_ways=num_ways, num_shots=num_shots,
@@ -459,6 +511,16 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
         picks = tf.cast(tf.argsort(scores, axis=1)[:, :per_class], tf.int64)
         positions = tf.gather(offsets, base)[:, None] + picks
         images = tf.gather(examples, positions)  # [ways, per_class, ...]
+        if index.decode is not None:
+            images = tf.map_fn(
+                index.decode, tf.reshape(images, [-1]),
+                fn_output_signature=tf.float32,
+                parallel_iterations=16,
+            )
+            images = tf.reshape(
+                images, tf.concat([[num_ways, per_class],
+                                   tf.shape(images)[1:]], 0)
+            )
         if rotations:
             images = tf.map_fn(
                 lambda item: tf.image.rot90(item[0], tf.cast(item[1], tf.int32)),

@@ -310,3 +310,50 @@ class VariableEpisodesTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "positive integer or a"):
             data.episodes(source, num_ways=(1, 2, 3), num_shots=1,
                           num_queries=1, batch_size=1)
+
+
+class StreamingTest(testing.TestCase):
+    def _folder(self):
+        directory = self.get_temp_dir()
+        rng = np.random.default_rng(1)
+        for c in range(4):
+            folder = os.path.join(directory, f"class{c}")
+            os.makedirs(folder)
+            for k in range(5):
+                pixels = rng.integers(0, 256, (7, 7, 1), dtype=np.uint8)
+                tf.io.write_file(os.path.join(folder, f"{k}.png"),
+                                 tf.io.encode_png(pixels))
+        return directory
+
+    def test_stream_matches_memory(self):
+        directory = self._folder()
+        kwargs = dict(num_ways=3, num_shots=2, num_queries=2, batch_size=2,
+                      seed=4, num_episodes=6, image_size=(5, 5))
+        streamed = data.episodes(directory, cache="stream", **kwargs)
+        in_memory = data.episodes(directory, cache="memory", **kwargs)
+        index = data.load_class_index(directory, cache="stream")
+        self.assertIsNotNone(index.decode)
+        self.assertEqual(index.examples.dtype.kind, "U")  # paths, not pixels
+        for a, b in zip(streamed.as_numpy_iterator(),
+                        in_memory.as_numpy_iterator()):
+            self.assertAllClose(a[0]["support_inputs"], b[0]["support_inputs"],
+                                atol=1e-6, rtol=1e-6)
+            self.assertAllClose(a[1], b[1], atol=0, rtol=0)
+
+    def test_auto_streams_large_folders(self):
+        import importlib
+
+        episodes_module = importlib.import_module("keras_meta.data.episodes")
+
+        directory = self._folder()
+        _, _, _, decode = episodes_module._load_folder(
+            directory, None, None, "auto", memory_limit=100)
+        self.assertIsNotNone(decode)
+        _, _, _, decode = episodes_module._load_folder(directory, None, None)
+        self.assertIsNone(decode)
+
+    def test_stream_needs_a_folder(self):
+        source, _ = _identity_source([5] * 4)
+        with self.assertRaisesRegex(ValueError, "reads image folders"):
+            data.episodes(source, num_ways=2, num_shots=1, num_queries=1,
+                          batch_size=1, cache="stream")
