@@ -269,3 +269,29 @@ class PrepareTest(testing.TestCase):
         builder = tfds.builder("mnist", data_dir=self.get_temp_dir())
         with self.assertRaisesRegex(ValueError, "not prepared.*download=False"):
             tfds_source.prepare(builder, download=False)
+
+
+class PreparedDatasetTest(testing.TestCase):
+    """A real (generated, offline) TFDS dataset, prepared on disk."""
+
+    def _builder(self):
+        builder = tfds.testing.DummyMnist(data_dir=self.get_temp_dir())
+        builder.download_and_prepare()
+        return builder
+
+    def test_unknown_split(self):
+        builder = self._builder()
+        with self.assertRaisesRegex(ValueError, "Unknown split 'valid'.*"
+                                    "'test', 'train'"):
+            tfds_source.load_tfds(builder, splits=["valid"])
+
+    def test_episodes_from_builder(self):
+        from keras_meta import data
+
+        builder = self._builder()
+        dataset = data.episodes(builder, split="train", num_ways=2,
+                                num_shots=1, num_queries=1, batch_size=2,
+                                seed=0, num_episodes=2)
+        inputs, labels = next(iter(dataset))
+        self.assertEqual(tuple(inputs["support_inputs"].shape),
+                         (2, 2, 28, 28, 1))
