@@ -6,6 +6,13 @@ set -euo pipefail
 python="${1:-python3}"
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
-"$python" -m pytest -q -n 2 tests
-KERAS_BACKEND=jax "$python" -m pytest -q -n 2 tests
-KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap "$python" -m pytest -q -n 2 tests/algorithms
+
+# TensorFlow and XLA print start-up notices that no setting silences; drop
+# them so that pytest's summary stays the last line.
+quiet() {
+  "$@" 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING: All log messages)'
+}
+
+quiet "$python" -m pytest -q -n 2 tests
+KERAS_BACKEND=jax quiet "$python" -m pytest -q -n 2 tests
+KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap quiet "$python" -m pytest -q -n 2 tests/algorithms
