@@ -242,10 +242,9 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
     )
     if cache == "stream" and not folder:
         raise ValueError(
-            "`cache='stream'` reads image folders file by file; TFDS and "
-            "`tf.data` sources are read into memory (TFDS sources keep only "
-            "the requested `classes`, filtered before decoding). Use "
-            "cache='memory' or 'auto', or export the data to a folder."
+            "`load_class_index` streams image folders only; for TFDS and "
+            "`tf.data` sources `episodes(..., cache='stream')` streams "
+            "through per-class buffers instead of an index."
         )
     if _is_dataset(source):
         images, labels = _load_dataset(source, image_size)
@@ -376,8 +375,13 @@ def episodes(
             gives that fixed set of episodes, identical on every pass (the
             evaluation protocol: 600 fixed test episodes).
         data_dir: Optional TFDS data directory.
-        cache: `"auto"` (the default), `"memory"` or `"stream"` (image
-            folders only): where examples live between episodes.
+        cache: `"auto"` (the default), `"memory"` or `"stream"`: where
+            examples live between episodes. Streaming an image folder keeps
+            its file paths and decodes each episode's images; streaming a
+            TFDS or `tf.data` source reads it as a shuffled stream into
+            bounded per-class buffers (`keras_meta.data.streaming`), for
+            data sets of any size. `"auto"` streams image folders over
+            4 GiB decoded and keeps other sources in memory.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, query_labels)` batches with
@@ -394,20 +398,82 @@ def episodes(
         batch_size=32, image_size=(28, 28), rotations=True)
     ```
     """
-    _count_range("num_ways", num_ways)
-    _count_range("num_shots", num_shots)
+    ways_range = _count_range("num_ways", num_ways)
+    shots_range = _count_range("num_shots", num_shots)
     for name, value in (
         ("num_queries", num_queries),
         ("batch_size", batch_size),
     ):
         _check_positive(name, value)
     _check_positive("num_episodes", num_episodes, allow_none=True)
+    folder = isinstance(source, (str, os.PathLike)) and (
+        os.sep in str(source) or os.path.exists(source)
+    )
+    if cache == "stream" and not folder:
+        return _stream_source(
+            source, split=split, classes=classes, image_size=image_size,
+            channels=channels, data_dir=data_dir, ways_range=ways_range,
+            shots_range=shots_range, num_queries=num_queries,
+            batch_size=batch_size, rotations=rotations, seed=seed,
+            num_episodes=num_episodes,
+        )
     index = load_class_index(
         source, split=split, classes=classes, image_size=image_size,
         channels=channels, data_dir=data_dir, cache=cache,
     )
     return episodes_from_index(
         index, num_ways=num_ways, num_shots=num_shots,
+        num_queries=num_queries, batch_size=batch_size, rotations=rotations,
+        seed=seed, num_episodes=num_episodes,
+    )
+
+
+def _stream_source(source, *, split, classes, image_size, channels,
+                   data_dir, ways_range, shots_range, num_queries,
+                   batch_size, rotations, seed, num_episodes):
+    """Episodes from a TFDS or `tf.data` source through class buffers."""
+    import tensorflow as tf
+
+    from keras_meta.data.streaming import stream_episodes
+
+    if classes is not None and any(isinstance(c, str) for c in classes):
+        raise ValueError(
+            "Streamed sources take `classes` as integer labels."
+        )
+    if _is_dataset(source):
+        dataset = source
+
+        def convert(image, label):
+            image = tf.image.convert_image_dtype(image, tf.float32)
+            if image_size is not None:
+                image = tf.image.resize(image, image_size, antialias=True)
+            return image, tf.cast(label, tf.int64)
+
+        dataset = dataset.map(convert)
+    else:
+        from keras_meta.data.tfds_source import tfds_dataset
+
+        if split is None:
+            raise ValueError("A TFDS source needs `split=`.")
+        dataset, _ = tfds_dataset(
+            source, splits=[split], image_size=image_size, channels=channels,
+            data_dir=data_dir, shuffle_files=True,
+            keep_labels=None if classes is None else classes,
+        )
+        dataset = dataset.map(lambda image, label, group, extras: (
+            image, label))
+    if classes is not None and _is_dataset(source):
+        keep = tf.constant(sorted(int(c) for c in classes), tf.int64)
+        dataset = dataset.filter(
+            lambda image, label: tf.reduce_any(tf.equal(label, keep)))
+    if not dataset.element_spec[0].shape.is_fully_defined():
+        raise ValueError(
+            "Streamed images must share one shape: pass `image_size=`."
+        )
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    return stream_episodes(
+        dataset, ways_range=ways_range, shots_range=shots_range,
         num_queries=num_queries, batch_size=batch_size, rotations=rotations,
         seed=seed, num_episodes=num_episodes,
     )
@@ -427,7 +493,6 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
 
     ways_range = _count_range("num_ways", num_ways)
     shots_range = _count_range("num_shots", num_shots)
-    variable = ways_range[0] < ways_range[1] or shots_range[0] < shots_range[1]
     # Shapes are those of the largest episode; smaller ones are padded.
     num_ways, num_shots = ways_range[1], shots_range[1]
     per_class = num_shots + num_queries
@@ -476,7 +541,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
 
     def make_episode(episode_index):
         seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), episode_index]), 5
+            tf.stack([tf.constant(seed, tf.int64), episode_index]), 3
         )
         if within_groups:
             pick = tf.random.stateless_uniform(
@@ -539,17 +604,51 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
             episode.SUPPORT_LABELS: tf.reshape(labels[:, :num_shots], [-1]),
             episode.QUERY_INPUTS: flat(images[:, num_shots:]),
         }
-        query_labels = tf.reshape(labels[:, num_shots:], [-1])
-        if not variable:
-            return inputs, query_labels
-        # Variable-way, variable-shot (as in Meta-Dataset): this episode's
-        # ways, and shots drawn per class. Padding slots hold real images
-        # of the drawn classes and get weight 0.
+        return inputs, tf.reshape(labels[:, num_shots:], [-1])
+
+    if num_episodes is None:
+        indices = tf.data.Dataset.counter()
+    else:
+        indices = tf.data.Dataset.range(num_episodes)
+    dataset = indices.map(
+        lambda i: (i,) + make_episode(i),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    return finish_episodes(dataset, ways_range=ways_range,
+                           shots_range=shots_range, num_queries=num_queries,
+                           batch_size=batch_size, seed=seed,
+                           num_episodes=num_episodes)
+
+
+def finish_episodes(dataset, *, ways_range, shots_range, num_queries,
+                    batch_size, seed, num_episodes):
+    """Pads variable episodes, batches and prefetches.
+
+    `dataset` yields `(episode_index, inputs, query_labels)` of the largest
+    episode shape. For variable ways or shots, each episode draws its ways
+    and its shots per class from `(seed, episode_index)` (as in
+    Meta-Dataset); the other slots hold real images of the drawn classes
+    and get weight 0 in `inputs["support_weights"]` and the batch's
+    `sample_weight`.
+    """
+    import tensorflow as tf
+
+    variable = ways_range[0] < ways_range[1] or shots_range[0] < shots_range[1]
+    num_ways, num_shots = ways_range[1], shots_range[1]
+
+    def plain(index, inputs, query_labels):
+        del index
+        return inputs, query_labels
+
+    def padded(index, inputs, query_labels):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64) + 1, index]), 2
+        )
         ways = tf.random.stateless_uniform(
-            [], seeds[3], ways_range[0], ways_range[1] + 1, dtype=tf.int32
+            [], seeds[0], ways_range[0], ways_range[1] + 1, dtype=tf.int32
         )
         shots = tf.random.stateless_uniform(
-            [num_ways], seeds[4], shots_range[0], shots_range[1] + 1,
+            [num_ways], seeds[1], shots_range[0], shots_range[1] + 1,
             dtype=tf.int32,
         )
         real_way = tf.range(num_ways) < ways
@@ -557,6 +656,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
             tf.range(num_shots)[None] < shots[:, None], real_way[:, None]
         )
         query_mask = tf.tile(real_way[:, None], [1, num_queries])
+        inputs = dict(inputs)
         inputs[episode.SUPPORT_WEIGHTS] = tf.reshape(
             tf.cast(support_mask, tf.float32), [-1]
         )
@@ -564,11 +664,8 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
             tf.cast(query_mask, tf.float32), [-1]
         )
 
-    if num_episodes is None:
-        indices = tf.data.Dataset.counter()
-    else:
-        indices = tf.data.Dataset.range(num_episodes)
-    dataset = indices.map(make_episode, num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.map(padded if variable else plain,
+                          num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=num_episodes is None)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -70,7 +70,41 @@ def load_tfds(
     data_dir=None,
     download=True,
 ):
+    dataset, builder = tfds_dataset(
+        name, splits=splits, label_key=label_key, group_key=group_key,
+        extra_keys=extra_keys, keep_labels=keep_labels,
+        image_size=image_size, channels=channels, data_dir=data_dir,
+        download=download,
+    )
+    return _materialize(dataset, builder, splits, group_key, extra_keys,
+                        max_per_class)
+
+
+def tfds_dataset(
+    name,
+    *,
+    splits,
+    label_key="label",
+    group_key=None,
+    extra_keys=(),
+    keep_labels=None,
+    image_size=None,
+    channels=None,
+    data_dir=None,
+    download=True,
+    shuffle_files=False,
+):
+    """A `tf.data.Dataset` of `(image, label, group, extras)` from TFDS.
+
+    Images are float32 in [0, 1], decoded after `keep_labels` filtering.
+    See `load_tfds` for the arguments.
+
+    Returns:
+        `(dataset, builder)`.
+    """
     """Reads image examples from TFDS splits into NumPy arrays.
+
+    Reads through `tfds_dataset` and keeps everything in memory.
 
     Args:
         name: TFDS dataset name, or a builder.
@@ -111,7 +145,7 @@ def load_tfds(
         # Images are decoded after filtering, so skipped classes cost nothing.
         part = builder.as_dataset(
             split=split,
-            shuffle_files=False,
+            shuffle_files=shuffle_files,
             decoders={"image": tfds.decode.SkipDecoding()},
         )
         dataset = part if dataset is None else dataset.concatenate(part)
@@ -141,6 +175,11 @@ def load_tfds(
         return image, example[label_key], group, extras
 
     dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset, builder
+
+
+def _materialize(dataset, builder, splits, group_key, extra_keys,
+                 max_per_class):
     if not dataset.element_spec[0].shape.is_fully_defined():
         raise ValueError(
             f"'{builder.name}' has images of varying sizes: pass "

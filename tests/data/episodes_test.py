@@ -352,8 +352,53 @@ class StreamingTest(testing.TestCase):
         _, _, _, decode = episodes_module._load_folder(directory, None, None)
         self.assertIsNone(decode)
 
-    def test_stream_needs_a_folder(self):
+    def test_index_streams_folders_only(self):
         source, _ = _identity_source([5] * 4)
-        with self.assertRaisesRegex(ValueError, "reads image folders"):
-            data.episodes(source, num_ways=2, num_shots=1, num_queries=1,
-                          batch_size=1, cache="stream")
+        with self.assertRaisesRegex(ValueError, "streams image folders only"):
+            data.load_class_index(source, cache="stream")
+
+
+class StreamedSourceTest(testing.TestCase):
+    def test_streamed_dataset_invariants_and_determinism(self):
+        counts = [9] * 8
+        source, labels = _identity_source(counts)
+        kwargs = dict(num_ways=3, num_shots=2, num_queries=2, batch_size=4,
+                      seed=5, num_episodes=12, cache="stream")
+        dataset = data.episodes(source, **kwargs)
+        first = list(dataset.as_numpy_iterator())
+        second = list(dataset.as_numpy_iterator())
+        self.assertEqual([len(b[1]) for b in first], [4, 4, 4])
+        for a, b in zip(first, second):
+            self.assertAllClose(a[0]["query_inputs"], b[0]["query_inputs"],
+                                atol=0, rtol=0)
+        for inputs, query_labels in first:
+            for t in range(len(query_labels)):
+                support = _ids(inputs["support_inputs"][t])
+                query = _ids(inputs["query_inputs"][t])
+                both = np.concatenate([support, query])
+                self.assertEqual(len(set(both)), len(both))
+                for ids, ys in ((support, inputs["support_labels"][t]),
+                                (query, query_labels[t])):
+                    for y in range(3):
+                        self.assertEqual(len({labels[i - 1]
+                                              for i in ids[ys == y]}), 1)
+
+    def test_streamed_tfds_with_variable_ways(self):
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=400):
+            dataset = data.episodes("mnist", split="train", num_ways=(2, 4),
+                                    num_shots=1, num_queries=2, batch_size=2,
+                                    seed=0, num_episodes=4, cache="stream")
+            inputs, labels, weights = next(iter(dataset))
+        self.assertEqual(tuple(inputs["support_inputs"].shape),
+                         (2, 4, 28, 28, 1))
+        self.assertEqual(tuple(weights.shape), (2, 8))
+
+    def test_buffer_must_hold_a_class_share(self):
+        from keras_meta.data.streaming import stream_episodes
+
+        source, _ = _identity_source([5] * 4)
+        with self.assertRaisesRegex(ValueError, "buffer_per_class"):
+            stream_episodes(source, ways_range=(2, 2), shots_range=(1, 1),
+                            num_queries=2, batch_size=1, buffer_per_class=2)
