@@ -62,3 +62,20 @@ class EvaluateProtocolTest(testing.TestCase):
         )
         history = maml.fit(*testing.toy_episodes(), epochs=1, verbose=0)
         self.assertEqual(sorted(history.history), ["loss"])
+
+
+class CompiledLossConfidenceTest(testing.TestCase):
+    def test_loss_ci_uses_the_compiled_loss(self):
+        # Adapt with squared error, score with absolute error: the reported
+        # per-episode loss is the compiled one.
+        inputs, labels = testing.linear_regression_episodes(
+            num_tasks=6, dtype="float32")
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        maml = MAML(model, inner_learning_rate=0.05, inner_loss="mse")
+        maml.compile(loss="mae")
+        result = maml.evaluate(inputs, labels, verbose=0, return_dict=True)
+        predictions = maml.predict(inputs, verbose=0)
+        per_task = np.abs(predictions - labels).mean(axis=(1, 2))
+        mean, ci95 = metrics.confidence_interval(per_task)
+        self.assertAlmostEqual(result["loss"], mean, places=5)
+        self.assertAlmostEqual(result["loss_ci95"], ci95, places=5)

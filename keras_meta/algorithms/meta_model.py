@@ -39,6 +39,14 @@ def _in_train_step(model):
     return id(model) in getattr(_TRAIN_STEP, "models", ())
 
 
+def _unreduced(loss):
+    """A loss (name, function or `keras.losses.Loss`) as a per-example fn."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    return loss
+
+
 def _is_dataset(data):
     return hasattr(data, "element_spec") and hasattr(data, "take")
 
@@ -224,10 +232,7 @@ class MetaModel(keras.Model):
                 f"(received {type(loss).__name__}). Pass a single "
                 "`inner_loss=` for the support set."
             )
-        loss = keras.losses.get(loss)
-        if isinstance(loss, keras.losses.Loss):
-            return loss.call
-        return loss
+        return _unreduced(loss)
 
     def support_loss(self, labels, predictions, loss_fn=None, weights=None):
         """Mean of the unreduced inner loss over one task's examples.
@@ -426,7 +431,12 @@ class MetaModel(keras.Model):
 
     def _per_episode_values(self, y, y_pred, sample_weight):
         """Loss and each compiled metric computed separately per task."""
-        loss_fn = self.inner_loss_fn() if self.loss is not None else None
+        loss_fn = (
+            _unreduced(self.loss)
+            if self.loss is not None
+            and not isinstance(self.loss, (dict, list, tuple))
+            else None
+        )
         metrics = list(self._compiled_metric_objects())
         initial = [m.stateless_reset_state() for m in metrics]
         names = (["loss"] if loss_fn is not None else []) + [
