@@ -62,7 +62,12 @@ class EpisodeStatistics(keras.metrics.Metric):
     def __init__(
         self, names=None, capacity=16, name="episode_statistics", **kwargs
     ):
-        kwargs.setdefault("dtype", "float64")
+        # float64 sums where the backend has it by default; JAX without
+        # `jax_enable_x64` would truncate (and warn) on every evaluation.
+        kwargs.setdefault(
+            "dtype",
+            "float64" if keras.backend.backend() == "tensorflow" else "float32",
+        )
         super().__init__(name=name, **kwargs)
         self.capacity = capacity
         self.names = []
