@@ -12,11 +12,13 @@ from keras_meta import metrics
 from keras_meta import models
 from keras_meta.algorithms import MAML
 from keras_meta.algorithms import MetaModel
+from keras_meta.algorithms import ProtoNet
 from keras_meta.version import __version__
 
 __all__ = [
     "MAML",
     "MetaModel",
+    "ProtoNet",
     "__version__",
     "backend",
     "data",

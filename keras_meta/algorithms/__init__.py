@@ -2,5 +2,6 @@
 
 from keras_meta.algorithms.maml import MAML
 from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.proto_net import ProtoNet
 
-__all__ = ["MAML", "MetaModel"]
+__all__ = ["MAML", "MetaModel", "ProtoNet"]

@@ -1,0 +1,162 @@
+"""Prototypical Networks."""
+
+import keras
+from keras import ops
+
+from keras_meta import backend
+from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import clone_with_weights
+
+DISTANCES = ("squared_euclidean", "cosine")
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class ProtoNet(MetaModel):
+    """Prototypical Networks: classify by distance to class prototypes.
+
+    The wrapped model is an encoder mapping inputs to embeddings. Each
+    class's prototype is the mean embedding of its support examples; query
+    logits are negative squared Euclidean distances to the prototypes (or,
+    with `distance="cosine"`, cosine similarities times a learned scale).
+    Adaptation takes no gradient steps, so a meta-step costs one forward
+    and backward pass.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to embeddings
+            `[batch, dims]` (or any shape, flattened).
+        num_ways: Int, the number of classes per episode (logits per
+            query).
+        distance: `"squared_euclidean"` (the default, as in the paper) or
+            `"cosine"`.
+        batch_norm: See `keras_meta.MetaModel`.
+
+    Example:
+
+    ```python
+    encoder = keras_meta.models.conv4(num_outputs=64)  # any embedding model
+    protonet = keras_meta.ProtoNet(encoder, num_ways=5)
+    protonet.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    protonet.fit(train_episodes, epochs=10)
+    ```
+
+    Reference:
+        - [Snell et al., 2017](https://arxiv.org/abs/1703.05175)
+    """
+
+    def __init__(self, model, *, num_ways, distance="squared_euclidean",
+                 **kwargs):
+        super().__init__(model, **kwargs)
+        if isinstance(num_ways, bool) or not isinstance(num_ways, int) or (
+            num_ways < 1
+        ):
+            raise ValueError(
+                "`num_ways` must be a positive integer. Received: "
+                f"num_ways={num_ways!r}."
+            )
+        if distance not in DISTANCES:
+            raise ValueError(
+                f"`distance` must be one of {list(DISTANCES)}. Received: "
+                f"distance={distance!r}."
+            )
+        self.num_ways = num_ways
+        self.distance = distance
+        if distance == "cosine":
+            self.scale = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(10.0),
+                name="scale",
+            )
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        if self.distance == "cosine":
+            params["scale"] = backend.read_value(self.scale)
+        return params
+
+    def embed(self, params, inputs, training):
+        embeddings, _ = self.run_model(
+            params["weights"], params["state"], inputs, training
+        )
+        return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        embeddings = self.embed(params, support_inputs, training)
+        one_hot = ops.one_hot(
+            ops.cast(support_labels, "int32"), self.num_ways,
+            dtype=embeddings.dtype,
+        )
+        if support_weights is not None:
+            one_hot = one_hot * ops.cast(support_weights, one_hot.dtype)[
+                :, None]
+        counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
+        return ops.matmul(ops.transpose(one_hot), embeddings) / counts[:, None]
+
+    def logits(self, params, prototypes, embeddings):
+        if self.distance == "cosine":
+            prototypes = prototypes / ops.maximum(
+                ops.norm(prototypes, axis=-1, keepdims=True), 1e-12)
+            embeddings = embeddings / ops.maximum(
+                ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
+            return params["scale"] * ops.matmul(
+                embeddings, ops.transpose(prototypes))
+        return -(
+            ops.sum(ops.square(embeddings), axis=-1, keepdims=True)
+            - 2.0 * ops.matmul(embeddings, ops.transpose(prototypes))
+            + ops.sum(ops.square(prototypes), axis=-1)[None]
+        )
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        embeddings = self.embed(params, query_inputs, training)
+        return self.logits(params, task_state, embeddings)
+
+    def _output_dtype(self, query_inputs):
+        return self.model.compute_dtype
+
+    def _num_outputs(self, example_shape, dtype):
+        return self.num_ways
+
+    def build_adapted_model(self, task_state, support_inputs):
+        """The encoder followed by a dense layer holding the prototypes.
+
+        For squared Euclidean distance the dense layer computes
+        `2 c . x - |c|^2`, which differs from the meta-model's logits by
+        `-|x|^2` for every class: the same softmax and the same predicted
+        class. For cosine distance it holds the scaled unit prototypes and
+        the embedding is normalized first.
+        """
+        weights = [ops.convert_to_tensor(v) for v in
+                   self.model.trainable_variables]
+        encoder = clone_with_weights(
+            self.model, weights,
+            support_inputs=(
+                support_inputs
+                if self.batch_norm == "transductive" and self._batch_statistics
+                else None
+            ),
+        )
+        prototypes = ops.convert_to_numpy(task_state)
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        embeddings = keras.layers.Flatten()(encoder(inputs))
+        if self.distance == "cosine":
+            embeddings = keras.layers.UnitNormalization()(embeddings)
+            norms = (prototypes ** 2).sum(-1, keepdims=True) ** 0.5
+            kernel = (float(self.scale.numpy()) * prototypes
+                      / (norms + 1e-12)).T
+            bias = keras.ops.zeros((self.num_ways,))
+        else:
+            kernel = 2.0 * prototypes.T
+            bias = -(prototypes ** 2).sum(-1)
+        head = keras.layers.Dense(self.num_ways, name="prototypes")
+        outputs = head(embeddings)
+        head.set_weights([kernel, ops.convert_to_numpy(bias)])
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_ways": self.num_ways,
+            "distance": self.distance,
+        }
