@@ -11,12 +11,14 @@ from keras_meta import inner
 from keras_meta import metrics
 from keras_meta import models
 from keras_meta.algorithms import MAML
+from keras_meta.algorithms import MatchingNet
 from keras_meta.algorithms import MetaModel
 from keras_meta.algorithms import ProtoNet
 from keras_meta.version import __version__
 
 __all__ = [
     "MAML",
+    "MatchingNet",
     "MetaModel",
     "ProtoNet",
     "__version__",

@@ -9,7 +9,8 @@ class APITest(testing.TestCase):
         self.assertEqual(
             sorted(keras_meta.__all__),
             sorted([
-                "MAML", "MetaModel", "ProtoNet", "__version__", "backend",
+                "MAML", "MatchingNet", "MetaModel", "ProtoNet", "__version__",
+                "backend",
                 "data",
                 "episode", "inner", "metrics", "models",
             ]),
@@ -19,7 +20,9 @@ class APITest(testing.TestCase):
 
     def test_submodules(self):
         expected = {
-            keras_meta.algorithms: ["MAML", "MetaModel", "ProtoNet"],
+            keras_meta.algorithms: [
+                "MAML", "MatchingNet", "MetaModel", "ProtoNet",
+            ],
             keras_meta.data: [
                 "ClassIndex", "benchmarks", "episodes", "episodes_from_index",
                 "load_class_index", "plot_episode", "sinusoid",
