@@ -14,6 +14,7 @@ from keras_meta.algorithms import MAML
 from keras_meta.algorithms import MatchingNet
 from keras_meta.algorithms import MetaModel
 from keras_meta.algorithms import ProtoNet
+from keras_meta.algorithms import R2D2
 from keras_meta.version import __version__
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "MatchingNet",
     "MetaModel",
     "ProtoNet",
+    "R2D2",
     "__version__",
     "backend",
     "data",

@@ -4,5 +4,6 @@ from keras_meta.algorithms.maml import MAML
 from keras_meta.algorithms.matching_net import MatchingNet
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.proto_net import ProtoNet
+from keras_meta.algorithms.r2d2 import R2D2
 
-__all__ = ["MAML", "MatchingNet", "MetaModel", "ProtoNet"]
+__all__ = ["MAML", "MatchingNet", "MetaModel", "ProtoNet", "R2D2"]

@@ -1,0 +1,117 @@
+"""R2-D2: a ridge-regression head solved in closed form per episode."""
+
+import keras
+from keras import ops
+
+from keras_meta import backend
+from keras_meta.algorithms.proto_net import ProtoNet
+from keras_meta.algorithms.model_utils import clone_with_weights
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class R2D2(ProtoNet):
+    """Ridge regression to one-hot labels on support embeddings.
+
+    For each episode the head `W` minimises
+    `|X W - Y|^2 + lambda |W|^2` over the support embeddings `X` and one-hot
+    labels `Y`, in closed form: `W = X^T (X X^T + lambda I)^-1 Y` when the
+    support set is smaller than the embedding (the Woodbury form, a solve
+    of support size), else `(X^T X + lambda I)^-1 X^T Y`. Query logits are
+    `scale * Q W + bias`. The solve is differentiable, so the encoder,
+    `lambda`, `scale` and `bias` are all meta-learned, as in the paper.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to embeddings.
+        num_ways: Int, classes per episode.
+        l2_regularizer: Float, initial `lambda`. Defaults to `1.0`.
+        batch_norm: See `keras_meta.MetaModel`.
+
+    Reference:
+        - [Bertinetto et al., 2019](https://arxiv.org/abs/1805.08136)
+    """
+
+    def __init__(self, model, *, num_ways, l2_regularizer=1.0, **kwargs):
+        kwargs.pop("distance", None)
+        super().__init__(model, num_ways=num_ways, **kwargs)
+        if not isinstance(l2_regularizer, (int, float)) or isinstance(
+            l2_regularizer, bool
+        ) or not l2_regularizer > 0:
+            raise ValueError(
+                "`l2_regularizer` must be a positive number. Received: "
+                f"l2_regularizer={l2_regularizer!r}."
+            )
+        self.l2_regularizer = float(l2_regularizer)
+        import math
+
+        # Meta-learned, as in the paper: lambda (kept positive through its
+        # logarithm), and the output scale and bias.
+        self.log_lambda = self.add_weight(
+            shape=(), name="log_lambda",
+            initializer=keras.initializers.Constant(math.log(l2_regularizer)),
+        )
+        self.scale = self.add_weight(
+            shape=(), name="scale",
+            initializer=keras.initializers.Constant(1.0),
+        )
+        self.bias = self.add_weight(
+            shape=(), name="bias", initializer="zeros",
+        )
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        for name in ("log_lambda", "scale", "bias"):
+            params[name] = backend.read_value(getattr(self, name))
+        return params
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        x = self.embed(params, support_inputs, training)
+        y = ops.one_hot(ops.cast(support_labels, "int32"), self.num_ways,
+                        dtype=x.dtype)
+        if support_weights is not None:
+            # Zero rows add nothing to X^T X or X^T Y: padding drops out.
+            mask = ops.cast(support_weights, x.dtype)[:, None]
+            x, y = x * mask, y * mask
+        penalty = ops.exp(ops.cast(params["log_lambda"], x.dtype))
+        num_support, dims = x.shape[0], x.shape[1]
+        if num_support is not None and dims is not None and num_support > dims:
+            gram = ops.matmul(ops.transpose(x), x) + penalty * ops.eye(
+                dims, dtype=x.dtype)
+            return ops.solve(gram, ops.matmul(ops.transpose(x), y))
+        gram = ops.matmul(x, ops.transpose(x)) + penalty * ops.eye(
+            ops.shape(x)[0], dtype=x.dtype)
+        return ops.matmul(ops.transpose(x), ops.solve(gram, y))
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        queries = self.embed(params, query_inputs, training)
+        return (ops.cast(params["scale"], queries.dtype)
+                * ops.matmul(queries, task_state)
+                + ops.cast(params["bias"], queries.dtype))
+
+    def build_adapted_model(self, task_state, support_inputs):
+        """The encoder followed by a dense layer holding `scale * W`."""
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
+        encoder = clone_with_weights(
+            self.model, weights,
+            support_inputs=(
+                support_inputs
+                if self.batch_norm == "transductive" and self._batch_statistics
+                else None
+            ),
+        )
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        embeddings = keras.layers.Flatten()(encoder(inputs))
+        head = keras.layers.Dense(self.num_ways, name="ridge_head")
+        outputs = head(embeddings)
+        kernel = ops.convert_to_numpy(task_state) * float(self.scale.numpy())
+        bias = ops.convert_to_numpy(
+            ops.ones((self.num_ways,)) * float(self.bias.numpy()))
+        head.set_weights([kernel, bias])
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("distance")
+        config["l2_regularizer"] = self.l2_regularizer
+        return config

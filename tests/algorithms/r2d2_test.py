@@ -1,0 +1,82 @@
+import keras
+import numpy as np
+from absl.testing import parameterized
+
+from keras_meta import R2D2
+from keras_meta import testing
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _encoder(units, dtype=None):
+    return keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Flatten(dtype=dtype),
+        keras.layers.Dense(units, activation="tanh", dtype=dtype,
+                           kernel_initializer=keras.initializers
+                           .GlorotUniform(seed=3)),
+    ])
+
+
+class R2D2Test(testing.TestCase):
+    @parameterized.named_parameters(
+        ("woodbury", 16, 2), ("primal", 4, 3))
+    def test_ridge_solution_matches_numpy(self, units, num_shots):
+        # 3 ways x num_shots support examples against `units` dimensions:
+        # 6 < 16 takes the Woodbury form, 9 > 4 the primal one.
+        encoder = _encoder(units)
+        r2d2 = R2D2(encoder, num_ways=3, l2_regularizer=0.5)
+        r2d2.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2, num_shots=num_shots)
+        expected = []
+        for t in range(2):
+            x = np.array(encoder(inputs["support_inputs"][t]), "float64")
+            q = np.array(encoder(inputs["query_inputs"][t]), "float64")
+            y = np.eye(3)[inputs["support_labels"][t]]
+            w = np.linalg.solve(x.T @ x + 0.5 * np.eye(units), x.T @ y)
+            expected.append(q @ w)
+        self.assertAllClose(r2d2.predict(inputs, verbose=0),
+                            np.stack(expected), atol=1e-4, rtol=1e-3)
+
+    @parameterized.named_parameters(("woodbury", 16), ("primal", 4))
+    def test_meta_gradient_finite_differences(self, units):
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.toy_episodes(num_tasks=2, num_shots=2,
+                                              dtype="float64")
+        # A float64 loss: a Keras loss computes in the float type current
+        # when it is made.
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        r2d2 = R2D2(_encoder(units, dtype="float64"), num_ways=3)
+        r2d2.compile(loss=loss)
+        gradient = testing.meta_gradient(r2d2, inputs, labels)
+        numeric = testing.finite_difference_gradient(
+            testing.meta_loss_function(r2d2, loss, inputs, labels),
+            [v.numpy() for v in r2d2.trainable_variables],
+        )
+        flat = np.concatenate([g.ravel() for g in gradient])
+        flat_numeric = np.concatenate([g.ravel() for g in numeric])
+        self.assertLess(np.linalg.norm(flat - flat_numeric)
+                        / np.linalg.norm(flat_numeric), 1e-6)
+
+    def test_basics(self):
+        self.run_meta_model_test(
+            cls=R2D2,
+            init_kwargs={"model": _encoder(8), "num_ways": 3},
+            episodes=testing.toy_episodes(),
+            loss=LOSS,
+            metrics=["accuracy"],
+        )
+
+    def test_adapted_model_matches(self):
+        r2d2 = R2D2(_encoder(8), num_ways=3)
+        r2d2.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=1)
+        learner = r2d2.adapt(inputs["support_inputs"][0],
+                             inputs["support_labels"][0])
+        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
+                                            verbose=0),
+                            r2d2.predict(inputs, verbose=0)[0],
+                            atol=1e-5, rtol=1e-4)
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "l2_regularizer"):
+            R2D2(_encoder(8), num_ways=3, l2_regularizer=0.0)
