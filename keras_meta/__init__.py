@@ -13,6 +13,7 @@ from keras_meta import models
 from keras_meta.algorithms import MAML
 from keras_meta.algorithms import MatchingNet
 from keras_meta.algorithms import MetaModel
+from keras_meta.algorithms import ProtoMAML
 from keras_meta.algorithms import ProtoNet
 from keras_meta.algorithms import R2D2
 from keras_meta.version import __version__
@@ -21,6 +22,7 @@ __all__ = [
     "MAML",
     "MatchingNet",
     "MetaModel",
+    "ProtoMAML",
     "ProtoNet",
     "R2D2",
     "__version__",

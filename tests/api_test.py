@@ -9,8 +9,8 @@ class APITest(testing.TestCase):
         self.assertEqual(
             sorted(keras_meta.__all__),
             sorted([
-                "MAML", "MatchingNet", "MetaModel", "ProtoNet", "R2D2",
-                "__version__", "backend",
+                "MAML", "MatchingNet", "MetaModel", "ProtoMAML", "ProtoNet",
+                "R2D2", "__version__", "backend",
                 "data",
                 "episode", "inner", "metrics", "models",
             ]),
@@ -21,7 +21,8 @@ class APITest(testing.TestCase):
     def test_submodules(self):
         expected = {
             keras_meta.algorithms: [
-                "MAML", "MatchingNet", "MetaModel", "ProtoNet", "R2D2",
+                "MAML", "MatchingNet", "MetaModel", "ProtoMAML", "ProtoNet",
+                "R2D2",
             ],
             keras_meta.data: [
                 "ClassIndex", "benchmarks", "episodes", "episodes_from_index",

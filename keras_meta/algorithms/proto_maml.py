@@ -1,0 +1,114 @@
+"""Proto-MAML: MAML with a linear head initialised from prototypes."""
+
+import keras
+from keras import ops
+
+from keras_meta import inner
+from keras_meta.algorithms.maml import MAML
+from keras_meta.algorithms.model_utils import clone_with_weights
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class ProtoMAML(MAML):
+    """Proto-MAML: a prototype-initialised head, then MAML steps.
+
+    The wrapped model is an encoder. For each episode a linear head is set
+    to the ProtoNet equivalent, `W_k = 2 c_k` and `b_k = -|c_k|^2` for
+    class prototypes `c_k` (so before any step it ranks classes exactly as a
+    ProtoNet does); then encoder and head take `num_inner_steps` gradient
+    steps on the support set, as in MAML. The meta-gradient flows through
+    the prototypes into the head's initialisation.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to embeddings.
+        num_ways: Int, classes per episode.
+        inner_learning_rate, num_inner_steps, eval_inner_steps,
+        first_order, batch_norm, inner_loss: As for `keras_meta.MAML`.
+
+    Reference:
+        - [Triantafillou et al., 2020](https://arxiv.org/abs/1903.03096)
+    """
+
+    def __init__(self, model, *, num_ways, **kwargs):
+        super().__init__(model, **kwargs)
+        if isinstance(num_ways, bool) or not isinstance(num_ways, int) or (
+            num_ways < 1
+        ):
+            raise ValueError(
+                "`num_ways` must be a positive integer. Received: "
+                f"num_ways={num_ways!r}."
+            )
+        self.num_ways = num_ways
+
+    def _embed(self, weights, state, inputs, training):
+        embeddings, state = self.run_model(weights, state, inputs, training)
+        return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1)), state
+
+    def prototype_head(self, embeddings, labels, weights=None):
+        """`(W, b)` of the linear head equivalent to a ProtoNet."""
+        one_hot = ops.one_hot(ops.cast(labels, "int32"), self.num_ways,
+                              dtype=embeddings.dtype)
+        if weights is not None:
+            one_hot = one_hot * ops.cast(weights, one_hot.dtype)[:, None]
+        counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
+        prototypes = ops.matmul(ops.transpose(one_hot), embeddings) / (
+            counts[:, None])
+        return (2.0 * ops.transpose(prototypes),
+                -ops.sum(ops.square(prototypes), axis=-1))
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        loss_fn = self.inner_loss_fn()
+        embeddings, _ = self._embed(params["weights"], params["state"],
+                                    support_inputs, training)
+        kernel, bias = self.prototype_head(embeddings, support_labels,
+                                           support_weights)
+
+        def support_objective(weights, state):
+            embeddings, state = self._embed(weights[:-2], state,
+                                            support_inputs, training)
+            logits = ops.matmul(embeddings, weights[-2]) + weights[-1]
+            loss = self.support_loss(support_labels, logits, loss_fn,
+                                     support_weights)
+            return loss, state
+
+        return inner.gradient_descent(
+            support_objective,
+            list(params["weights"]) + [kernel, bias],
+            params["state"],
+            learning_rate=self.inner_learning_rate,
+            num_steps=self.inner_steps(training),
+            first_order=self.first_order,
+        )
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        weights, state = task_state
+        embeddings, _ = self._embed(weights[:-2], state, query_inputs,
+                                    training)
+        return ops.matmul(embeddings, weights[-2]) + weights[-1]
+
+    def _output_dtype(self, query_inputs):
+        return self.model.compute_dtype
+
+    def _num_outputs(self, example_shape, dtype):
+        return self.num_ways
+
+    def build_adapted_model(self, task_state, support_inputs):
+        weights, _ = task_state
+        encoder = clone_with_weights(
+            self.model, weights[:-2],
+            support_inputs=(
+                support_inputs
+                if self.batch_norm == "transductive" and self._batch_statistics
+                else None
+            ),
+        )
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        head = keras.layers.Dense(self.num_ways, name="head")
+        outputs = head(keras.layers.Flatten()(encoder(inputs)))
+        head.set_weights([ops.convert_to_numpy(weights[-2]),
+                          ops.convert_to_numpy(weights[-1])])
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+
+    def get_config(self):
+        return {**super().get_config(), "num_ways": self.num_ways}
