@@ -38,6 +38,7 @@ class APITest(testing.TestCase):
             keras_meta.testing: [
                 "TestCase", "finite_difference_gradient",
                 "linear_regression_episodes", "meta_gradient",
+                "meta_gradient_error",
                 "meta_loss_function",
                 "tiny_classifier", "toy_episodes",
             ],

@@ -4,15 +4,7 @@ import keras
 
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import clone_with_weights
-
-
-def _check_steps(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: "
-            f"{name}={value!r}."
-        )
+from keras_meta.algorithms.model_utils import check_count
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -79,7 +71,7 @@ class MAML(MetaModel):
                 "`inner_learning_rate` must be a positive number. Received: "
                 f"inner_learning_rate={inner_learning_rate!r}."
             )
-        _check_steps("num_inner_steps", num_inner_steps, 1)
+        check_count("num_inner_steps", num_inner_steps, 1)
         if eval_inner_steps is None:
             eval_inner_steps = num_inner_steps
         self.inner_learning_rate = float(inner_learning_rate)
@@ -93,7 +85,7 @@ class MAML(MetaModel):
 
     @eval_inner_steps.setter
     def eval_inner_steps(self, value):
-        _check_steps("eval_inner_steps", value, 0)
+        check_count("eval_inner_steps", value, 0)
         object.__setattr__(self, "_eval_inner_steps", value)
         # The step count is baked into traced functions: retrace them.
         self.test_function = None
@@ -131,15 +123,7 @@ class MAML(MetaModel):
 
     def build_adapted_model(self, task_state, support_inputs):
         weights, _ = task_state
-        return clone_with_weights(
-            self.model,
-            weights,
-            support_inputs=(
-                support_inputs
-                if self.batch_norm == "transductive" and self._batch_statistics
-                else None
-            ),
-        )
+        return self.copy_model(weights, support_inputs)
 
     def get_config(self):
         config = super().get_config()

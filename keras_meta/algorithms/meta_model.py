@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_meta import backend
 from keras_meta import episode
+from keras_meta.algorithms.model_utils import clone_with_weights
 from keras_meta.algorithms.model_utils import ensure_weights
 from keras_meta.algorithms.model_utils import has_batch_statistics
 from keras_meta.metrics import EpisodeStatistics
@@ -205,6 +206,19 @@ class MetaModel(keras.Model):
         if self.batch_norm == "transductive" and self._batch_statistics:
             return True
         return bool(training)
+
+    def copy_model(self, weights, support_inputs):
+        """A plain copy of the wrapped model holding `weights`.
+
+        With transductive BatchNorm, the copy normalizes with the support
+        set's statistics (see `batch_norm`).
+        """
+        transductive = self.batch_norm == "transductive" and (
+            self._batch_statistics)
+        return clone_with_weights(
+            self.model, weights,
+            support_inputs=support_inputs if transductive else None,
+        )
 
     def run_model(self, weights, state, inputs, training):
         """Runs the wrapped model on the given weight values.

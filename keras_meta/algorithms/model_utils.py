@@ -4,6 +4,30 @@ import keras
 from keras import ops
 
 
+def check_count(name, value, minimum=1):
+    """Raises a `ValueError` unless `value` is an int >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: "
+            f"{name}={value!r}."
+        )
+
+
+def with_linear_head(encoder, input_shape, kernel, bias, *, normalize=False,
+                     name="adapted"):
+    """`encoder`, flattened (optionally unit-normalized), then a dense layer
+    holding `kernel` and `bias`: the adapted model of metric learners."""
+    inputs = keras.Input(shape=tuple(input_shape))
+    embeddings = keras.layers.Flatten()(encoder(inputs))
+    if normalize:
+        embeddings = keras.layers.UnitNormalization()(embeddings)
+    head = keras.layers.Dense(kernel.shape[-1], name="head")
+    outputs = head(embeddings)
+    head.set_weights([ops.convert_to_numpy(kernel),
+                      ops.convert_to_numpy(bias)])
+    return keras.Model(inputs, outputs, name=name)
+
+
 def walk_layers(layer):
     """Yields `layer` and all its nested layers, depth first."""
     yield layer

@@ -5,7 +5,8 @@ from keras import ops
 
 from keras_meta import inner
 from keras_meta.algorithms.maml import MAML
-from keras_meta.algorithms.model_utils import clone_with_weights
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import with_linear_head
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -31,13 +32,7 @@ class ProtoMAML(MAML):
 
     def __init__(self, model, *, num_ways, **kwargs):
         super().__init__(model, **kwargs)
-        if isinstance(num_ways, bool) or not isinstance(num_ways, int) or (
-            num_ways < 1
-        ):
-            raise ValueError(
-                "`num_ways` must be a positive integer. Received: "
-                f"num_ways={num_ways!r}."
-            )
+        check_count("num_ways", num_ways)
         self.num_ways = num_ways
 
     def _embed(self, weights, state, inputs, training):
@@ -95,20 +90,11 @@ class ProtoMAML(MAML):
 
     def build_adapted_model(self, task_state, support_inputs):
         weights, _ = task_state
-        encoder = clone_with_weights(
-            self.model, weights[:-2],
-            support_inputs=(
-                support_inputs
-                if self.batch_norm == "transductive" and self._batch_statistics
-                else None
-            ),
+        return with_linear_head(
+            self.copy_model(weights[:-2], support_inputs),
+            support_inputs.shape[1:], weights[-2], weights[-1],
+            name=f"{self.model.name}_adapted",
         )
-        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
-        head = keras.layers.Dense(self.num_ways, name="head")
-        outputs = head(keras.layers.Flatten()(encoder(inputs)))
-        head.set_weights([ops.convert_to_numpy(weights[-2]),
-                          ops.convert_to_numpy(weights[-1])])
-        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
 
     def get_config(self):
         return {**super().get_config(), "num_ways": self.num_ways}

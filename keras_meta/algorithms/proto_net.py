@@ -5,7 +5,8 @@ from keras import ops
 
 from keras_meta import backend
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import clone_with_weights
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import with_linear_head
 
 DISTANCES = ("squared_euclidean", "cosine")
 
@@ -49,13 +50,7 @@ class ProtoNet(MetaModel):
     def __init__(self, model, *, num_ways, distance="squared_euclidean",
                  **kwargs):
         super().__init__(model, **kwargs)
-        if isinstance(num_ways, bool) or not isinstance(num_ways, int) or (
-            num_ways < 1
-        ):
-            raise ValueError(
-                "`num_ways` must be a positive integer. Received: "
-                f"num_ways={num_ways!r}."
-            )
+        check_count("num_ways", num_ways)
         if distance not in DISTANCES:
             raise ValueError(
                 f"`distance` must be one of {list(DISTANCES)}. Received: "
@@ -127,32 +122,23 @@ class ProtoNet(MetaModel):
         class. For cosine distance it holds the scaled unit prototypes and
         the embedding is normalized first.
         """
-        weights = [ops.convert_to_tensor(v) for v in
-                   self.model.trainable_variables]
-        encoder = clone_with_weights(
-            self.model, weights,
-            support_inputs=(
-                support_inputs
-                if self.batch_norm == "transductive" and self._batch_statistics
-                else None
-            ),
-        )
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
         prototypes = ops.convert_to_numpy(task_state)
-        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
-        embeddings = keras.layers.Flatten()(encoder(inputs))
         if self.distance == "cosine":
-            embeddings = keras.layers.UnitNormalization()(embeddings)
             norms = (prototypes ** 2).sum(-1, keepdims=True) ** 0.5
             kernel = (float(self.scale.numpy()) * prototypes
                       / (norms + 1e-12)).T
-            bias = keras.ops.zeros((self.num_ways,))
+            bias = 0.0 * kernel[0]
         else:
             kernel = 2.0 * prototypes.T
             bias = -(prototypes ** 2).sum(-1)
-        head = keras.layers.Dense(self.num_ways, name="prototypes")
-        outputs = head(embeddings)
-        head.set_weights([kernel, ops.convert_to_numpy(bias)])
-        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+        return with_linear_head(
+            self.copy_model(weights, support_inputs),
+            support_inputs.shape[1:], kernel, bias,
+            normalize=self.distance == "cosine",
+            name=f"{self.model.name}_adapted",
+        )
 
     def get_config(self):
         return {

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_meta import backend
 from keras_meta.algorithms.proto_net import ProtoNet
-from keras_meta.algorithms.model_utils import clone_with_weights
+from keras_meta.algorithms.model_utils import with_linear_head
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -92,23 +92,13 @@ class R2D2(ProtoNet):
         """The encoder followed by a dense layer holding `scale * W`."""
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
-        encoder = clone_with_weights(
-            self.model, weights,
-            support_inputs=(
-                support_inputs
-                if self.batch_norm == "transductive" and self._batch_statistics
-                else None
-            ),
-        )
-        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
-        embeddings = keras.layers.Flatten()(encoder(inputs))
-        head = keras.layers.Dense(self.num_ways, name="ridge_head")
-        outputs = head(embeddings)
         kernel = ops.convert_to_numpy(task_state) * float(self.scale.numpy())
-        bias = ops.convert_to_numpy(
-            ops.ones((self.num_ways,)) * float(self.bias.numpy()))
-        head.set_weights([kernel, bias])
-        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+        bias = 0.0 * kernel[0] + float(self.bias.numpy())
+        return with_linear_head(
+            self.copy_model(weights, support_inputs),
+            support_inputs.shape[1:], kernel, bias,
+            name=f"{self.model.name}_adapted",
+        )
 
     def get_config(self):
         config = super().get_config()

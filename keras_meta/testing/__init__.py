@@ -3,6 +3,7 @@
 from keras_meta.testing.test_case import TestCase
 from keras_meta.testing.test_case import finite_difference_gradient
 from keras_meta.testing.test_case import meta_gradient
+from keras_meta.testing.test_case import meta_gradient_error
 from keras_meta.testing.test_case import meta_loss_function
 from keras_meta.testing.test_utils import linear_regression_episodes
 from keras_meta.testing.test_utils import tiny_classifier
@@ -13,6 +14,7 @@ __all__ = [
     "finite_difference_gradient",
     "linear_regression_episodes",
     "meta_gradient",
+    "meta_gradient_error",
     "meta_loss_function",
     "tiny_classifier",
     "toy_episodes",

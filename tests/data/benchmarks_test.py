@@ -1,7 +1,6 @@
 """Benchmarks on mocked TFDS data whose pixels encode each example's class."""
 
 import os
-import shutil
 from unittest import mock
 
 import numpy as np
