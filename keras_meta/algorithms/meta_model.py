@@ -52,6 +52,13 @@ def _is_dataset(data):
     return hasattr(data, "element_spec") and hasattr(data, "take")
 
 
+class _EpochHook(keras.callbacks.Callback):
+    """Calls `MetaModel.on_epoch_begin`; `fit()` adds it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.on_epoch_begin(epoch)
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
 class MetaModel(keras.Model):
     """Base class of meta-learners: Keras training whose batches are tasks.
@@ -72,7 +79,13 @@ class MetaModel(keras.Model):
       (fast weights, prototypes). `support_weights` (0 for padding) comes
       with padded variable-way or variable-shot episodes.
     - `predict_task(params, task_state, query_inputs, training)`: query
-      predictions from that state.
+      predictions from that state. While training it may instead return a
+      dict (see `task_output_keys()`) holding `"predictions"` and either of
+      `"step_predictions"` (query predictions after each inner step,
+      `[steps, num_query, ...]`, for a multi-step loss weighted by
+      `step_loss_weights()`) and `"auxiliary_loss"` (a scalar per task,
+      averaged over tasks and added to the compiled loss: regularizers and
+      hand-built meta-gradients such as Reptile's).
     - `build_adapted_model(task_state, support_inputs)`: an ordinary
       `keras.Model` that predicts like the adapted learner.
 
@@ -107,6 +120,10 @@ class MetaModel(keras.Model):
           for the episodic formulation.
     """
 
+    # Learners with meta-learned weights of their own (LEO) also accept a
+    # frozen feature extractor.
+    requires_trainable_model = True
+
     def __init__(
         self, model, *, batch_norm="transductive", inner_loss=None, **kwargs
     ):
@@ -126,7 +143,8 @@ class MetaModel(keras.Model):
                 "Give it an input shape (`keras.Input(shape)` as its first "
                 "layer) or call `model.build(input_shape)` first."
             )
-        if not model.trainable_variables and owner != "MetaModel":
+        if (not model.trainable_variables and owner != "MetaModel"
+                and self.requires_trainable_model):
             raise ValueError(
                 f"`{owner}` received the model '{model.name}', which has no "
                 "trainable weights to meta-learn. Check that it is "
@@ -196,6 +214,36 @@ class MetaModel(keras.Model):
         raise NotImplementedError(
             f"`{type(self).__name__}` must implement `build_adapted_model()`."
         )
+
+    def task_output_keys(self, training):
+        """Keys of the dict `predict_task` returns, or `None` for a tensor.
+
+        Subclasses that return a dict while training override this.
+        """
+        return None
+
+    def step_loss_weights(self):
+        """Weights of the per-step query losses (`"step_predictions"`)."""
+        raise NotImplementedError(
+            f"`{type(self).__name__}` returns step predictions and must "
+            "implement `step_loss_weights()`."
+        )
+
+    def per_task_parameters(self, inputs, training):
+        """Values that differ per task, such as sampling noise, or `None`.
+
+        A dict of tensors whose leading axis is the task; each task's slice
+        is merged into the `params` its hooks receive. Drawing random
+        values here, once per step for the whole meta-batch, keeps the
+        per-task map free of random state.
+        """
+        return None
+
+    def on_epoch_begin(self, epoch):
+        """Called by `fit()` before each epoch, for schedules kept by the
+        meta-learner itself (MAML++'s annealed step losses and its switch
+        from first to second order). Epochs count from 0, and resumed runs
+        (`initial_epoch`, `BackupAndRestore`) see the true epoch."""
 
     # ------------------------------------------------------------------
     # Pieces subclasses use.
@@ -287,17 +335,32 @@ class MetaModel(keras.Model):
 
         weighted = inputs.get(episode.SUPPORT_WEIGHTS) is not None
 
+        per_task = self.per_task_parameters(inputs, training)
+
         def adapt_and_predict(task):
             support_inputs, support_labels, query_inputs = task[:3]
+            task_params = params if per_task is None else {
+                **params, **task[-1]}
             task_state = self.adapt_task(
-                params, support_inputs, support_labels, training,
+                task_params, support_inputs, support_labels, training,
                 support_weights=task[3] if weighted else None,
             )
             return self.predict_task(
-                params, task_state, query_inputs, training
+                task_params, task_state, query_inputs, training
             )
 
         query_inputs = inputs[episode.QUERY_INPUTS]
+        keys = self.task_output_keys(training)
+        if keys is None:
+            output_dtypes = lambda: self._output_dtype(query_inputs)  # noqa
+        else:
+            def output_dtypes():
+                prediction = self._output_dtype(query_inputs)
+                return {
+                    key: (self.model.variable_dtype
+                          if key == "auxiliary_loss" else prediction)
+                    for key in keys
+                }
         elements = (
             inputs[episode.SUPPORT_INPUTS],
             inputs[episode.SUPPORT_LABELS],
@@ -305,11 +368,9 @@ class MetaModel(keras.Model):
         )
         if weighted:
             elements += (inputs[episode.SUPPORT_WEIGHTS],)
-        return backend.map_tasks(
-            adapt_and_predict,
-            elements,
-            lambda: self._output_dtype(query_inputs),
-        )
+        if per_task is not None:
+            elements += (per_task,)
+        return backend.map_tasks(adapt_and_predict, elements, output_dtypes)
 
     def adapt(self, support_inputs, support_labels):
         """Adapts to one task and returns an ordinary `keras.Model`.
@@ -393,6 +454,8 @@ class MetaModel(keras.Model):
             # otherwise warns that it cannot shuffle a dataset.
             arguments.setdefault("shuffle", False)
         self._check_first_episode(x, y)
+        arguments["callbacks"] = list(arguments.get("callbacks") or []) + [
+            _EpochHook()]
         validation_data = arguments.get("validation_data")
         if isinstance(validation_data, (tuple, list)):
             self._check_first_episode(*validation_data[:2])
@@ -408,6 +471,32 @@ class MetaModel(keras.Model):
         self._check_first_episode(x)
         return super().predict(x, *args, **kwargs)
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        if "step_predictions" in y_pred:
+            step_predictions = y_pred["step_predictions"]
+            weights = self.step_loss_weights()
+            loss = None
+            for step in range(step_predictions.shape[1]):
+                term = super().compute_loss(
+                    x, y, step_predictions[:, step], sample_weight, training)
+                term = ops.cast(weights[step], term.dtype) * term
+                loss = term if loss is None else loss + term
+        else:
+            loss = super().compute_loss(
+                x, y, y_pred["predictions"], sample_weight, training)
+        if "auxiliary_loss" in y_pred:
+            # Averaged over this replica's tasks; like the compiled loss it is
+            # divided by the replica count, so that the strategy's sum of
+            # gradients over replicas is the mean over the global batch.
+            auxiliary = ops.cast(
+                ops.mean(y_pred["auxiliary_loss"]), loss.dtype)
+            loss = loss + auxiliary / ops.cast(
+                backend.num_replicas(), loss.dtype)
+        return loss
+
     def train_step(self, *args, **kwargs):
         # Read while the step is traced: training logs report the compiled
         # metrics only, evaluation logs add their confidence intervals.
@@ -417,6 +506,8 @@ class MetaModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # The compiled metrics are built by the first call: compute them
         # first, then the per-episode statistics over all of them.
+        if isinstance(y_pred, dict):
+            y_pred = y_pred["predictions"]
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
         if not _in_train_step(self) and y is not None:
             values = self._per_episode_values(y, y_pred, sample_weight)

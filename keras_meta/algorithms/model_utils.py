@@ -124,3 +124,68 @@ def _set_support_statistics(model, support_inputs):
             layer.momentum = momentum
     for variable, value in zip(model.non_trainable_variables, state):
         variable.assign(value)
+
+
+def layer_weight_mask(model, layers, owner, argument="head"):
+    """Marks which of `model.trainable_variables` belong to `layers`.
+
+    Args:
+        model: A `keras.Model`.
+        layers: A layer name, an index into `model.layers` (negative counts
+            from the end), or a list of them.
+        owner: The class name used in error messages.
+        argument: The argument name used in error messages.
+
+    Returns:
+        A list of bools, one per trainable variable of `model`.
+    """
+    chosen = layers if isinstance(layers, (list, tuple)) else [layers]
+    if not chosen:
+        raise ValueError(f"`{argument}` names no layer.")
+    names = [layer.name for layer in model.layers]
+    selected = set()
+    for spec in chosen:
+        if isinstance(spec, bool) or not isinstance(spec, (int, str)):
+            raise ValueError(
+                f"`{owner}` takes `{argument}` as layer names or indices "
+                f"into `model.layers`. Received: {argument}={layers!r}."
+            )
+        if isinstance(spec, str):
+            if spec not in names:
+                raise ValueError(
+                    f"`{argument}={spec!r}` is not a layer of the model "
+                    f"'{model.name}'. Its layers are {names}."
+                )
+            layer = model.layers[names.index(spec)]
+        else:
+            if not -len(names) <= spec < len(names):
+                raise ValueError(
+                    f"`{argument}={spec}` is out of range: the model "
+                    f"'{model.name}' has {len(names)} layers {names}."
+                )
+            layer = model.layers[spec]
+        if not layer.trainable_variables:
+            raise ValueError(
+                f"`{argument}` selects the layer '{layer.name}', which has no "
+                "trainable weights. Choose the layer(s) holding the weights "
+                f"to adapt; the model's layers are {names}."
+            )
+        selected.update(id(v) for v in layer.trainable_variables)
+    mask = [id(v) in selected for v in model.trainable_variables]
+    if all(mask):
+        raise ValueError(
+            f"`{argument}` selects every trainable layer of the model "
+            f"'{model.name}', leaving no body: `{owner}` needs a head and a "
+            "body. Choose the last layer(s) only."
+        )
+    return mask
+
+
+def positive_number(name, value):
+    """`value` as a float, or a `ValueError` unless it is a number > 0."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not value > 0):
+        raise ValueError(
+            f"`{name}` must be a positive number. Received: {name}={value!r}."
+        )
+    return float(value)

@@ -12,12 +12,14 @@ _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import exact_moments
+    from keras_meta.backend.tensorflow import implicit_solution
     from keras_meta.backend.tensorflow import map_tasks
     from keras_meta.backend.tensorflow import num_replicas
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
     from keras_meta.backend.jax import exact_moments
+    from keras_meta.backend.jax import implicit_solution
     from keras_meta.backend.jax import map_tasks
     from keras_meta.backend.jax import num_replicas
     from keras_meta.backend.jax import read_value
@@ -31,4 +33,4 @@ else:
     )
 
 __all__ = [
-    "exact_moments", "map_tasks", "num_replicas", "read_value", "value_and_grad"]
+    "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "read_value", "value_and_grad"]

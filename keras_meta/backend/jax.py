@@ -87,3 +87,52 @@ def num_replicas():
     """
     return 1
 
+
+
+
+def implicit_solution(solutions, weights, loss_fn, args, solve):
+    """Per-task inner solutions, with implicit-function gradients.
+
+    See the TensorFlow version for the contract. `args` must hold every
+    tensor `loss_fn` uses: `jax.custom_vjp` cannot differentiate values
+    captured from an enclosing trace.
+    """
+    import numpy as np
+
+    def zero_cotangent(value):
+        if jax.numpy.issubdtype(value.dtype, jax.numpy.inexact):
+            return jax.numpy.zeros_like(value)
+        return np.zeros(value.shape, dtype=jax.dtypes.float0)
+
+    @jax.custom_vjp
+    def attach(weights, solutions, args):
+        del weights, args
+        return solutions
+
+    def forward(weights, solutions, args):
+        return solutions, (solutions, args)
+
+    def task_gradient(task):
+        solution, upstream, task_args = task
+
+        def hvp(vectors):
+            def gradient(point):
+                return value_and_grad(loss_fn, point, *task_args)[1]
+
+            return list(jax.jvp(gradient, (list(solution),),
+                                (list(vectors),))[1])
+
+        return solve(hvp, list(upstream))
+
+    def backward(residuals, upstream):
+        solutions, args = residuals
+        per_task = map_tasks(task_gradient, (solutions, list(upstream), args))
+        return (
+            [g.sum(axis=0) for g in per_task],
+            [jax.numpy.zeros_like(s) for s in solutions],
+            jax.tree_util.tree_map(zero_cotangent, args),
+        )
+
+    attach.defvjp(forward, backward)
+    solutions = [jax.lax.stop_gradient(s) for s in solutions]
+    return list(attach(list(weights), solutions, tuple(args)))

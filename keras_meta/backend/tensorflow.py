@@ -131,3 +131,68 @@ def num_replicas():
     """The number of replicas that share the current global batch."""
     return tf.distribute.get_strategy().num_replicas_in_sync
 
+
+
+
+def implicit_solution(solutions, weights, loss_fn, args, solve):
+    """Per-task inner solutions, with implicit-function gradients.
+
+    Returns `solutions` (each task's approximate minimizer of a proximal
+    inner problem started from `weights`, computed without recording
+    gradients) unchanged in value. Their gradient with respect to `weights`
+    is the sum over tasks of `solve(hvp, upstream)`, where `hvp(vectors)` is
+    the Hessian-vector product of the task's `loss_fn(solution, *args)[0]`
+    at its solution: iMAML's implicit meta-gradient, whose memory does not
+    depend on how the solutions were found.
+
+    The Hessian-vector products are taken in a per-task map run during the
+    backward pass. That is why this works on the whole meta-batch rather
+    than inside the forward per-task map: there, TensorFlow computes wrong
+    values for tapes nested in a custom gradient.
+
+    Args:
+        solutions: List of tensors `[tasks, ...]`, one per weight.
+        weights: List of tensors, the meta-parameters (no task axis).
+        loss_fn: Callable `(weights, *args) -> (loss, aux)`, one task's
+            inner loss.
+        args: Tuple of tensors `[tasks, ...]`, each task's slice passed to
+            `loss_fn` (support data, state).
+        solve: Callable `(hvp, upstream) -> gradients` for one task.
+    """
+    solutions = [tf.stop_gradient(s) for s in solutions]
+    args = tuple(args)
+
+    def task_gradient(task):
+        solution, upstream, task_args = task
+
+        def hvp(vectors):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(solution)
+                _, gradients = value_and_grad(loss_fn, solution, *task_args)
+                dot = tf.add_n([
+                    tf.reduce_sum(g * tf.stop_gradient(v))
+                    for g, v in zip(gradients, vectors)
+                ])
+            return tape.gradient(
+                dot, solution,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        return solve(hvp, list(upstream))
+
+    @tf.custom_gradient
+    def attach(*weights):
+        def gradient(*upstream):
+            upstream = [
+                tf.zeros_like(s) if u is None else u
+                for u, s in zip(upstream, solutions)
+            ]
+            per_task = map_tasks(
+                task_gradient, (solutions, upstream, args),
+                [s.dtype for s in solutions],
+            )
+            return [tf.reduce_sum(g, axis=0) for g in per_task]
+
+        return [tf.identity(s) for s in solutions], gradient
+
+    return list(attach(*weights))

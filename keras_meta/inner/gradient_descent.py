@@ -1,4 +1,4 @@
-"""Plain gradient descent on fast weights, the inner loop of MAML and kin."""
+"""Gradient descent on fast weights, the inner loop of MAML and kin."""
 
 from keras import ops
 
@@ -11,8 +11,9 @@ def gradient_step(weights, gradients, learning_rate):
     Args:
         weights: List of tensors.
         gradients: List of tensors matching `weights`.
-        learning_rate: A scalar, or a list of tensors matching `weights`
-            (per-parameter rates as in Meta-SGD).
+        learning_rate: A scalar, or a list matching `weights` of scalars or
+            tensors shaped like each weight (per-parameter rates as in
+            Meta-SGD).
 
     Returns:
         The list of updated weights.
@@ -34,9 +35,23 @@ def _as_dtype(rate, dtype):
 
 
 def gradient_descent(
-    loss_fn, weights, state, *, learning_rate, num_steps, first_order=False
+    loss_fn,
+    weights,
+    state,
+    *,
+    learning_rate,
+    num_steps,
+    first_order=False,
+    mask=None,
+    trajectory=False,
 ):
     """Runs `num_steps` steps of gradient descent on `loss_fn`.
+
+    The one inner loop of the gradient-based algorithms: MAML and its
+    first-order form, ANIL and BOIL (through `mask`), Meta-SGD and MAML++'s
+    learned rates (through `learning_rate`), MAML++'s multi-step loss
+    (through `trajectory`), CAVIA (whose adapted weights are its context),
+    Reptile and iMAML (through `first_order`).
 
     Args:
         loss_fn: Callable `(weights, state) -> (loss, new_state)` with a
@@ -44,18 +59,54 @@ def gradient_descent(
             statistics, seeds) from one step to the next.
         weights: List of tensors to adapt.
         state: Anything `loss_fn` threads through.
-        learning_rate: A scalar or a list of per-weight rates.
+        learning_rate: The step size: a scalar, a list with one entry per
+            weight (scalars or tensors shaped like the weight), or a
+            callable taking the step index (a Python int) and returning
+            either (rates that change from step to step, as in MAML++).
         num_steps: Python int, the number of steps (0 returns `weights`).
         first_order: Bool. If `True`, the gradients are treated as constants
             by any enclosing differentiation (first-order MAML), which also
             frees the inner loop's activations early.
+        mask: Optional list of bools matching `weights`: only weights marked
+            `True` adapt, the others keep their values and no gradient is
+            computed for them (ANIL adapts the head alone, BOIL the body).
+        trajectory: Bool. If `True`, returns the `(weights, state)` after
+            every step, as a list of length `num_steps`.
 
     Returns:
-        `(weights, state)` after the last step.
+        `(weights, state)` after the last step, or the list of them after
+        each step if `trajectory` is `True`.
     """
-    for _ in range(num_steps):
-        (_, state), gradients = backend.value_and_grad(loss_fn, weights, state)
+    weights = list(weights)
+    if mask is None:
+        mask = [True] * len(weights)
+    elif len(mask) != len(weights):
+        raise ValueError(
+            f"`mask` has {len(mask)} entries for {len(weights)} weights."
+        )
+    adapted = [i for i, m in enumerate(mask) if m]
+
+    def merge(fast):
+        merged = list(weights)
+        for i, value in zip(adapted, fast):
+            merged[i] = value
+        return merged
+
+    def objective(fast, state):
+        return loss_fn(merge(fast), state)
+
+    fast = [weights[i] for i in adapted]
+    steps = []
+    for step in range(num_steps):
+        (_, state), gradients = backend.value_and_grad(objective, fast, state)
         if first_order:
             gradients = [ops.stop_gradient(g) for g in gradients]
-        weights = gradient_step(weights, gradients, learning_rate)
-    return weights, state
+        rate = learning_rate(step) if callable(learning_rate) else (
+            learning_rate)
+        if isinstance(rate, (list, tuple)):
+            rate = [rate[i] for i in adapted]
+        fast = gradient_step(fast, gradients, rate)
+        steps.append((merge(fast), state))
+    if trajectory:
+        return steps
+    return steps[-1] if steps else (weights, state)

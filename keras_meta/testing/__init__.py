@@ -5,11 +5,13 @@ from keras_meta.testing.test_case import finite_difference_gradient
 from keras_meta.testing.test_case import meta_gradient
 from keras_meta.testing.test_case import meta_gradient_error
 from keras_meta.testing.test_case import meta_loss_function
+from keras_meta.testing.test_utils import classifier_meta_gradient_error
 from keras_meta.testing.test_utils import linear_regression_episodes
 from keras_meta.testing.test_utils import tiny_classifier
 from keras_meta.testing.test_utils import toy_episodes
 
 __all__ = [
+    "classifier_meta_gradient_error",
     "TestCase",
     "finite_difference_gradient",
     "linear_regression_episodes",

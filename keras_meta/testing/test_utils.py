@@ -126,3 +126,29 @@ def tiny_classifier(
         ),
     ]
     return keras.Sequential(layers)
+
+
+def classifier_meta_gradient_error(cls, *, normalization="batch",
+                                   num_ways=3, **kwargs):
+    """`meta_gradient_error` of `cls(tiny_classifier(), **kwargs)` in float64.
+
+    The finite-difference oracle of the gradient-based classifiers: two
+    3-way 2-shot tasks of 8x8 images, a Conv -> normalization -> ReLU ->
+    MaxPool -> Dense network, every trainable scalar checked (the
+    meta-learner's own, such as learned rates, included).
+    """
+    from keras_meta.testing.test_case import meta_gradient_error
+
+    keras.config.set_floatx("float64")
+    inputs, labels = toy_episodes(
+        num_tasks=2, num_ways=num_ways, num_shots=2, num_queries=2,
+        image_shape=(8, 8, 1), dtype="float64")
+    model = tiny_classifier(
+        num_ways=num_ways, image_shape=(8, 8, 1), filters=4,
+        normalization=normalization, dtype="float64")
+    meta_model = cls(model, **kwargs)
+    # Made after `set_floatx`: a Keras loss computes in the float type
+    # current when it is made.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    meta_model.compile(loss=loss)
+    return meta_gradient_error(meta_model, loss, inputs, labels)
