@@ -1,7 +1,10 @@
 """Model-Agnostic Meta-Learning."""
 
 import keras
+import numpy as np
+from keras import ops
 
+from keras_meta import backend
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
@@ -19,8 +22,9 @@ class MAML(MetaModel):
     Args:
         model: A built `keras.Model` mapping inputs to predictions (logits
             for classification).
-        inner_learning_rate: Float, size of each adaptation step. Defaults to
-            `0.01`.
+        inner_learning_rate: Float, size of each adaptation step (the
+            initial value when `learn_inner_learning_rates=True`). Defaults
+            to `0.01`.
         num_inner_steps: Int, adaptation steps per task during training.
             Defaults to `1`.
         eval_inner_steps: Int, adaptation steps when evaluating, predicting
@@ -29,10 +33,30 @@ class MAML(MetaModel):
         first_order: Bool. If `True`, the meta-gradient ignores second
             derivatives (first-order MAML): cheaper, and memory does not
             grow with the number of inner steps. Defaults to `False`.
+        learn_inner_learning_rates: Bool. MAML++'s LSLR: a learned inner
+            learning rate per weight tensor and per inner step, meta-trained
+            with the initialization and saved with the model. Steps beyond
+            `num_inner_steps` (see `eval_inner_steps`) reuse the last step's
+            rates. Defaults to `False`.
+        multi_step_loss_epochs: Optional int. MAML++'s multi-step loss:
+            during the first `multi_step_loss_epochs` epochs of `fit()`, the
+            training loss is a weighted sum of the query losses after every
+            inner step, the weights moving linearly from uniform towards the
+            last step (the earlier steps' weights fall to at least
+            `0.03 / num_inner_steps`); afterwards only the last step counts.
+            Defaults to `None` (the last step's loss throughout).
+        first_order_epochs: Int. MAML++'s derivative-order annealing: train
+            first-order for this many epochs of `fit()`, then second order
+            (the training step is retraced once at the switch). Defaults to
+            `0`.
         batch_norm: See `keras_meta.MetaModel`. Defaults to
             `"transductive"`.
         inner_loss: See `keras_meta.MetaModel`. Defaults to the compiled
             loss.
+
+    MAML++'s cosine-annealed outer learning rate is an ordinary Keras
+    schedule: `compile(optimizer=keras.optimizers.Adam(
+    keras.optimizers.schedules.CosineDecay(1e-3, decay_steps)))`.
 
     Example:
 
@@ -47,8 +71,19 @@ class MAML(MetaModel):
     learner = maml.adapt(support_inputs, support_labels)  # a keras.Model
     ```
 
-    Reference:
+    MAML++ is this class with its options on:
+
+    ```python
+    maml_plus_plus = keras_meta.MAML(
+        model, inner_learning_rate=0.1, num_inner_steps=5,
+        learn_inner_learning_rates=True, multi_step_loss_epochs=10,
+        first_order_epochs=50)
+    ```
+
+    References:
         - [Finn et al., 2017](https://arxiv.org/abs/1703.03400)
+        - [Antoniou et al., 2019](https://arxiv.org/abs/1810.09502)
+          (MAML++)
     """
 
     def __init__(
@@ -59,6 +94,9 @@ class MAML(MetaModel):
         num_inner_steps=1,
         eval_inner_steps=None,
         first_order=False,
+        learn_inner_learning_rates=False,
+        multi_step_loss_epochs=None,
+        first_order_epochs=0,
         **kwargs,
     ):
         super().__init__(model, **kwargs)
@@ -72,12 +110,33 @@ class MAML(MetaModel):
                 f"inner_learning_rate={inner_learning_rate!r}."
             )
         check_count("num_inner_steps", num_inner_steps, 1)
+        if multi_step_loss_epochs is not None:
+            check_count("multi_step_loss_epochs", multi_step_loss_epochs, 1)
+        check_count("first_order_epochs", first_order_epochs, 0)
         if eval_inner_steps is None:
             eval_inner_steps = num_inner_steps
         self.inner_learning_rate = float(inner_learning_rate)
         self.num_inner_steps = num_inner_steps
         self.eval_inner_steps = eval_inner_steps
         self.first_order = bool(first_order)
+        self.learn_inner_learning_rates = bool(learn_inner_learning_rates)
+        self.multi_step_loss_epochs = multi_step_loss_epochs
+        self.first_order_epochs = first_order_epochs
+        self._use_first_order = self.first_order or first_order_epochs > 0
+        if self.learn_inner_learning_rates:
+            self.step_learning_rates = self.add_weight(
+                shape=(num_inner_steps, len(model.trainable_variables)),
+                initializer=keras.initializers.Constant(inner_learning_rate),
+                name="step_learning_rates",
+            )
+        if multi_step_loss_epochs is not None:
+            self.step_loss_importance = self.add_weight(
+                shape=(num_inner_steps,),
+                initializer=keras.initializers.Constant(
+                    1.0 / num_inner_steps),
+                trainable=False,
+                name="step_loss_importance",
+            )
 
     @property
     def eval_inner_steps(self):
@@ -93,6 +152,61 @@ class MAML(MetaModel):
 
     def inner_steps(self, training):
         return self.num_inner_steps if training else self.eval_inner_steps
+
+    # ------------------------------------------------------------------
+    # Hooks of the MAML family.
+    # ------------------------------------------------------------------
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        if self.learn_inner_learning_rates:
+            params["step_learning_rates"] = backend.read_value(
+                self.step_learning_rates)
+        return params
+
+    def inner_mask(self):
+        """Which of the wrapped model's trainable weights adapt (a list of
+        bools), or `None` for all of them."""
+        return None
+
+    def inner_learning_rates(self, params):
+        """The inner step size: a float, per-weight rates, or a callable of
+        the step index (see `keras_meta.inner.gradient_descent`)."""
+        if not self.learn_inner_learning_rates:
+            return self.inner_learning_rate
+        rates = params["step_learning_rates"]
+        count = rates.shape[1]
+
+        def at_step(step):
+            step = min(step, self.num_inner_steps - 1)
+            return [rates[step, i] for i in range(count)]
+
+        return at_step
+
+    def step_loss_weights(self):
+        return backend.read_value(self.step_loss_importance)
+
+    def task_output_keys(self, training):
+        if training and self.multi_step_loss_epochs is not None:
+            return ("predictions", "step_predictions")
+        return None
+
+    def on_epoch_begin(self, epoch):
+        if self.multi_step_loss_epochs is not None:
+            self.step_loss_importance.assign(
+                step_loss_importance(
+                    epoch, self.num_inner_steps, self.multi_step_loss_epochs
+                ).astype(self.step_loss_importance.dtype)
+            )
+        use_first_order = self.first_order or epoch < self.first_order_epochs
+        if use_first_order != self._use_first_order:
+            self._use_first_order = use_first_order
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+
+    # ------------------------------------------------------------------
+    # MetaModel hooks.
+    # ------------------------------------------------------------------
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
@@ -111,15 +225,25 @@ class MAML(MetaModel):
             support_objective,
             params["weights"],
             params["state"],
-            learning_rate=self.inner_learning_rate,
+            learning_rate=self.inner_learning_rates(params),
             num_steps=self.inner_steps(training),
-            first_order=self.first_order,
+            first_order=self._use_first_order,
+            mask=self.inner_mask(),
+            trajectory=self.task_output_keys(training) is not None,
         )
 
     def predict_task(self, params, task_state, query_inputs, training):
-        weights, state = task_state
-        predictions, _ = self.run_model(weights, state, query_inputs, training)
-        return predictions
+        if self.task_output_keys(training) is None:
+            weights, state = task_state
+            predictions, _ = self.run_model(
+                weights, state, query_inputs, training)
+            return predictions
+        steps = [
+            self.run_model(weights, state, query_inputs, training)[0]
+            for weights, state in task_state
+        ]
+        return {"predictions": steps[-1],
+                "step_predictions": ops.stack(steps)}
 
     def build_adapted_model(self, task_state, support_inputs):
         weights, _ = task_state
@@ -133,6 +257,31 @@ class MAML(MetaModel):
                 "num_inner_steps": self.num_inner_steps,
                 "eval_inner_steps": self.eval_inner_steps,
                 "first_order": self.first_order,
+                "learn_inner_learning_rates": self.learn_inner_learning_rates,
+                "multi_step_loss_epochs": self.multi_step_loss_epochs,
+                "first_order_epochs": self.first_order_epochs,
             }
         )
         return config
+
+
+def step_loss_importance(epoch, num_steps, num_epochs):
+    """MAML++'s weights of the per-step query losses at an epoch.
+
+    Uniform at epoch 0; each earlier step's weight then falls by
+    `1 / (num_steps * num_epochs)` per epoch down to `0.03 / num_steps`, the
+    last step taking the rest; from `num_epochs` on only the last step
+    counts.
+
+    Returns:
+        A NumPy array of `num_steps` weights summing to 1.
+    """
+    weights = np.zeros(num_steps)
+    if epoch >= num_epochs:
+        weights[-1] = 1.0
+        return weights
+    floor = 0.03 / num_steps
+    weights[:-1] = np.maximum(
+        1.0 / num_steps - epoch / (num_steps * num_epochs), floor)
+    weights[-1] = 1.0 - weights[:-1].sum()
+    return weights
