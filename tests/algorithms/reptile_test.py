@@ -1,0 +1,86 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_meta import Reptile
+from keras_meta import testing
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class ReptileTest(testing.TestCase):
+    def test_linear_regression_closed_form(self):
+        # The meta-gradient is theta - mean(phi), phi after k SGD steps.
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.linear_regression_episodes()
+        model = keras.Sequential([
+            keras.Input((3,)),
+            keras.layers.Dense(
+                1, kernel_initializer=keras.initializers.RandomNormal(seed=3),
+                bias_initializer=keras.initializers.RandomNormal(seed=4))])
+        reptile = Reptile(model, inner_learning_rate=0.1, num_inner_steps=3)
+        reptile.compile(loss="mse")
+        kernel, bias = (v.numpy() for v in model.trainable_variables)
+        theta = np.concatenate([kernel, bias[:, None]])
+        adapted = []
+        for t in range(len(labels)):
+            xs = inputs["support_inputs"][t]
+            a = np.concatenate([xs, np.ones((len(xs), 1))], 1)
+            phi = theta.copy()
+            for _ in range(3):
+                phi = phi - 0.1 * 2.0 / len(a) * a.T @ (
+                    a @ phi - inputs["support_labels"][t])
+            adapted.append(phi)
+        expected = theta - np.mean(adapted, axis=0)
+        gradient = testing.meta_gradient(reptile, inputs, labels)
+        np.testing.assert_allclose(
+            np.concatenate([gradient[0], gradient[1][:, None]]), expected,
+            rtol=1e-10, atol=1e-12)
+
+    def test_reported_loss_is_the_query_loss(self):
+        reptile = Reptile(testing.tiny_classifier(), inner_learning_rate=0.3,
+                          num_inner_steps=2)
+        reptile.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        logs = reptile.train_on_batch(inputs, labels, return_dict=True)
+        evaluated = reptile.evaluate(inputs, labels, verbose=0)
+        self.assertAllClose(logs["loss"], evaluated, 1e-5, 1e-5)
+
+    def test_basics(self):
+        self.run_meta_model_test(
+            cls=Reptile,
+            init_kwargs={"model": testing.tiny_classifier(),
+                         "inner_learning_rate": 0.3, "num_inner_steps": 2},
+            episodes=testing.toy_episodes(),
+            loss=LOSS,
+            metrics=["accuracy"],
+        )
+
+    @pytest.mark.tensorflow_only
+    def test_mirrored_strategy_matches_one_device(self):
+        # The hand-built update is divided by the replica count, so two
+        # replicas of two tasks each give the update of one device of four.
+        import tensorflow as tf
+
+        inputs, labels = testing.toy_episodes(num_tasks=4)
+
+        def train(strategy):
+            with strategy.scope():
+                keras.utils.set_random_seed(3)
+                reptile = Reptile(testing.tiny_classifier(),
+                                  inner_learning_rate=0.3, num_inner_steps=2)
+                reptile.compile(optimizer=keras.optimizers.SGD(0.5),
+                                loss=LOSS)
+            dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
+            reptile.fit(dataset.batch(4).repeat(3), epochs=1, verbose=0)
+            return [v.numpy() for v in reptile.model.trainable_variables]
+
+        one = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
+        mirrored = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "inner_learning_rate"):
+            Reptile(testing.tiny_classifier(), inner_learning_rate=0)
+        with self.assertRaisesRegex(ValueError, "num_inner_steps"):
+            Reptile(testing.tiny_classifier(), num_inner_steps=0)
