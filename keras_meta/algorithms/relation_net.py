@@ -1,0 +1,194 @@
+"""Relation Networks."""
+
+import copy
+
+import keras
+from keras import ops
+
+from keras_meta import backend
+from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import check_count
+
+
+def default_relation_module(embedding_dim, units=8, seed=None):
+    """The relation module of the paper's Omniglot setup, for vectors:
+    `Dense(units, relu) -> Dense(1)` on a concatenated pair."""
+    return keras.Sequential(
+        [
+            keras.Input((2 * embedding_dim,)),
+            keras.layers.Dense(
+                units, activation="relu",
+                kernel_initializer=keras.initializers.HeNormal(seed)),
+            keras.layers.Dense(
+                1, kernel_initializer=keras.initializers.GlorotUniform(
+                    None if seed is None else seed + 1)),
+        ],
+        name="relation_module",
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class RelationNet(MetaModel):
+    """Relation Networks: a learned module scores (query, class) pairs.
+
+    The wrapped model embeds every example; each class is represented by
+    the mean of its support embeddings (the paper sums them; the mean keeps
+    the scale fixed when episodes vary their shots). The relation module
+    reads a query's embedding concatenated with a class representation
+    along the last axis and returns one score; `call()` returns these
+    scores as logits `[tasks, num_query, num_ways]`. The embedding model and
+    the relation module are trained together.
+
+    Train with `SparseCategoricalCrossentropy(from_logits=True)`; the
+    paper's objective, the mean squared error between `sigmoid(score)` and
+    the one-hot labels, trains the same modules and ranks classes the same
+    way.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to embeddings: vectors
+            `[batch, dims]` or feature maps `[batch, height, width,
+            channels]`.
+        num_ways: Int, classes per episode.
+        relation_module: Optional built `keras.Model` mapping a pair (the
+            embedding shape with the last axis doubled) to one score
+            `[batch, 1]`. Defaults to `Dense(8, relu) -> Dense(1)` on
+            flattened vector embeddings; give convolutional blocks for
+            feature maps, as in the paper.
+        batch_norm: See `keras_meta.MetaModel`.
+
+    Reference:
+        - [Sung et al., 2018](https://arxiv.org/abs/1711.06025)
+    """
+
+    def __init__(self, model, *, num_ways, relation_module=None, **kwargs):
+        super().__init__(model, **kwargs)
+        check_count("num_ways", num_ways)
+        self.num_ways = num_ways
+        embedding_shape = tuple(model.output_shape[1:])
+        if relation_module is None:
+            if len(embedding_shape) != 1:
+                raise ValueError(
+                    "The default relation module reads vector embeddings; "
+                    f"the model '{model.name}' outputs shape "
+                    f"{embedding_shape}. Pass `relation_module=` a model "
+                    "taking that shape with the last axis doubled."
+                )
+            relation_module = default_relation_module(embedding_shape[0])
+        if not isinstance(relation_module, keras.Model) or not (
+                relation_module.built):
+            raise ValueError(
+                "`relation_module` must be a built `keras.Model`. Received: "
+                f"{relation_module!r}."
+            )
+        pair_shape = embedding_shape[:-1] + (2 * embedding_shape[-1],)
+        spec = relation_module.compute_output_spec(
+            keras.KerasTensor((None,) + pair_shape))
+        if tuple(spec.shape[1:]) not in ((), (1,)):
+            raise ValueError(
+                "`relation_module` must map a pair of shape "
+                f"{pair_shape} to one score per pair; it outputs shape "
+                f"{tuple(spec.shape[1:])}."
+            )
+        self.relation_module = relation_module
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        params["relation_weights"] = [
+            backend.read_value(v)
+            for v in self.relation_module.trainable_variables]
+        params["relation_state"] = [
+            backend.read_value(v)
+            for v in self.relation_module.non_trainable_variables]
+        return params
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        embeddings, _ = self.run_model(
+            params["weights"], params["state"], support_inputs, training)
+        one_hot = ops.one_hot(ops.cast(support_labels, "int32"),
+                              self.num_ways, dtype=embeddings.dtype)
+        if support_weights is not None:
+            one_hot = one_hot * ops.cast(support_weights, one_hot.dtype)[
+                :, None]
+        counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
+        flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
+        classes = ops.matmul(ops.transpose(one_hot), flat) / counts[:, None]
+        return ops.reshape(classes,
+                           (self.num_ways,) + tuple(embeddings.shape[1:]))
+
+    def relation_scores(self, params, classes, queries, training=False):
+        """Scores `[num_query, num_ways]` of every (query, class) pair."""
+        num_query = ops.shape(queries)[0]
+        tail = tuple(queries.shape[1:])
+        pairs = ops.concatenate(
+            [
+                ops.broadcast_to(queries[:, None],
+                                 (num_query, self.num_ways) + tail),
+                ops.broadcast_to(ops.cast(classes, queries.dtype)[None],
+                                 (num_query, self.num_ways) + tail),
+            ],
+            axis=-1,
+        )
+        pairs = ops.reshape(pairs, (-1,) + tail[:-1] + (2 * tail[-1],))
+        scores, _ = self.relation_module.stateless_call(
+            params["relation_weights"], params["relation_state"], pairs,
+            training=training)
+        return ops.reshape(scores, (num_query, self.num_ways))
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        queries, _ = self.run_model(
+            params["weights"], params["state"], query_inputs, training)
+        return self.relation_scores(params, task_state, queries, training)
+
+    def _output_dtype(self, query_inputs):
+        return self.model.compute_dtype
+
+    def _num_outputs(self, example_shape, dtype):
+        return self.num_ways
+
+    def build_adapted_model(self, task_state, support_inputs):
+        """Encoder, then the relation module against each stored class.
+
+        Each class representation is the output of a `Dense` layer with a
+        zero kernel and that representation as its bias, so the model is
+        made of stock layers only.
+        """
+        classes = ops.convert_to_numpy(task_state)
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
+        encoder = self.copy_model(weights, support_inputs)
+        relation = keras.models.clone_model(self.relation_module)
+        relation.set_weights(self.relation_module.get_weights())
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        embeddings = encoder(inputs)
+        embedding_shape = tuple(embeddings.shape[1:])
+        flat = keras.layers.Flatten()(embeddings)
+        scores = []
+        for k in range(self.num_ways):
+            constant = keras.layers.Dense(
+                int(classes[k].size), kernel_initializer="zeros",
+                trainable=False, name=f"class_{k}")
+            representation = keras.layers.Reshape(embedding_shape)(
+                constant(flat))
+            constant.bias.assign(classes[k].reshape(-1))
+            pair = keras.layers.Concatenate(axis=-1)(
+                [embeddings, representation])
+            scores.append(keras.layers.Reshape((1,))(relation(pair)))
+        outputs = keras.layers.Concatenate(axis=-1)(scores)
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_ways": self.num_ways,
+            "relation_module": keras.saving.serialize_keras_object(
+                self.relation_module),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = copy.deepcopy(config)
+        config["relation_module"] = keras.saving.deserialize_keras_object(
+            config["relation_module"])
+        return super().from_config(config)
