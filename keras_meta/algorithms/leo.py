@@ -1,0 +1,291 @@
+"""Latent Embedding Optimization."""
+
+import keras
+from keras import ops
+
+from keras_meta import backend
+from keras_meta import inner
+from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.algorithms.model_utils import with_linear_head
+
+
+def _dense(units, activation=None, name=None):
+    return keras.layers.Dense(units, activation=activation, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class LEO(MetaModel):
+    """Latent Embedding Optimization: adapt a low-dimensional code.
+
+    On top of features from the wrapped model (any Keras feature extractor,
+    trainable or frozen, or an identity on precomputed embeddings):
+
+    1. An encoder maps each support feature to a code; a relation network
+       reads every pair of codes, and averaging its outputs over the pairs
+       whose first member is in class `k` gives the mean and log standard
+       deviation of class `k`'s latent distribution. Training samples a
+       latent `z_k` from it; evaluation takes the mean.
+    2. A decoder maps `z_k` to the mean and log standard deviation of class
+       `k`'s classifier weights `w_k` (sampled in training), and the
+       logits are `features . w_k`.
+    3. The inner loop takes `num_latent_steps` gradient steps on the latents
+       (support loss through the decoder), then `num_finetune_steps` steps
+       on the decoded weights themselves. Both step sizes are meta-learned.
+
+    The training loss adds, as in the paper, `kl_weight` times the KL
+    divergence of the latent distributions from `N(0, I)`,
+    `encoder_penalty_weight` times `|stop_gradient(z') - z|^2` (keeping the
+    encoder's codes near the adapted ones) and `orthogonality_weight` times
+    the squared deviation of the decoder's row correlations from the
+    identity. The meta-gradient is second order through both inner loops.
+
+    Args:
+        model: A built `keras.Model` mapping inputs to features
+            `[batch, dims]` (or any shape, flattened). It may be frozen
+            (`model.trainable = False`).
+        num_ways: Int, classes per episode.
+        latent_dim: Int, size of each class's code. Defaults to `64`.
+        num_latent_steps: Int, inner steps on the latents. Defaults to `5`.
+        num_finetune_steps: Int, inner steps on the decoded weights.
+            Defaults to `5`.
+        inner_learning_rate: Float, initial latent step size. Defaults to
+            `1.0`.
+        finetune_learning_rate: Float, initial weight step size. Defaults
+            to `0.001`.
+        kl_weight: Float. Defaults to `0.001`.
+        encoder_penalty_weight: Float. Defaults to `1e-9`.
+        orthogonality_weight: Float. Defaults to `0.001`.
+        seed: Optional int for the latent and weight sampling.
+        batch_norm, inner_loss: See `keras_meta.MetaModel`.
+
+    Reference:
+        - [Rusu et al., 2019](https://arxiv.org/abs/1807.05960)
+    """
+
+    requires_trainable_model = False
+
+    def __init__(self, model, *, num_ways, latent_dim=64, num_latent_steps=5,
+                 num_finetune_steps=5, inner_learning_rate=1.0,
+                 finetune_learning_rate=0.001, kl_weight=0.001,
+                 encoder_penalty_weight=1e-9, orthogonality_weight=0.001,
+                 seed=None, **kwargs):
+        super().__init__(model, **kwargs)
+        check_count("num_ways", num_ways)
+        check_count("latent_dim", latent_dim)
+        check_count("num_latent_steps", num_latent_steps, 0)
+        check_count("num_finetune_steps", num_finetune_steps, 0)
+        self.num_ways = num_ways
+        self.latent_dim = latent_dim
+        self.num_latent_steps = num_latent_steps
+        self.num_finetune_steps = num_finetune_steps
+        self.inner_learning_rate = positive_number(
+            "inner_learning_rate", inner_learning_rate)
+        self.finetune_learning_rate = positive_number(
+            "finetune_learning_rate", finetune_learning_rate)
+        for name, value in (("kl_weight", kl_weight),
+                            ("encoder_penalty_weight", encoder_penalty_weight),
+                            ("orthogonality_weight", orthogonality_weight)):
+            if isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"`{name}` must be a number >= 0. Received: "
+                    f"{name}={value!r}.")
+        self.kl_weight = float(kl_weight)
+        self.encoder_penalty_weight = float(encoder_penalty_weight)
+        self.orthogonality_weight = float(orthogonality_weight)
+        self.seed = seed
+
+        feature_shape = model.compute_output_spec(
+            keras.KerasTensor(model.input_shape)).shape[1:]
+        self.feature_dim = 1
+        for size in feature_shape:
+            self.feature_dim *= size
+        self.encoder = _dense(latent_dim, name="encoder")
+        self.encoder.build((None, self.feature_dim))
+        self.relation = keras.Sequential([
+            keras.Input((2 * latent_dim,)),
+            _dense(2 * latent_dim, "relu"),
+            _dense(2 * latent_dim, "relu"),
+            _dense(2 * latent_dim),
+        ], name="relation")
+        self.decoder = _dense(2 * self.feature_dim, name="decoder")
+        self.decoder.build((None, latent_dim))
+        self.latent_learning_rate = self.add_weight(
+            shape=(), name="latent_learning_rate",
+            initializer=keras.initializers.Constant(inner_learning_rate))
+        self.weight_learning_rate = self.add_weight(
+            shape=(), name="weight_learning_rate",
+            initializer=keras.initializers.Constant(finetune_learning_rate))
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    # ------------------------------------------------------------------
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        for name in ("encoder", "relation", "decoder"):
+            params[name] = [backend.read_value(v)
+                            for v in getattr(self, name).trainable_variables]
+        params["latent_learning_rate"] = backend.read_value(
+            self.latent_learning_rate)
+        params["weight_learning_rate"] = backend.read_value(
+            self.weight_learning_rate)
+        return params
+
+    def features(self, params, inputs, training):
+        outputs, _ = self.run_model(
+            params["weights"], params["state"], inputs, training)
+        return ops.reshape(outputs, (ops.shape(outputs)[0], -1))
+
+    def latent_distribution(self, params, features, labels,
+                            support_weights=None):
+        """Per-class latent means and log standard deviations."""
+        codes, _ = self.encoder.stateless_call(params["encoder"], [],
+                                               features)
+        n = ops.shape(codes)[0]
+        pairs = ops.concatenate([
+            ops.broadcast_to(codes[:, None], (n, n, self.latent_dim)),
+            ops.broadcast_to(codes[None], (n, n, self.latent_dim)),
+        ], axis=-1)
+        relations, _ = self.relation.stateless_call(
+            params["relation"], [], ops.reshape(pairs, (-1, 2 * self.latent_dim)))
+        relations = ops.reshape(relations, (n, n, 2 * self.latent_dim))
+        one_hot = ops.one_hot(ops.cast(labels, "int32"), self.num_ways,
+                              dtype=relations.dtype)
+        if support_weights is None:
+            mask = ops.ones((n,), dtype=relations.dtype)
+        else:
+            mask = ops.cast(support_weights, relations.dtype)
+        # Mean over partners m, then over the class's own examples n.
+        per_example = ops.sum(relations * mask[None, :, None], axis=1) / (
+            ops.maximum(ops.sum(mask), 1.0))
+        one_hot = one_hot * mask[:, None]
+        per_class = ops.matmul(ops.transpose(one_hot), per_example) / (
+            ops.maximum(ops.sum(one_hot, axis=0), 1.0)[:, None])
+        return per_class[:, :self.latent_dim], per_class[:, self.latent_dim:]
+
+    def decode(self, params, latents, noise=None):
+        """Classifier weights `[num_ways, feature_dim]` for the latents."""
+        decoded, _ = self.decoder.stateless_call(params["decoder"], [],
+                                                 latents)
+        mean = decoded[:, :self.feature_dim]
+        if noise is None:
+            return mean
+        log_std = decoded[:, self.feature_dim:]
+        return mean + ops.exp(log_std) * ops.cast(noise, mean.dtype)
+
+    def _logits(self, features, classifier):
+        return ops.matmul(features, ops.transpose(
+            ops.cast(classifier, features.dtype)))
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        features = self.features(params, support_inputs, training)
+        mean, log_std = self.latent_distribution(
+            params, features, support_labels, support_weights)
+        noise = params.get("task_noise")
+        latents = mean
+        if noise is not None:
+            latents = mean + ops.exp(log_std) * ops.cast(
+                noise[:, :self.latent_dim], mean.dtype)
+        weight_noise = None if noise is None else noise[:, self.latent_dim:]
+        loss_fn = self.inner_loss_fn()
+
+        def latent_objective(values, state):
+            classifier = self.decode(params, values[0], weight_noise)
+            return self.support_loss(
+                support_labels, self._logits(features, classifier), loss_fn,
+                support_weights), state
+
+        (adapted,), _ = inner.gradient_descent(
+            latent_objective, [latents], None,
+            learning_rate=params["latent_learning_rate"],
+            num_steps=self.num_latent_steps,
+        )
+
+        def weight_objective(values, state):
+            return self.support_loss(
+                support_labels, self._logits(features, values[0]), loss_fn,
+                support_weights), state
+
+        (classifier,), _ = inner.gradient_descent(
+            weight_objective, [self.decode(params, adapted, weight_noise)],
+            None, learning_rate=params["weight_learning_rate"],
+            num_steps=self.num_finetune_steps,
+        )
+        return {"classifier": classifier, "mean": mean, "log_std": log_std,
+                "latents": latents, "adapted_latents": adapted}
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        features = self.features(params, query_inputs, training)
+        predictions = self._logits(features, task_state["classifier"])
+        if not training:
+            return predictions
+        mean, log_std = task_state["mean"], task_state["log_std"]
+        kl = ops.mean(ops.sum(
+            0.5 * (ops.square(mean) + ops.exp(2.0 * log_std) - 1.0)
+            - log_std, axis=-1))
+        penalty = ops.mean(ops.sum(ops.square(
+            ops.stop_gradient(task_state["adapted_latents"])
+            - task_state["latents"]), axis=-1))
+        auxiliary = (self.kl_weight * kl
+                     + self.encoder_penalty_weight * penalty
+                     + self.orthogonality_weight
+                     * self.orthogonality_penalty(params))
+        return {"predictions": predictions,
+                "auxiliary_loss": ops.cast(auxiliary, self.variable_dtype)}
+
+    def orthogonality_penalty(self, params):
+        """Mean squared deviation of the decoder's row correlations from I."""
+        kernel = params["decoder"][0]
+        rows = kernel / ops.maximum(
+            ops.norm(kernel, axis=-1, keepdims=True), 1e-12)
+        correlation = ops.matmul(rows, ops.transpose(rows))
+        return ops.mean(ops.square(
+            correlation - ops.eye(self.latent_dim, dtype=kernel.dtype)))
+
+    def task_output_keys(self, training):
+        return ("predictions", "auxiliary_loss") if training else None
+
+    def per_task_parameters(self, inputs, training):
+        if not training:
+            return None
+        # Sampling noise for every task, `[tasks, num_ways, latent_dim +
+        # feature_dim]`, drawn once per step.
+        num_tasks = ops.shape(inputs["support_inputs"])[0]
+        return {"task_noise": keras.random.normal(
+            (num_tasks, self.num_ways, self.latent_dim + self.feature_dim),
+            seed=self.seed_generator, dtype=self.variable_dtype)}
+
+    def _output_dtype(self, query_inputs):
+        return self.model.compute_dtype
+
+    def _num_outputs(self, example_shape, dtype):
+        return self.num_ways
+
+    def build_adapted_model(self, task_state, support_inputs):
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
+        classifier = ops.convert_to_numpy(task_state["classifier"])
+        return with_linear_head(
+            self.copy_model(weights, support_inputs),
+            support_inputs.shape[1:], classifier.T,
+            0.0 * classifier[:, 0], name=f"{self.model.name}_adapted",
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_ways": self.num_ways,
+            "latent_dim": self.latent_dim,
+            "num_latent_steps": self.num_latent_steps,
+            "num_finetune_steps": self.num_finetune_steps,
+            "inner_learning_rate": self.inner_learning_rate,
+            "finetune_learning_rate": self.finetune_learning_rate,
+            "kl_weight": self.kl_weight,
+            "encoder_penalty_weight": self.encoder_penalty_weight,
+            "orthogonality_weight": self.orthogonality_weight,
+            "seed": self.seed,
+        })
+        return config

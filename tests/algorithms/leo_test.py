@@ -1,0 +1,116 @@
+import keras
+import numpy as np
+
+from keras_meta import LEO
+from keras_meta import testing
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _features(dims=4, trainable=True):
+    model = keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(dims, activation="tanh",
+                           kernel_initializer=keras.initializers
+                           .GlorotUniform(seed=3)),
+    ])
+    model.trainable = trainable
+    return model
+
+
+def _numpy_decoded_weights(leo, features, labels):
+    """The decoded classifier means for the latent means, in NumPy."""
+    ew, eb = (v.numpy() for v in leo.encoder.trainable_variables)
+    relation = [v.numpy() for v in leo.relation.trainable_variables]
+    dw, db = (v.numpy() for v in leo.decoder.trainable_variables)
+    codes = features @ ew + eb
+    n, d = len(codes), leo.latent_dim
+    out = np.zeros((n, n, 2 * d))
+    for i in range(n):
+        for j in range(n):
+            h = np.concatenate([codes[i], codes[j]])
+            h = np.maximum(h @ relation[0] + relation[1], 0)
+            h = np.maximum(h @ relation[2] + relation[3], 0)
+            out[i, j] = h @ relation[4] + relation[5]
+    per_example = out.mean(axis=1)
+    means = np.stack([per_example[labels == k].mean(0)
+                      for k in range(leo.num_ways)])[:, :d]
+    return (means @ dw + db)[:, :leo.feature_dim]
+
+
+class LEOTest(testing.TestCase):
+    def test_decoded_weights_match_numpy(self):
+        features = _features()
+        leo = LEO(features, num_ways=3, latent_dim=2, num_latent_steps=0,
+                  num_finetune_steps=0)
+        leo.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        expected = []
+        for t in range(2):
+            s = np.array(features(inputs["support_inputs"][t]))
+            q = np.array(features(inputs["query_inputs"][t]))
+            weights = _numpy_decoded_weights(
+                leo, s, inputs["support_labels"][t])
+            expected.append(q @ weights.T)
+        self.assertAllClose(leo.predict(inputs, verbose=0),
+                            np.stack(expected), atol=1e-5, rtol=1e-4)
+
+    def test_one_latent_step_lowers_the_support_loss(self):
+        # Same weights, zero or one latent step: scored on the support set
+        # itself, the step lowers the loss it descends.
+        inputs, _ = testing.toy_episodes(num_tasks=4)
+        support_as_query = dict(inputs, query_inputs=inputs["support_inputs"])
+        leo = LEO(_features(), num_ways=3, latent_dim=2, num_latent_steps=0,
+                  num_finetune_steps=0)
+        stepped = LEO(_features(), num_ways=3, latent_dim=2,
+                      num_latent_steps=1, num_finetune_steps=0,
+                      inner_learning_rate=0.5)
+        stepped.set_weights(leo.get_weights())
+        losses = []
+        for model in (leo, stepped):
+            model.compile(loss=LOSS)
+            losses.append(model.evaluate(
+                support_as_query, inputs["support_labels"], verbose=0,
+                return_dict=True)["loss"])
+        self.assertLess(losses[1], losses[0] - 1e-4)
+
+    def test_frozen_feature_extractor(self):
+        features = _features(trainable=False)
+        leo = LEO(features, num_ways=3, latent_dim=2, num_latent_steps=1,
+                  num_finetune_steps=1, seed=1)
+        leo.compile(optimizer="adam", loss=LOSS)
+        before = [v.numpy() for v in features.weights]
+        inputs, labels = testing.toy_episodes(num_tasks=4)
+        decoder = leo.decoder.kernel.numpy()
+        leo.fit(inputs, labels, batch_size=2, epochs=1, verbose=0)
+        for a, b in zip(before, features.weights):
+            np.testing.assert_array_equal(a, b.numpy())
+        self.assertFalse(np.allclose(decoder, leo.decoder.kernel.numpy()))
+
+    def test_basics(self):
+        self.run_meta_model_test(
+            cls=LEO,
+            init_kwargs={"model": _features(), "num_ways": 3,
+                         "latent_dim": 2, "num_latent_steps": 1,
+                         "num_finetune_steps": 1, "seed": 4},
+            episodes=testing.toy_episodes(),
+            loss=LOSS,
+            metrics=["accuracy"],
+        )
+
+    def test_adapted_model_matches(self):
+        leo = LEO(_features(), num_ways=3, latent_dim=2)
+        leo.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=1)
+        learner = leo.adapt(inputs["support_inputs"][0],
+                            inputs["support_labels"][0])
+        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
+                                            verbose=0),
+                            leo.predict(inputs, verbose=0)[0],
+                            atol=1e-5, rtol=1e-4)
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "kl_weight"):
+            LEO(_features(), num_ways=3, kl_weight=-1.0)
+        with self.assertRaisesRegex(ValueError, "latent_dim"):
+            LEO(_features(), num_ways=3, latent_dim=0)
