@@ -10,21 +10,37 @@ from keras_meta import episode
 from keras_meta import inner
 from keras_meta import metrics
 from keras_meta import models
+from keras_meta.algorithms import ANIL
+from keras_meta.algorithms import BOIL
+from keras_meta.algorithms import CAVIA
+from keras_meta.algorithms import IMAML
+from keras_meta.algorithms import LEO
 from keras_meta.algorithms import MAML
 from keras_meta.algorithms import MatchingNet
 from keras_meta.algorithms import MetaModel
+from keras_meta.algorithms import MetaSGD
 from keras_meta.algorithms import ProtoMAML
 from keras_meta.algorithms import ProtoNet
 from keras_meta.algorithms import R2D2
+from keras_meta.algorithms import RelationNet
+from keras_meta.algorithms import Reptile
 from keras_meta.version import __version__
 
 __all__ = [
+    "ANIL",
+    "BOIL",
+    "CAVIA",
+    "IMAML",
+    "LEO",
     "MAML",
     "MatchingNet",
     "MetaModel",
+    "MetaSGD",
     "ProtoMAML",
     "ProtoNet",
     "R2D2",
+    "RelationNet",
+    "Reptile",
     "__version__",
     "backend",
     "data",

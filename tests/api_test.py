@@ -9,8 +9,9 @@ class APITest(testing.TestCase):
         self.assertEqual(
             sorted(keras_meta.__all__),
             sorted([
-                "MAML", "MatchingNet", "MetaModel", "ProtoMAML", "ProtoNet",
-                "R2D2", "__version__", "backend",
+                "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
+                "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
+                "R2D2", "RelationNet", "Reptile", "__version__", "backend",
                 "data",
                 "episode", "inner", "metrics", "models",
             ]),
@@ -21,8 +22,9 @@ class APITest(testing.TestCase):
     def test_submodules(self):
         expected = {
             keras_meta.algorithms: [
-                "MAML", "MatchingNet", "MetaModel", "ProtoMAML", "ProtoNet",
-                "R2D2",
+                "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
+                "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
+                "R2D2", "RelationNet", "Reptile",
             ],
             keras_meta.data: [
                 "ClassIndex", "benchmarks", "episodes", "episodes_from_index",
@@ -30,13 +32,15 @@ class APITest(testing.TestCase):
                 "sinusoid_parameters", "splits",
             ],
             keras_meta.models: ["conv4", "mlp"],
-            keras_meta.inner: ["gradient_descent", "gradient_step"],
+            keras_meta.inner: [
+                "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [
-                "exact_moments", "map_tasks", "num_replicas", "read_value",
+                "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "read_value",
                 "value_and_grad",
             ],
             keras_meta.testing: [
-                "TestCase", "finite_difference_gradient",
+                "TestCase", "classifier_meta_gradient_error",
+                "finite_difference_gradient",
                 "linear_regression_episodes", "meta_gradient",
                 "meta_gradient_error",
                 "meta_loss_function",
