@@ -15,12 +15,24 @@ def _dense(units, activation=None, name=None):
     return keras.layers.Dense(units, activation=activation, name=name)
 
 
+def _log_std(raw):
+    """Log standard deviation `log(max(exp(raw) - 1, 1e-10))`.
+
+    The paper's parametrization: the standard deviation starts near 0 for
+    outputs near 0, so samples start close to the means and the noise grows
+    only as far as the KL term asks.
+    """
+    raw = ops.minimum(raw, 10.0)
+    return ops.log(ops.maximum(ops.exp(raw) - 1.0, 1e-10))
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
 class LEO(MetaModel):
     """Latent Embedding Optimization: adapt a low-dimensional code.
 
     On top of features from the wrapped model (any Keras feature extractor,
-    trainable or frozen, or an identity on precomputed embeddings):
+    trainable or frozen, or an identity on precomputed embeddings),
+    flattened and scaled to unit norm:
 
     1. An encoder maps each support feature to a code; a relation network
        reads every pair of codes, and averaging its outputs over the pairs
@@ -134,9 +146,18 @@ class LEO(MetaModel):
         return params
 
     def features(self, params, inputs, training):
+        """Flattened features, scaled to unit norm.
+
+        The unit norm makes the inner step sizes independent of the
+        feature extractor's scale (an unnormalized Conv-4 makes the first
+        latent steps diverge); the paper's precomputed embeddings play the
+        same role.
+        """
         outputs, _ = self.run_model(
             params["weights"], params["state"], inputs, training)
-        return ops.reshape(outputs, (ops.shape(outputs)[0], -1))
+        outputs = ops.reshape(outputs, (ops.shape(outputs)[0], -1))
+        return outputs / ops.sqrt(ops.maximum(
+            ops.sum(ops.square(outputs), axis=-1, keepdims=True), 1e-12))
 
     def latent_distribution(self, params, features, labels,
                             support_weights=None):
@@ -163,7 +184,8 @@ class LEO(MetaModel):
         one_hot = one_hot * mask[:, None]
         per_class = ops.matmul(ops.transpose(one_hot), per_example) / (
             ops.maximum(ops.sum(one_hot, axis=0), 1.0)[:, None])
-        return per_class[:, :self.latent_dim], per_class[:, self.latent_dim:]
+        return (per_class[:, :self.latent_dim],
+                _log_std(per_class[:, self.latent_dim:]))
 
     def decode(self, params, latents, noise=None):
         """Classifier weights `[num_ways, feature_dim]` for the latents."""
@@ -172,7 +194,7 @@ class LEO(MetaModel):
         mean = decoded[:, :self.feature_dim]
         if noise is None:
             return mean
-        log_std = decoded[:, self.feature_dim:]
+        log_std = _log_std(decoded[:, self.feature_dim:])
         return mean + ops.exp(log_std) * ops.cast(noise, mean.dtype)
 
     def _logits(self, features, classifier):
@@ -239,8 +261,8 @@ class LEO(MetaModel):
     def orthogonality_penalty(self, params):
         """Mean squared deviation of the decoder's row correlations from I."""
         kernel = params["decoder"][0]
-        rows = kernel / ops.maximum(
-            ops.norm(kernel, axis=-1, keepdims=True), 1e-12)
+        rows = kernel / ops.sqrt(ops.maximum(
+            ops.sum(ops.square(kernel), axis=-1, keepdims=True), 1e-24))
         correlation = ops.matmul(rows, ops.transpose(rows))
         return ops.mean(ops.square(
             correlation - ops.eye(self.latent_dim, dtype=kernel.dtype)))
@@ -271,7 +293,8 @@ class LEO(MetaModel):
         return with_linear_head(
             self.copy_model(weights, support_inputs),
             support_inputs.shape[1:], classifier.T,
-            0.0 * classifier[:, 0], name=f"{self.model.name}_adapted",
+            0.0 * classifier[:, 0], normalize=True,
+            name=f"{self.model.name}_adapted",
         )
 
     def get_config(self):

@@ -49,6 +49,9 @@ class LEOTest(testing.TestCase):
         for t in range(2):
             s = np.array(features(inputs["support_inputs"][t]))
             q = np.array(features(inputs["query_inputs"][t]))
+            # LEO works on unit-norm features.
+            s /= np.linalg.norm(s, axis=1, keepdims=True)
+            q /= np.linalg.norm(q, axis=1, keepdims=True)
             weights = _numpy_decoded_weights(
                 leo, s, inputs["support_labels"][t])
             expected.append(q @ weights.T)
