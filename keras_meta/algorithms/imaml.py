@@ -8,6 +8,7 @@ from keras_meta import episode
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import eval_inner_steps_property
 from keras_meta.algorithms.model_utils import positive_number
 
 
@@ -46,6 +47,8 @@ class IMAML(MetaModel):
         - [Rajeswaran et al., 2019](https://arxiv.org/abs/1909.04630)
     """
 
+    eval_inner_steps = eval_inner_steps_property
+
     def __init__(self, model, *, inner_learning_rate=0.01, num_inner_steps=10,
                  eval_inner_steps=None, l2_regularizer=1.0, cg_steps=5,
                  **kwargs):
@@ -57,7 +60,6 @@ class IMAML(MetaModel):
         check_count("cg_steps", cg_steps)
         if eval_inner_steps is None:
             eval_inner_steps = num_inner_steps
-        check_count("eval_inner_steps", eval_inner_steps, 0)
         self.num_inner_steps = num_inner_steps
         self.eval_inner_steps = eval_inner_steps
         self.cg_steps = cg_steps

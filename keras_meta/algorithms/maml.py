@@ -8,6 +8,7 @@ from keras_meta import backend
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import eval_inner_steps_property
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -138,17 +139,7 @@ class MAML(MetaModel):
                 name="step_loss_importance",
             )
 
-    @property
-    def eval_inner_steps(self):
-        return self._eval_inner_steps
-
-    @eval_inner_steps.setter
-    def eval_inner_steps(self, value):
-        check_count("eval_inner_steps", value, 0)
-        object.__setattr__(self, "_eval_inner_steps", value)
-        # The step count is baked into traced functions: retrace them.
-        self.test_function = None
-        self.predict_function = None
+    eval_inner_steps = eval_inner_steps_property
 
     def inner_steps(self, training):
         return self.num_inner_steps if training else self.eval_inner_steps

@@ -189,3 +189,21 @@ def positive_number(name, value):
             f"`{name}` must be a positive number. Received: {name}={value!r}."
         )
     return float(value)
+
+
+def _get_eval_inner_steps(self):
+    return self._eval_inner_steps
+
+
+def _set_eval_inner_steps(self, value):
+    check_count("eval_inner_steps", value, 0)
+    object.__setattr__(self, "_eval_inner_steps", value)
+    # The step count is baked into traced functions: retrace them.
+    self.test_function = None
+    self.predict_function = None
+
+
+eval_inner_steps_property = property(
+    _get_eval_inner_steps, _set_eval_inner_steps,
+    doc="Inner steps when evaluating, predicting and in `adapt()`; "
+        "setting it retraces the test and predict functions.")

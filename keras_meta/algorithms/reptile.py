@@ -6,6 +6,7 @@ from keras import ops
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import eval_inner_steps_property
 from keras_meta.algorithms.model_utils import positive_number
 
 
@@ -41,6 +42,8 @@ class Reptile(MetaModel):
         - [Nichol et al., 2018](https://arxiv.org/abs/1803.02999)
     """
 
+    eval_inner_steps = eval_inner_steps_property
+
     def __init__(self, model, *, inner_learning_rate=0.01, num_inner_steps=5,
                  eval_inner_steps=None, **kwargs):
         super().__init__(model, **kwargs)
@@ -49,7 +52,6 @@ class Reptile(MetaModel):
         check_count("num_inner_steps", num_inner_steps)
         if eval_inner_steps is None:
             eval_inner_steps = num_inner_steps
-        check_count("eval_inner_steps", eval_inner_steps, 0)
         self.num_inner_steps = num_inner_steps
         self.eval_inner_steps = eval_inner_steps
 
