@@ -71,7 +71,9 @@ def conv4(
     `filters=32` for mini-ImageNet, as in the MAML paper.
 
     Args:
-        num_outputs: Int, the number of ways (logits).
+        num_outputs: Int, the number of ways (logits), or `None` for an
+            embedding network ending at the flattened features (the
+            encoder of ProtoNet and the other metric learners).
         input_shape: Tuple `(height, width, channels)`. Defaults to
             `(28, 28, 1)`.
         filters: Int, filters per convolution. Defaults to `64`.
@@ -84,7 +86,9 @@ def conv4(
     Returns:
         A built `keras.Sequential` mapping images to logits.
     """
-    if num_outputs < 1:
+    if num_outputs is not None and (
+            isinstance(num_outputs, bool) or not isinstance(num_outputs, int)
+            or num_outputs < 1):
         raise ValueError(
             f"`num_outputs` must be a positive integer. Received: "
             f"num_outputs={num_outputs!r}."
@@ -113,8 +117,10 @@ def conv4(
             layers.append(
                 keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")
             )
+    layers.append(keras.layers.Flatten(name="flatten"))
+    if num_outputs is None:
+        return keras.Sequential(layers, name=name)
     layers += [
-        keras.layers.Flatten(name="flatten"),
         keras.layers.Dense(
             num_outputs, kernel_initializer=initializer(num_blocks), name="logits"
         ),
