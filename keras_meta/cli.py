@@ -4,7 +4,20 @@ import argparse
 import os
 import sys
 
-ALGORITHMS = ("maml", "fomaml")
+from keras_meta.experiments import catalog
+
+DATASETS = ("sinusoid", "omniglot")
+_DEFAULTS = {
+    "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
+                 "inner_learning_rate": 0.01, "num_shots": 10},
+    "omniglot": {"meta_steps": 2000, "meta_batch_size": 8,
+                 "inner_learning_rate": 0.4, "num_shots": 1},
+}
+
+
+def _algorithm_help():
+    return "; ".join(f"{name}: {text}"
+                     for name, text in catalog.ALGORITHMS.items())
 
 
 def _train_parser(subparsers):
@@ -12,42 +25,93 @@ def _train_parser(subparsers):
         "train",
         help="meta-train and evaluate (default: MAML on sinusoid regression)",
         description=(
-            "Meta-trains an algorithm on sinusoid regression with the MAML "
-            "paper's setup (MLP 1-40-40-1, K=10, inner step 0.01, meta-batch "
-            "25, Adam), trains the 'pretrained' baseline, evaluates both on "
-            "600 fixed test tasks after 0-10 inner steps for K=5 and K=10, "
-            "and writes results.json, sinusoid.png and maml.keras."
+            "Meta-trains an algorithm and evaluates it. On sinusoid (the "
+            "default for gradient-based learners) it follows the MAML "
+            "paper's setup (MLP 1-40-40-1, K=10, meta-batch 25, Adam), "
+            "trains the 'pretrained' baseline, evaluates both on 600 fixed "
+            "test tasks after 0-10 inner steps for K=5 and K=10, and writes "
+            "results.json, sinusoid.png and ALGORITHM.keras. On omniglot "
+            "(the default for metric learners and LEO) it trains on "
+            "images_background_small1 and reports query accuracy with a "
+            "95%% CI on 600 fixed episodes of images_background_small2."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--algorithm", choices=ALGORITHMS, default="maml",
-        help="maml: second-order MAML; fomaml: first-order MAML",
+        "--algorithm", choices=sorted(catalog.ALGORITHMS), default="maml",
+        metavar="NAME", help=_algorithm_help(),
     )
-    parser.add_argument("--meta-steps", type=int, default=70000,
-                        help="outer (meta) optimization steps (70000 as in the MAML paper)")
-    parser.add_argument("--meta-batch-size", type=int, default=25)
-    parser.add_argument("--num-shots", type=int, default=10,
-                        help="support points per training task (K)")
-    parser.add_argument("--inner-learning-rate", type=float, default=0.01)
-    parser.add_argument("--num-inner-steps", type=int, default=1)
+    parser.add_argument(
+        "--dataset", choices=DATASETS, default=None,
+        help="sinusoid for gradient-based algorithms, omniglot otherwise",
+    )
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("KERAS_META_OMNIGLOT_DIR"),
+        help="omniglot: folder holding images_background_small1.zip and "
+             "images_background_small2.zip (env KERAS_META_OMNIGLOT_DIR)",
+    )
+    parser.add_argument("--meta-steps", type=int, default=None,
+                        help="outer steps (sinusoid 70000 as in the MAML "
+                             "paper; omniglot 2000)")
+    parser.add_argument("--meta-batch-size", type=int, default=None,
+                        help="tasks per step (sinusoid 25; omniglot 8)")
+    parser.add_argument("--num-shots", type=int, default=None,
+                        help="support examples per class (sinusoid K=10; "
+                             "omniglot 1)")
+    parser.add_argument("--num-ways", type=int, default=5,
+                        help="omniglot: classes per episode")
+    parser.add_argument("--filters", type=int, default=64,
+                        help="omniglot: Conv-4 filters per layer")
+    parser.add_argument("--inner-learning-rate", type=float, default=None,
+                        help="sinusoid 0.01; omniglot 0.4")
+    parser.add_argument("--num-inner-steps", type=int, default=None,
+                        help="training inner steps (1; Reptile and MAML++ "
+                             "5, iMAML 10)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="Adam's learning rate for the outer update")
     parser.add_argument("--num-test-tasks", type=int, default=600)
-    parser.add_argument("--steps-per-execution", type=int, default=50)
+    parser.add_argument("--steps-per-execution", type=int, default=None,
+                        help="sinusoid 50; omniglot 10")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default="keras_meta_runs/sinusoid")
+    parser.add_argument("--output-dir", default=None,
+                        help="default keras_meta_runs/DATASET")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return parser
 
 
-def _check_positive(parser, args, names):
-    for name in names:
+def _resolve(parser, args):
+    if args.dataset is None:
+        args.dataset = ("omniglot" if args.algorithm
+                        in catalog.CLASSIFICATION_ONLY else "sinusoid")
+    if (args.dataset == "sinusoid"
+            and args.algorithm in catalog.CLASSIFICATION_ONLY):
+        parser.error(
+            f"--algorithm {args.algorithm} classifies and cannot run on "
+            "sinusoid regression; use --dataset omniglot")
+    for name, value in _DEFAULTS[args.dataset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.steps_per_execution is None:
+        args.steps_per_execution = 50 if args.dataset == "sinusoid" else 10
+    if args.output_dir is None:
+        args.output_dir = os.path.join("keras_meta_runs", args.dataset)
+    for name in ("meta_steps", "meta_batch_size", "num_shots", "num_ways",
+                 "filters", "inner_learning_rate", "learning_rate",
+                 "num_test_tasks", "steps_per_execution"):
         value = getattr(args, name)
         if value <= 0:
             parser.error(
-                f"--{name.replace('_', '-')} must be positive, got {value}"
-            )
+                f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.num_inner_steps is not None and args.num_inner_steps <= 0:
+        parser.error("--num-inner-steps must be positive, got "
+                     f"{args.num_inner_steps}")
+    if args.num_test_tasks < 2:
+        parser.error("--num-test-tasks must be at least 2 for a CI")
+    if args.dataset == "omniglot" and not args.data_dir:
+        parser.error(
+            "--dataset omniglot needs --data-dir: the folder holding "
+            "images_background_small1.zip and images_background_small2.zip "
+            "(github.com/brendenlake/omniglot, folder python/)")
 
 
 def main(argv=None):
@@ -61,18 +125,30 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    _check_positive(
-        train_parser, args,
-        ["meta_steps", "meta_batch_size", "num_shots", "inner_learning_rate",
-         "num_inner_steps", "learning_rate", "num_test_tasks",
-         "steps_per_execution"],
-    )
-    if args.num_test_tasks < 2:
-        train_parser.error("--num-test-tasks must be at least 2 for a CI")
+    _resolve(train_parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.dataset == "omniglot":
+        from keras_meta.experiments import omniglot
+
+        results = omniglot.run(
+            algorithm=args.algorithm, data_dir=args.data_dir,
+            output_dir=args.output_dir, num_ways=args.num_ways,
+            num_shots=args.num_shots, meta_steps=args.meta_steps,
+            meta_batch_size=args.meta_batch_size, filters=args.filters,
+            inner_learning_rate=args.inner_learning_rate,
+            num_inner_steps=args.num_inner_steps,
+            learning_rate=args.learning_rate,
+            num_test_episodes=args.num_test_tasks,
+            steps_per_execution=args.steps_per_execution, seed=args.seed,
+            verbose=args.verbose,
+        )
+        print(omniglot.format_row(results))
+        print(f"wrote {args.output_dir}")
+        return 0
     from keras_meta.experiments import sinusoid
 
     results = sinusoid.run(
+        algorithm=args.algorithm,
         output_dir=args.output_dir,
         meta_steps=args.meta_steps,
         meta_batch_size=args.meta_batch_size,
@@ -80,7 +156,6 @@ def main(argv=None):
         inner_learning_rate=args.inner_learning_rate,
         learning_rate=args.learning_rate,
         num_inner_steps=args.num_inner_steps,
-        first_order=args.algorithm == "fomaml",
         num_test_tasks=args.num_test_tasks,
         steps_per_execution=args.steps_per_execution,
         seed=args.seed,

@@ -31,3 +31,93 @@ class CLITest(testing.TestCase):
             cli.main(["train", "--meta-steps", "0"])
         with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "nope"])
+
+
+def _fake_omniglot(directory, num_characters=6, per_character=20, size=12):
+    """Folders shaped like the two Omniglot background subsets."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for subset in ("images_background_small1", "images_background_small2"):
+        for c in range(num_characters):
+            folder = os.path.join(directory, subset, f"alphabet{c % 2}",
+                                  f"character{c:02d}")
+            os.makedirs(folder)
+            template = rng.uniform(size=(size, size)) > 0.5
+            for k in range(per_character):
+                noise = rng.uniform(size=(size, size)) > 0.9
+                pixels = (template ^ noise).astype("uint8") * 255
+                Image.fromarray(pixels).save(
+                    os.path.join(folder, f"{k}.png"))
+
+
+class CLIAlgorithmsTest(testing.TestCase):
+    def test_every_algorithm_is_listed(self):
+        from keras_meta.experiments import catalog
+
+        parser_help = []
+
+        class Capture:
+            def write(self, text):
+                parser_help.append(text)
+
+            def flush(self):
+                pass
+
+        import contextlib
+
+        with contextlib.redirect_stdout(Capture()):
+            with self.assertRaises(SystemExit):
+                cli.main(["train", "--help"])
+        text = "".join(parser_help)
+        for name in catalog.ALGORITHMS:
+            self.assertIn(f"{name}:", text)
+
+    def test_metric_learner_on_omniglot_folders(self):
+        data_dir = self.get_temp_dir()
+        _fake_omniglot(data_dir)
+        output = self.get_temp_dir()
+        code = cli.main([
+            "train", "--algorithm", "protonet", "--data-dir", data_dir,
+            "--meta-steps", "4", "--meta-batch-size", "2",
+            "--num-test-tasks", "4", "--filters", "4",
+            "--steps-per-execution", "2", "--output-dir", output,
+            "--verbose", "0",
+        ])
+        self.assertEqual(code, 0)
+        with open(os.path.join(output, "protonet_5way_1shot.json")) as f:
+            results = json.load(f)
+        self.assertEqual(results["config"]["test_episodes"], 4)
+        self.assertTrue(0.0 <= results["accuracy"] <= 1.0)
+        self.assertGreater(results["accuracy_ci95"], 0.0)
+
+    def test_gradient_learner_on_sinusoid(self):
+        directory = self.get_temp_dir()
+        code = cli.main([
+            "train", "--algorithm", "metasgd", "--meta-steps", "20",
+            "--num-test-tasks", "4", "--steps-per-execution", "10",
+            "--output-dir", directory, "--verbose", "0",
+        ])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            results = json.load(f)
+        self.assertEqual(results["config"]["algorithm"], "metasgd")
+        self.assertIn("metasgd", results["curves"])
+        self.assertTrue(os.path.exists(
+            os.path.join(directory, "metasgd.keras")))
+
+    def test_bad_combinations(self):
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--algorithm", "protonet", "--dataset",
+                      "sinusoid"])
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--algorithm", "protonet", "--data-dir", ""])
+
+    def test_missing_omniglot_folder(self):
+        from keras_meta.experiments import omniglot
+
+        with self.assertRaisesRegex(ValueError, "does not exist"):
+            omniglot.find_subsets("/nonexistent/omniglot")
+        with self.assertRaisesRegex(ValueError, "images_background_small1"):
+            omniglot.find_subsets(self.get_temp_dir())

@@ -1,8 +1,10 @@
-"""MAML on sinusoid regression (Finn et al., 2017, section 5.1), end to end.
+"""Sinusoid regression (Finn et al., 2017, section 5.1), end to end.
 
-Meta-trains MAML, trains the "pretrained" baseline (the same network fit
-jointly on all tasks), fine-tunes both on 600 fixed test tasks with 0 to 10
-gradient steps, and writes a results JSON and a figure.
+Meta-trains a gradient-based learner (MAML by default), trains the
+"pretrained" baseline (the same network fit jointly on all tasks), adapts
+both on 600 fixed test tasks with 0 to 10 inner steps (the learner with its
+own adaptation: learned rates, context, head only...), and writes a
+results JSON and a figure.
 """
 
 import json
@@ -16,6 +18,7 @@ from keras_meta import algorithms
 from keras_meta import data
 from keras_meta import metrics
 from keras_meta import models
+from keras_meta.experiments import catalog
 
 # Targets for K=10 after one step. 0.77 is MAML's MSE as reported by Li et
 # al. (2017, Meta-SGD, table 1).
@@ -37,9 +40,14 @@ def _pooled_points(dataset):
 
 
 def _evaluate_curve(model, test_sets, steps, inner_learning_rate):
-    """Per-task query MSE after each number of inner steps."""
+    """Per-task query MSE after each number of plain fine-tuning steps."""
     evaluator = algorithms.MAML(model, inner_learning_rate=inner_learning_rate)
     evaluator.compile(loss="mse")
+    return _evaluate_learner(evaluator, test_sets, steps)
+
+
+def _evaluate_learner(evaluator, test_sets, steps):
+    """Per-task query MSE after each number of the learner's inner steps."""
     curves = {}
     for num_shots, dataset in test_sets.items():
         inputs, labels = dataset
@@ -69,17 +77,18 @@ def _plot(path, curves, examples, config):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    learner = config["algorithm"]
     figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    colors = {"maml": "tab:blue", "pretrained": "tab:orange"}
-    for column, shots in enumerate(sorted(curves["maml"], reverse=True)):
+    colors = {learner: "tab:blue", "pretrained": "tab:orange"}
+    for column, shots in enumerate(sorted(curves[learner], reverse=True)):
         axis = axes[0, column]
-        for method in ("maml", "pretrained"):
+        for method in (learner, "pretrained"):
             rows = curves[method][shots]
             steps = [r["steps"] for r in rows]
             mse = np.array([r["mse"] for r in rows])
             ci95 = np.array([r["ci95"] for r in rows])
-            axis.plot(steps, mse, "o-", color=colors[method], label=method.upper()
-                      if method == "maml" else "pretrained")
+            axis.plot(steps, mse, "o-", color=colors[method], label=method if method == "pretrained"
+                      else method.upper())
             axis.fill_between(steps, mse - ci95, mse + ci95,
                               color=colors[method], alpha=0.2)
         axis.set_yscale("log")
@@ -100,8 +109,9 @@ def _plot(path, curves, examples, config):
                   label="support points")
         for label, style in (("0 steps", ":"), ("1 step", "--"),
                              ("10 steps", "-")):
-            axis.plot(example["grid"], example["maml"][label], style,
-                      color=colors["maml"], label=f"MAML, {label}")
+            axis.plot(example["grid"], example[learner][label], style,
+                      color=colors[learner],
+                      label=f"{learner.upper()}, {label}")
         axis.plot(example["grid"], example["pretrained"]["10 steps"], "-",
                   color=colors["pretrained"], label="pretrained, 10 steps")
         axis.set_title(
@@ -117,23 +127,29 @@ def _plot(path, curves, examples, config):
 
 def run(
     *,
+    algorithm="maml",
     output_dir="keras_meta_runs/sinusoid",
     meta_steps=70000,
     meta_batch_size=25,
     num_shots=10,
     inner_learning_rate=0.01,
     learning_rate=1e-3,
-    num_inner_steps=1,
-    first_order=False,
+    num_inner_steps=None,
     num_test_tasks=600,
     num_test_queries=100,
     steps_per_execution=50,
     seed=0,
     verbose="auto",
+    baseline=True,
 ):
     """Runs the whole experiment and returns the results dict.
 
-    Writes `results.json` and `sinusoid.png` to `output_dir`.
+    Writes `results.json`, `sinusoid.png` and `<algorithm>.keras` to
+    `output_dir`. `algorithm` names a regression-capable learner of
+    `keras_meta.experiments.catalog`; `num_inner_steps=None` takes its
+    default (1, or more for Reptile, iMAML and MAML++). With
+    `baseline=False` only the learner is trained and evaluated (K=10, the
+    same test tasks), and nothing is written.
     """
     os.makedirs(output_dir, exist_ok=True)
     if keras.backend.backend() == "tensorflow":
@@ -149,22 +165,36 @@ def run(
     train = data.sinusoid(num_shots=num_shots, batch_size=meta_batch_size,
                           seed=seed)
 
-    maml = algorithms.MAML(
-        models.mlp(seed=seed),
-        inner_learning_rate=inner_learning_rate,
-        num_inner_steps=num_inner_steps,
-        first_order=first_order,
-    )
-    maml.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+    learner = catalog.build_regressor(
+        algorithm, inner_learning_rate=inner_learning_rate,
+        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+    learner.compile(
+        optimizer=catalog.outer_optimizer(
+            algorithm, learning_rate, epochs * steps_per_epoch),
         loss="mse",
         steps_per_execution=steps_per_execution,
     )
     start = time.perf_counter()
-    history = maml.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    history = learner.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        verbose=verbose)
-    maml_seconds = time.perf_counter() - start
+    meta_seconds = time.perf_counter() - start
 
+    if not baseline:
+        test_sets = {10: _materialize(data.sinusoid(
+            num_shots=10, num_queries=num_test_queries,
+            num_tasks=num_test_tasks, batch_size=100, seed=seed + 10_010))}
+        start = time.perf_counter()
+        curves = {algorithm: _evaluate_learner(learner, test_sets,
+                                               list(range(11)))}
+        return {
+            "config": {"algorithm": algorithm,
+                       "num_inner_steps": getattr(
+                           learner, "num_inner_steps", None),
+                       "meta_steps": epochs * steps_per_epoch},
+            "curves": curves,
+            "seconds": {"meta_training": meta_seconds,
+                        "evaluation": time.perf_counter() - start},
+        }
     pretrained = models.mlp(seed=seed)
     pretrained.compile(optimizer=keras.optimizers.Adam(learning_rate),
                        loss="mse", steps_per_execution=steps_per_execution)
@@ -185,8 +215,7 @@ def run(
     steps = list(range(11))
     start = time.perf_counter()
     curves = {
-        "maml": _evaluate_curve(maml.model, test_sets, steps,
-                                inner_learning_rate),
+        algorithm: _evaluate_learner(learner, test_sets, steps),
         "pretrained": _evaluate_curve(pretrained, test_sets, steps,
                                       inner_learning_rate),
     }
@@ -212,43 +241,47 @@ def run(
             "amplitude": amplitudes[task], "phase": phases[task],
             "truth": amplitudes[task] * np.sin(grid[:, 0] - phases[task]),
         }
-        for name, model in (("maml", maml.model), ("pretrained", pretrained)):
-            adapter = algorithms.MAML(model, inner_learning_rate=inner_learning_rate)
-            adapter.compile(loss="mse")
+        baseline = algorithms.MAML(pretrained,
+                                   inner_learning_rate=inner_learning_rate)
+        baseline.compile(loss="mse")
+        for name, adapter in ((algorithm, learner), ("pretrained", baseline)):
             example[name] = {}
             for label, num_steps in (("0 steps", 0), ("1 step", 1),
                                      ("10 steps", 10)):
                 adapter.eval_inner_steps = num_steps
-                learner = adapter.adapt(support_x, support_y)
-                example[name][label] = learner.predict(grid, verbose=0)[:, 0]
+                adapted = adapter.adapt(support_x, support_y)
+                example[name][label] = adapted.predict(grid, verbose=0)[:, 0]
         examples.append(example)
 
     def at(method, shots, num_steps):
         return curves[method][f"K={shots}"][num_steps]["mse"]
 
     summary = {
-        "maml_K10_1_step": at("maml", 10, 1),
-        "maml_K10_10_steps": at("maml", 10, 10),
+        "K10_1_step": at(algorithm, 10, 1),
+        "K10_10_steps": at(algorithm, 10, 10),
         "pretrained_K10_1_step": at("pretrained", 10, 1),
-        "baseline_ratio_1_step": at("pretrained", 10, 1) / at("maml", 10, 1),
+        "baseline_ratio_1_step": (
+            at("pretrained", 10, 1) / at(algorithm, 10, 1)),
     }
     checks = {
-        f"maml_K10_1_step <= {TARGET_ONE_STEP}":
-            summary["maml_K10_1_step"] <= TARGET_ONE_STEP,
-        f"maml_K10_10_steps <= {TARGET_TEN_STEPS}":
-            summary["maml_K10_10_steps"] <= TARGET_TEN_STEPS,
-        f"pretrained / maml after 1 step >= {TARGET_BASELINE_RATIO}":
+        f"{algorithm} K=10 after 1 step <= {TARGET_ONE_STEP}":
+            summary["K10_1_step"] <= TARGET_ONE_STEP,
+        f"{algorithm} K=10 after 10 steps <= {TARGET_TEN_STEPS}":
+            summary["K10_10_steps"] <= TARGET_TEN_STEPS,
+        f"pretrained / {algorithm} after 1 step >= {TARGET_BASELINE_RATIO}":
             summary["baseline_ratio_1_step"] >= TARGET_BASELINE_RATIO,
     }
     config = {
-        "algorithm": "maml" + (" (first order)" if first_order else ""),
-        "model": "MLP 1-40-40-1 ReLU",
+        "algorithm": algorithm,
+        "model": "MLP 1-40-40-1 ReLU" + (
+            " (+4 context inputs)" if algorithm == "cavia" else ""),
         "meta_steps": epochs * steps_per_epoch,
         "meta_batch_size": meta_batch_size,
         "train K": num_shots,
         "inner_learning_rate": inner_learning_rate,
-        "num_inner_steps": num_inner_steps,
-        "optimizer": f"Adam({learning_rate})",
+        "num_inner_steps": getattr(learner, "num_inner_steps", None),
+        "optimizer": f"Adam({learning_rate})" + (
+            ", cosine decay" if algorithm == "maml++" else ""),
         "test tasks": num_test_tasks,
         "query points per test task": num_test_queries,
         "seed": seed,
@@ -260,7 +293,7 @@ def run(
         "curves": curves,
         "final_meta_train_loss": float(history.history["loss"][-1]),
         "seconds": {
-            "maml_training": maml_seconds,
+            "meta_training": meta_seconds,
             "pretrained_training": pretrained_seconds,
             "evaluation": evaluation_seconds,
         },
@@ -268,7 +301,8 @@ def run(
     with open(os.path.join(output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     _plot(os.path.join(output_dir, "sinusoid.png"), curves, examples, config)
-    maml.save(os.path.join(output_dir, "maml.keras"))
+    learner.eval_inner_steps = learner.num_inner_steps
+    learner.save(os.path.join(output_dir, f"{algorithm}.keras"))
     return results
 
 
@@ -277,7 +311,8 @@ def format_table(results):
     lines = [
         f"{'method':<12}{'K':>4}{'0 steps':>18}{'1 step':>18}{'10 steps':>18}",
     ]
-    for method in ("maml", "pretrained"):
+    learner = results["config"]["algorithm"]
+    for method in (learner, "pretrained"):
         for shots, rows in sorted(results["curves"][method].items(),
                                   reverse=True):
             cells = "".join(

@@ -1,0 +1,156 @@
+"""Every learner reachable from `keras-meta train`, set up as in its paper.
+
+`build_regressor` makes a learner for sinusoid regression around the MAML
+paper's 1-40-40-1 network; `build_classifier` one for N-way image
+classification around the Conv-4 backbone. Settings that the papers fix
+(CAVIA's context size and step, Reptile's several inner steps, iMAML's
+proximal strength) are the defaults here; the command line can override
+the shared ones.
+"""
+
+import keras
+
+from keras_meta import algorithms
+from keras_meta import models
+
+GRADIENT_BASED = {
+    "maml": "second-order MAML (Finn et al., 2017)",
+    "fomaml": "first-order MAML",
+    "maml++": "MAML with learned per-step rates, multi-step loss, "
+              "first-order warm-up and cosine outer schedule "
+              "(Antoniou et al., 2019)",
+    "metasgd": "Meta-SGD: learned per-parameter inner rates (Li et al., "
+               "2017)",
+    "anil": "ANIL: only the head adapts (Raghu et al., 2020)",
+    "boil": "BOIL: only the body adapts (Oh et al., 2021)",
+    "cavia": "CAVIA: context parameters adapt (Zintgraf et al., 2019)",
+    "reptile": "Reptile (Nichol et al., 2018)",
+    "imaml": "iMAML: implicit meta-gradients (Rajeswaran et al., 2019)",
+}
+CLASSIFICATION_ONLY = {
+    "protonet": "Prototypical Networks (Snell et al., 2017)",
+    "matchingnet": "Matching Networks (Vinyals et al., 2016)",
+    "relationnet": "Relation Networks (Sung et al., 2018)",
+    "r2d2": "R2-D2 ridge-regression head (Bertinetto et al., 2019)",
+    "protomaml": "Proto-MAML (Triantafillou et al., 2020)",
+    "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
+}
+ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY}
+
+# Inner steps in training when the command line gives none.
+_TRAIN_STEPS = {"reptile": 5, "imaml": 10, "maml++": 5}
+# CAVIA's context: 4 values for regression (as in the paper), 16 extra
+# input channels for images.
+_CONTEXT = {"regression": 4, "classification": 16}
+
+
+def default_inner_steps(name):
+    """Inner steps in training for `name` (1 unless its method needs more)."""
+    return _TRAIN_STEPS.get(name, 1)
+
+
+def _check(name, task):
+    if name not in ALGORITHMS:
+        raise ValueError(
+            f"Unknown algorithm {name!r}. Choose one of {sorted(ALGORITHMS)}."
+        )
+    if task == "regression" and name in CLASSIFICATION_ONLY:
+        raise ValueError(
+            f"{name!r} classifies by comparing examples of each class and "
+            "cannot regress; use it on a classification benchmark "
+            "(`--dataset omniglot`)."
+        )
+
+
+def _gradient_based(name, model, *, inner_learning_rate, num_inner_steps,
+                    epochs, head):
+    common = {"inner_learning_rate": inner_learning_rate,
+              "num_inner_steps": num_inner_steps}
+    if name in ("maml", "fomaml"):
+        return algorithms.MAML(model, first_order=name == "fomaml", **common)
+    if name == "maml++":
+        return algorithms.MAML(
+            model, learn_inner_learning_rates=True,
+            multi_step_loss_epochs=(
+                max(1, (3 * epochs) // 10) if num_inner_steps > 1 else None),
+            first_order_epochs=epochs // 5, **common)
+    if name == "metasgd":
+        return algorithms.MetaSGD(model, **common)
+    if name == "anil":
+        return algorithms.ANIL(model, head=head, **common)
+    if name == "boil":
+        return algorithms.BOIL(model, head=head, **common)
+    if name == "reptile":
+        return algorithms.Reptile(model, **common)
+    if name == "imaml":
+        return algorithms.IMAML(model, l2_regularizer=1.0, cg_steps=5,
+                                **common)
+    raise AssertionError(name)
+
+
+def build_regressor(name, *, inner_learning_rate=0.01, num_inner_steps=None,
+                    epochs=10, seed=None):
+    """A learner for sinusoid regression on the 1-40-40-1 ReLU network."""
+    _check(name, "regression")
+    steps = num_inner_steps or default_inner_steps(name)
+    if name == "cavia":
+        context = _CONTEXT["regression"]
+        return algorithms.CAVIA(
+            models.mlp(input_shape=(1 + context,), seed=seed),
+            num_context_params=context, inner_learning_rate=1.0,
+            num_inner_steps=steps)
+    return _gradient_based(
+        name, models.mlp(seed=seed), inner_learning_rate=inner_learning_rate,
+        num_inner_steps=steps, epochs=epochs, head=-1)
+
+
+def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
+                     inner_learning_rate=0.4, num_inner_steps=None, epochs=10,
+                     seed=None):
+    """A learner for `num_ways`-way image classification on Conv-4."""
+    _check(name, "classification")
+    steps = num_inner_steps or default_inner_steps(name)
+    if name in CLASSIFICATION_ONLY:
+        encoder = models.conv4(num_outputs=None, input_shape=image_shape,
+                               filters=filters, seed=seed)
+        if name == "protonet":
+            return algorithms.ProtoNet(encoder, num_ways=num_ways)
+        if name == "matchingnet":
+            return algorithms.MatchingNet(encoder, num_ways=num_ways)
+        if name == "relationnet":
+            return algorithms.RelationNet(encoder, num_ways=num_ways)
+        if name == "r2d2":
+            return algorithms.R2D2(encoder, num_ways=num_ways)
+        if name == "protomaml":
+            return algorithms.ProtoMAML(
+                encoder, num_ways=num_ways,
+                inner_learning_rate=inner_learning_rate, num_inner_steps=steps)
+        if name == "leo":
+            return algorithms.LEO(encoder, num_ways=num_ways, latent_dim=16,
+                                  num_latent_steps=5, num_finetune_steps=5,
+                                  seed=seed)
+        raise AssertionError(name)
+    if name == "cavia":
+        context = _CONTEXT["classification"]
+        shape = tuple(image_shape[:-1]) + (image_shape[-1] + context,)
+        return algorithms.CAVIA(
+            models.conv4(num_outputs=num_ways, input_shape=shape,
+                         filters=filters, seed=seed),
+            num_context_params=context, inner_learning_rate=1.0,
+            num_inner_steps=steps)
+    if name in ("reptile", "imaml") and num_inner_steps is None:
+        # Several steps of the one-step rate overshoot on Conv-4.
+        inner_learning_rate = min(inner_learning_rate, 0.1)
+    return _gradient_based(
+        name, models.conv4(num_outputs=num_ways, input_shape=image_shape,
+                           filters=filters, seed=seed),
+        inner_learning_rate=inner_learning_rate, num_inner_steps=steps,
+        epochs=epochs, head=-1)
+
+
+def outer_optimizer(name, learning_rate, total_steps):
+    """Adam, with MAML++'s cosine-annealed rate for `maml++`."""
+    if name == "maml++":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, max(1, total_steps), alpha=0.01)
+    return keras.optimizers.Adam(learning_rate)

@@ -1,0 +1,176 @@
+"""Few-shot Omniglot from the two background subsets, end to end.
+
+Meta-trains a learner on episodes from `images_background_small1` (136
+characters of 5 alphabets, each seen at 4 rotations as new classes) and
+evaluates it on 600 fixed episodes from `images_background_small2` (156
+characters of 5 other alphabets, never seen in training): query accuracy
+with a 95% confidence interval. Both subsets are the zips published in the
+Omniglot repository (brendenlake/omniglot, `python/`); pass the folder that
+holds them.
+"""
+
+import json
+import os
+import time
+import zipfile
+
+import keras
+
+from keras_meta import data
+from keras_meta.experiments import catalog
+
+SUBSETS = ("images_background_small1", "images_background_small2")
+
+
+def find_subsets(data_dir, cache_dir=None):
+    """Paths of the two extracted background subsets.
+
+    Args:
+        data_dir: Folder holding `images_background_small1.zip` and
+            `images_background_small2.zip`, or their extracted folders.
+        cache_dir: Where to extract the zips. Defaults to
+            `~/.keras/keras_meta/omniglot`.
+
+    Returns:
+        `(small1_folder, small2_folder)`.
+    """
+    if data_dir is None or not os.path.isdir(data_dir):
+        raise ValueError(
+            f"The Omniglot folder {data_dir!r} does not exist. Pass the "
+            "folder holding images_background_small1.zip and "
+            "images_background_small2.zip (from github.com/brendenlake/"
+            "omniglot, folder python/) with `--data-dir`."
+        )
+    cache_dir = cache_dir or os.path.join(
+        os.path.expanduser("~"), ".keras", "keras_meta", "omniglot")
+    folders = []
+    for name in SUBSETS:
+        extracted = os.path.join(data_dir, name)
+        if os.path.isdir(extracted):
+            folders.append(extracted)
+            continue
+        archive = os.path.join(data_dir, name + ".zip")
+        if not os.path.isfile(archive):
+            raise ValueError(
+                f"{data_dir!r} holds neither {name}.zip nor the folder "
+                f"{name}/. Download {name}.zip from github.com/brendenlake/"
+                "omniglot (folder python/) into it."
+            )
+        target = os.path.join(cache_dir, name)
+        if not os.path.isdir(target):
+            # Extract beside the target and rename: an interrupted
+            # extraction never leaves a partial folder behind.
+            partial = target + ".partial"
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(partial)
+            os.replace(os.path.join(partial, name), target)
+            os.rmdir(partial)
+        folders.append(target)
+    return tuple(folders)
+
+
+def run(
+    *,
+    algorithm="protonet",
+    data_dir,
+    output_dir="keras_meta_runs/omniglot",
+    num_ways=5,
+    num_shots=1,
+    num_queries=15,
+    meta_steps=2000,
+    meta_batch_size=8,
+    filters=64,
+    image_size=28,
+    inner_learning_rate=0.4,
+    num_inner_steps=None,
+    learning_rate=1e-3,
+    num_test_episodes=600,
+    steps_per_execution=10,
+    seed=0,
+    verbose="auto",
+):
+    """Trains `algorithm` on small1 and evaluates it on small2.
+
+    Writes `results.json` and `<algorithm>.keras` to `output_dir` and
+    returns the results dict.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    train_folder, test_folder = find_subsets(data_dir)
+    shape = (image_size, image_size)
+    train_index = data.load_class_index(train_folder, image_size=shape,
+                                        channels=1)
+    test_index = data.load_class_index(test_folder, image_size=shape,
+                                       channels=1)
+    train = data.episodes_from_index(
+        train_index, num_ways=num_ways, num_shots=num_shots,
+        num_queries=num_queries, batch_size=meta_batch_size, rotations=True,
+        seed=seed)
+    test = data.episodes_from_index(
+        test_index, num_ways=num_ways, num_shots=num_shots,
+        num_queries=num_queries, batch_size=50,
+        num_episodes=num_test_episodes, seed=seed + 10_000)
+
+    steps_per_execution = max(1, min(steps_per_execution, meta_steps))
+    epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
+    steps_per_epoch = max(1, meta_steps // epochs)
+    learner = catalog.build_classifier(
+        algorithm, num_ways=num_ways, image_shape=shape + (1,),
+        filters=filters, inner_learning_rate=inner_learning_rate,
+        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+    learner.compile(
+        optimizer=catalog.outer_optimizer(
+            algorithm, learning_rate, epochs * steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+    start = time.perf_counter()
+    history = learner.fit(train, epochs=epochs,
+                          steps_per_epoch=steps_per_epoch, verbose=verbose)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluation = learner.evaluate(test, return_dict=True, verbose=0)
+    evaluation_seconds = time.perf_counter() - start
+
+    results = {
+        "config": {
+            "algorithm": algorithm,
+            "train": "images_background_small1, 4 rotations",
+            "test": "images_background_small2 (unseen alphabets)",
+            "num_ways": num_ways, "num_shots": num_shots,
+            "num_queries": num_queries,
+            "image_size": image_size, "filters": filters,
+            "meta_steps": epochs * steps_per_epoch,
+            "meta_batch_size": meta_batch_size,
+            "num_inner_steps": getattr(learner, "num_inner_steps", None),
+            "inner_learning_rate": getattr(
+                learner, "inner_learning_rate", None),
+            "learning_rate": learning_rate,
+            "test_episodes": num_test_episodes,
+            "seed": seed,
+        },
+        "accuracy": float(evaluation["accuracy"]),
+        "accuracy_ci95": float(evaluation["accuracy_ci95"]),
+        "loss": float(evaluation["loss"]),
+        "final_train_accuracy": float(history.history["accuracy"][-1]),
+        "seconds": {"training": train_seconds,
+                    "evaluation": evaluation_seconds},
+    }
+    name = f"{algorithm}_{num_ways}way_{num_shots}shot"
+    with open(os.path.join(output_dir, f"{name}.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    learner.save(os.path.join(output_dir, f"{name}.keras"))
+    return results
+
+
+def format_row(results):
+    config = results["config"]
+    return (f"{config['algorithm']:<12} {config['num_ways']}-way "
+            f"{config['num_shots']}-shot  "
+            f"{100 * results['accuracy']:6.2f} +- "
+            f"{100 * results['accuracy_ci95']:.2f} %  "
+            f"({config['meta_steps']} steps, "
+            f"{results['seconds']['training']:.0f} s)")
+
+
