@@ -40,6 +40,8 @@ class CAVIA(MAML):
         - [Zintgraf et al., 2019](https://arxiv.org/abs/1810.03642)
     """
 
+    batch_norm_modes = ("transductive",)
+
     def __init__(self, model, *, num_context_params, inner_learning_rate=1.0,
                  **kwargs):
         for option in ("learn_inner_learning_rates", "multi_step_loss_epochs"):

@@ -9,6 +9,7 @@ from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
 from keras_meta.algorithms.model_utils import eval_inner_steps_property
+from keras_meta.algorithms.model_utils import walk_layers
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -51,7 +52,12 @@ class MAML(MetaModel):
             (the training step is retraced once at the switch). Defaults to
             `0`.
         batch_norm: See `keras_meta.MetaModel`. Defaults to
-            `"transductive"`.
+            `"transductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
+            statistics are those of each step's batch (support set at inner
+            step `j`, query set after the last), and every step gets its own
+            meta-learned BatchNormalization scale and offset, which the
+            inner loop does not adapt. Evaluation beyond `num_inner_steps`
+            reuses the last step's.
         inner_loss: See `keras_meta.MetaModel`. Defaults to the compiled
             loss.
 
@@ -86,6 +92,8 @@ class MAML(MetaModel):
         - [Antoniou et al., 2019](https://arxiv.org/abs/1810.09502)
           (MAML++)
     """
+
+    batch_norm_modes = ("transductive", "per_step")
 
     def __init__(
         self,
@@ -130,6 +138,30 @@ class MAML(MetaModel):
                 initializer=keras.initializers.Constant(inner_learning_rate),
                 name="step_learning_rates",
             )
+        self._norm_indices = []
+        if self.batch_norm == "per_step":
+            self._norm_indices = _batch_norm_weight_indices(model)
+            if not self._norm_indices:
+                raise ValueError(
+                    "batch_norm='per_step' gives each inner step its own "
+                    "BatchNormalization scale and offset, but the model "
+                    f"'{model.name}' has no trainable BatchNormalization "
+                    "weights. Use batch_norm='transductive'.")
+            variables = model.trainable_variables
+            # One copy per forward pass: the support set at each step, and
+            # the query set after the last.
+            self.step_norm_weights = [
+                self.add_weight(
+                    shape=(num_inner_steps + 1,) + tuple(variables[i].shape),
+                    initializer=keras.initializers.Constant(
+                        np.broadcast_to(
+                            ops.convert_to_numpy(variables[i].value),
+                            (num_inner_steps + 1,)
+                            + tuple(variables[i].shape))),
+                    name=f"step_{variables[i].name}",
+                )
+                for i in self._norm_indices
+            ]
         if multi_step_loss_epochs is not None:
             self.step_loss_importance = self.add_weight(
                 shape=(num_inner_steps,),
@@ -153,7 +185,32 @@ class MAML(MetaModel):
         if self.learn_inner_learning_rates:
             params["step_learning_rates"] = backend.read_value(
                 self.step_learning_rates)
+        if self._norm_indices:
+            params["step_norm_weights"] = [
+                backend.read_value(w) for w in self.step_norm_weights]
         return params
+
+    def with_step_norm(self, params, step, weights):
+        """`weights` with step `step`'s BatchNorm scale and offset (per-step
+        BatchNorm), or unchanged."""
+        if not self._norm_indices:
+            return weights
+        step = min(step, self.num_inner_steps)
+        weights = list(weights)
+        for index, values in zip(self._norm_indices,
+                                 params["step_norm_weights"]):
+            weights[index] = values[step]
+        return weights
+
+    def _adapted_mask(self):
+        mask = self.inner_mask()
+        if not self._norm_indices:
+            return mask
+        count = len(self.model.trainable_variables)
+        mask = [True] * count if mask is None else list(mask)
+        for index in self._norm_indices:
+            mask[index] = False
+        return mask
 
     def inner_mask(self):
         """Which of the wrapped model's trainable weights adapt (a list of
@@ -219,25 +276,34 @@ class MAML(MetaModel):
             learning_rate=self.inner_learning_rates(params),
             num_steps=self.inner_steps(training),
             first_order=self._use_first_order,
-            mask=self.inner_mask(),
+            mask=self._adapted_mask(),
             trajectory=self.task_output_keys(training) is not None,
+            step_weights=(
+                (lambda step, weights: self.with_step_norm(
+                    params, step, weights))
+                if self._norm_indices else None),
         )
 
     def predict_task(self, params, task_state, query_inputs, training):
         if self.task_output_keys(training) is None:
             weights, state = task_state
+            weights = self.with_step_norm(
+                params, self.inner_steps(training), weights)
             predictions, _ = self.run_model(
                 weights, state, query_inputs, training)
             return predictions
         steps = [
-            self.run_model(weights, state, query_inputs, training)[0]
-            for weights, state in task_state
+            self.run_model(self.with_step_norm(params, step + 1, weights),
+                           state, query_inputs, training)[0]
+            for step, (weights, state) in enumerate(task_state)
         ]
         return {"predictions": steps[-1],
                 "step_predictions": ops.stack(steps)}
 
     def build_adapted_model(self, task_state, support_inputs):
         weights, _ = task_state
+        weights = self.with_step_norm(
+            self.meta_parameters(), self.eval_inner_steps, weights)
         return self.copy_model(weights, support_inputs)
 
     def get_config(self):
@@ -276,3 +342,13 @@ def step_loss_importance(epoch, num_steps, num_epochs):
         1.0 / num_steps - epoch / (num_steps * num_epochs), floor)
     weights[-1] = 1.0 - weights[:-1].sum()
     return weights
+
+
+def _batch_norm_weight_indices(model):
+    """Indices in `model.trainable_variables` of BatchNorm scales/offsets."""
+    owned = set()
+    for layer in walk_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            owned.update(id(v) for v in layer.trainable_variables)
+    return [i for i, v in enumerate(model.trainable_variables)
+            if id(v) in owned]

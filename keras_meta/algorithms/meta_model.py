@@ -104,11 +104,13 @@ class MetaModel(keras.Model):
             moving statistics are neither used nor updated, and Dropout
             layers stay active if the model has BatchNormalization (use a
             model without Dropout, as the standard backbones are).
+            `"per_step"` (MAML++, accepted by `keras_meta.MAML` and its
+            subclasses) normalizes the same way and gives every inner step
+            its own meta-learned BatchNormalization scale and offset.
             `"inductive"` (running statistics at test time, so each query
-            example is predicted independently) and `"per_step"` (MAML++:
-            separate statistics for every inner step) are planned and
-            rejected for now. Models without BatchNormalization are called
-            with the real `training` flag.
+            example is predicted independently) is planned and rejected for
+            now. Models without BatchNormalization are called with the real
+            `training` flag.
         inner_loss: Optional loss (name, function or `keras.losses.Loss`)
             for adaptation on the support set. Defaults to the compiled
             loss. Either way it is computed unreduced and averaged here, so
@@ -123,6 +125,8 @@ class MetaModel(keras.Model):
     # Learners with meta-learned weights of their own (LEO) also accept a
     # frozen feature extractor.
     requires_trainable_model = True
+    # The `batch_norm` values a learner accepts.
+    batch_norm_modes = ("transductive",)
 
     def __init__(
         self, model, *, batch_norm="transductive", inner_loss=None, **kwargs
@@ -156,11 +160,12 @@ class MetaModel(keras.Model):
                 f"`batch_norm` must be one of {list(BATCH_NORM_MODES)}. "
                 f"Received: batch_norm={batch_norm!r}."
             )
-        if batch_norm != "transductive":
+        if batch_norm not in self.batch_norm_modes:
             raise ValueError(
-                f"batch_norm={batch_norm!r} is not available yet; only "
-                "'transductive' (batch statistics of each support and query "
-                "set, as in the MAML paper) is implemented."
+                f"batch_norm={batch_norm!r} is not available for `{owner}`; "
+                f"it supports {list(self.batch_norm_modes)}. 'transductive' "
+                "normalizes with the batch statistics of each support and "
+                "query set, as in the MAML paper."
             )
         self.model = model
         self.batch_norm = batch_norm
@@ -251,7 +256,8 @@ class MetaModel(keras.Model):
 
     def model_training(self, training):
         """The `training` flag to call the wrapped model with."""
-        if self.batch_norm == "transductive" and self._batch_statistics:
+        if self._batch_statistics:
+            # Transductive (and per-step) normalization: batch statistics.
             return True
         return bool(training)
 
@@ -261,8 +267,7 @@ class MetaModel(keras.Model):
         With transductive BatchNorm, the copy normalizes with the support
         set's statistics (see `batch_norm`).
         """
-        transductive = self.batch_norm == "transductive" and (
-            self._batch_statistics)
+        transductive = self._batch_statistics
         return clone_with_weights(
             self.model, weights,
             support_inputs=support_inputs if transductive else None,

@@ -30,6 +30,8 @@ class ProtoMAML(MAML):
         - [Triantafillou et al., 2020](https://arxiv.org/abs/1903.03096)
     """
 
+    batch_norm_modes = ("transductive",)
+
     def __init__(self, model, *, num_ways, **kwargs):
         super().__init__(model, **kwargs)
         check_count("num_ways", num_ways)

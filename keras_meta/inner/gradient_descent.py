@@ -44,6 +44,7 @@ def gradient_descent(
     first_order=False,
     mask=None,
     trajectory=False,
+    step_weights=None,
 ):
     """Runs `num_steps` steps of gradient descent on `loss_fn`.
 
@@ -72,6 +73,10 @@ def gradient_descent(
             computed for them (ANIL adapts the head alone, BOIL the body).
         trajectory: Bool. If `True`, returns the `(weights, state)` after
             every step, as a list of length `num_steps`.
+        step_weights: Optional callable `(step, weights) -> weights` giving
+            the weights a step's loss is computed with; it may replace
+            weights that do not adapt (MAML++'s per-step BatchNorm scale and
+            offset). The returned weights are never passed through it.
 
     Returns:
         `(weights, state)` after the last step, or the list of them after
@@ -92,13 +97,17 @@ def gradient_descent(
             merged[i] = value
         return merged
 
-    def objective(fast, state):
-        return loss_fn(merge(fast), state)
+    def objective(fast, state, step):
+        merged = merge(fast)
+        if step_weights is not None:
+            merged = step_weights(step, merged)
+        return loss_fn(merged, state)
 
     fast = [weights[i] for i in adapted]
     steps = []
     for step in range(num_steps):
-        (_, state), gradients = backend.value_and_grad(objective, fast, state)
+        (_, state), gradients = backend.value_and_grad(
+            objective, fast, state, step)
         if first_order:
             gradients = [ops.stop_gradient(g) for g in gradients]
         rate = learning_rate(step) if callable(learning_rate) else (

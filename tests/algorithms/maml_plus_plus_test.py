@@ -154,3 +154,62 @@ class MAMLPlusPlusTest(testing.TestCase):
             MAML(testing.tiny_classifier(), multi_step_loss_epochs=0)
         with self.assertRaisesRegex(ValueError, "first_order_epochs"):
             MAML(testing.tiny_classifier(), first_order_epochs=-1)
+
+
+class PerStepBatchNormTest(testing.TestCase):
+    def test_finite_differences(self):
+        error = testing.classifier_meta_gradient_error(
+            MAML, inner_learning_rate=0.5, num_inner_steps=2,
+            batch_norm="per_step", learn_inner_learning_rates=True)
+        self.assertLess(error, 1e-6)
+
+    def test_each_step_uses_its_own_weights(self):
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.5,
+                    num_inner_steps=2, batch_norm="per_step")
+        maml.compile(loss=LOSS)
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        baseline = maml.predict(inputs, verbose=0)
+        # The wrapped model's own scale and offset are no longer read...
+        gamma = maml.model.layers[1].gamma
+        gamma.assign(gamma.numpy() * 3.0)
+        self.assertAllClose(maml.predict(inputs, verbose=0), baseline)
+        # ...while each step's copy is: the first support pass, and the
+        # query pass after the last step.
+        for step in (0, 2):
+            weights = maml.step_norm_weights[0]
+            original = weights.numpy()
+            changed = original.copy()
+            changed[step] *= 3.0
+            weights.assign(changed)
+            self.assertFalse(np.allclose(maml.predict(inputs, verbose=0),
+                                         baseline, atol=1e-4))
+            weights.assign(original)
+
+    def test_adapted_model_matches_and_save(self):
+        meta_model = self.run_meta_model_test(
+            cls=MAML,
+            init_kwargs={"model": testing.tiny_classifier(),
+                         "inner_learning_rate": 0.3, "num_inner_steps": 2,
+                         "batch_norm": "per_step"},
+            episodes=testing.toy_episodes(),
+            loss=LOSS,
+        )
+        inputs, _ = testing.toy_episodes(num_tasks=1)
+        learner = meta_model.adapt(inputs["support_inputs"][0],
+                                   inputs["support_labels"][0])
+        # The adapted copy normalizes with the support statistics, the
+        # meta-model with the query's own (transductive): compare classes.
+        self.assertEqual(
+            np.argmax(learner.predict(inputs["query_inputs"][0], verbose=0),
+                      -1).tolist(),
+            np.argmax(meta_model.predict(inputs, verbose=0)[0], -1).tolist())
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "no trainable BatchNorm"):
+            MAML(testing.tiny_classifier(normalization=None),
+                 batch_norm="per_step")
+        from keras_meta import ProtoMAML
+
+        with self.assertRaisesRegex(ValueError, "not available for"):
+            ProtoMAML(testing.tiny_classifier(), num_ways=3,
+                      batch_norm="per_step")

@@ -297,7 +297,7 @@ class ErrorsTest(testing.TestCase):
     def test_batch_norm_mode(self):
         with self.assertRaisesRegex(ValueError, "must be one of"):
             MAML(testing.tiny_classifier(), batch_norm="running")
-        with self.assertRaisesRegex(ValueError, "not available yet"):
+        with self.assertRaisesRegex(ValueError, "not available for `MAML`"):
             MAML(testing.tiny_classifier(), batch_norm="inductive")
 
     def test_missing_keys(self):
