@@ -7,6 +7,7 @@ Wrap a Keras model in a `MetaModel` (such as `keras_meta.MAML`), then use
 from keras_meta import backend
 from keras_meta import data
 from keras_meta import episode
+from keras_meta.export import export
 from keras_meta import inner
 from keras_meta import metrics
 from keras_meta import models
@@ -45,6 +46,7 @@ __all__ = [
     "backend",
     "data",
     "episode",
+    "export",
     "inner",
     "metrics",
     "models",

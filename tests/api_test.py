@@ -11,7 +11,7 @@ class APITest(testing.TestCase):
             sorted([
                 "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
-                "R2D2", "RelationNet", "Reptile", "__version__", "backend",
+                "R2D2", "RelationNet", "Reptile", "__version__", "backend", "export",
                 "data",
                 "episode", "inner", "metrics", "models",
             ]),
