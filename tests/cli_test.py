@@ -121,3 +121,47 @@ class CLIAlgorithmsTest(testing.TestCase):
             omniglot.find_subsets("/nonexistent/omniglot")
         with self.assertRaisesRegex(ValueError, "images_background_small1"):
             omniglot.find_subsets(self.get_temp_dir())
+
+
+class CLIEvaluateTest(testing.TestCase):
+    def test_evaluate_before_and_after_adaptation(self):
+        import contextlib
+        import io
+
+        import keras_meta
+
+        maml = keras_meta.MAML(keras_meta.models.mlp(hidden_units=(8,)),
+                               inner_learning_rate=0.01)
+        maml.compile(loss="mse", metrics=["mae"])
+        path = os.path.join(self.get_temp_dir(), "maml.keras")
+        maml.save(path)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main(["evaluate", path, "--num-episodes", "8",
+                             "--inner-steps", "0,1"])
+        self.assertEqual(code, 0)
+        lines = output.getvalue().strip().splitlines()
+        self.assertIn("MAML on sinusoid, 8 episodes", lines[0])
+        self.assertIn("loss", lines[1])
+        self.assertIn("mae", lines[1])
+        self.assertEqual([line.split()[0] for line in lines[2:]], ["0", "1"])
+        self.assertIn("+-", lines[2])
+
+        from keras_meta.experiments import evaluation
+        from keras_meta import data
+
+        episodes = data.sinusoid(num_shots=10, num_queries=100, num_tasks=8,
+                                 batch_size=100, seed=1)
+        rows = evaluation.evaluate_steps(maml, episodes, [0, 1])
+        maml.eval_inner_steps = 1
+        direct = maml.evaluate(episodes, return_dict=True, verbose=0)
+        self.assertAlmostEqual(rows[1]["metrics"]["loss"][0], direct["loss"],
+                               places=5)
+        self.assertAlmostEqual(rows[1]["metrics"]["loss"][1],
+                               direct["loss_ci95"], places=5)
+
+    def test_evaluate_errors(self):
+        with self.assertRaises(SystemExit):
+            cli.main(["evaluate", "/nonexistent.keras"])
+        with self.assertRaises(SystemExit):
+            cli.main(["evaluate", "x.keras", "--inner-steps", "a"])
