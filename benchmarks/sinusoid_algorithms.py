@@ -6,7 +6,7 @@ K=10, meta-batch 25, Adam 1e-3; each algorithm's own inner settings from
 600 fixed test tasks (100 query points each) after 1 and 10 inner steps,
 with 95% confidence intervals. Prints a table and writes JSON.
 
-    python benchmarks/sinusoid_algorithms.py                 # all, 40000 steps
+    python benchmarks/sinusoid_algorithms.py                 # all, 20000 steps
     python benchmarks/sinusoid_algorithms.py --algorithms maml,metasgd \
         --meta-steps 70000
 
@@ -31,7 +31,7 @@ PUBLISHED = {"maml": 0.77, "metasgd": 0.53}
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algorithms", default=",".join(catalog.GRADIENT_BASED))
-    parser.add_argument("--meta-steps", type=int, default=40000)
+    parser.add_argument("--meta-steps", type=int, default=20000)
     parser.add_argument("--num-test-tasks", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(
