@@ -52,11 +52,40 @@ def _is_dataset(data):
     return hasattr(data, "element_spec") and hasattr(data, "take")
 
 
-class _EpochHook(keras.callbacks.Callback):
-    """Calls `MetaModel.on_epoch_begin`; `fit()` adds it."""
+class _MetaModelHooks(keras.callbacks.Callback):
+    """What `fit()` adds before the user's callbacks.
+
+    Calls `MetaModel.on_epoch_begin`. With `stop_on_nan` (the user passed
+    `TerminateOnNaN`), a non-finite training loss raises at once, before any
+    other callback sees the batch: an epoch-end `ModelCheckpoint` never
+    writes the broken weights, and `BackupAndRestore` keeps its last backup.
+    """
+
+    def __init__(self, stop_on_nan=False):
+        super().__init__()
+        self.stop_on_nan = stop_on_nan
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         self.model.on_epoch_begin(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.stop_on_nan or not logs or "loss" not in logs:
+            return
+        loss = float(np.asarray(logs["loss"]))
+        if np.isfinite(loss):
+            return
+        raise FloatingPointError(
+            f"`{type(self.model).__name__}` stopped at epoch "
+            f"{self._epoch + 1}, batch {batch + 1}: the training loss is "
+            f"{loss}. An episode in the last steps holds NaN or infinite "
+            "values, or the inner loop diverged (try a smaller inner "
+            "learning rate or fewer inner steps). The weights in memory are "
+            "those of the failed step; the last checkpoint written before "
+            "it is intact: reload it (`keras.models.load_model`) or restart "
+            "with `BackupAndRestore` after fixing the data."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -459,8 +488,10 @@ class MetaModel(keras.Model):
             # otherwise warns that it cannot shuffle a dataset.
             arguments.setdefault("shuffle", False)
         self._check_first_episode(x, y)
-        arguments["callbacks"] = list(arguments.get("callbacks") or []) + [
-            _EpochHook()]
+        callbacks = list(arguments.get("callbacks") or [])
+        stop_on_nan = any(isinstance(c, keras.callbacks.TerminateOnNaN)
+                          for c in callbacks)
+        arguments["callbacks"] = [_MetaModelHooks(stop_on_nan)] + callbacks
         validation_data = arguments.get("validation_data")
         if isinstance(validation_data, (tuple, list)):
             self._check_first_episode(*validation_data[:2])
