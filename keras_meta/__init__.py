@@ -5,9 +5,9 @@ Wrap a Keras model in a `MetaModel` (such as `keras_meta.MAML`), then use
 """
 
 from keras_meta import backend
+from keras_meta import callbacks
 from keras_meta import data
 from keras_meta import episode
-from keras_meta.export import export
 from keras_meta import inner
 from keras_meta import metrics
 from keras_meta import models
@@ -25,6 +25,7 @@ from keras_meta.algorithms import ProtoNet
 from keras_meta.algorithms import R2D2
 from keras_meta.algorithms import RelationNet
 from keras_meta.algorithms import Reptile
+from keras_meta.export import export
 from keras_meta.version import __version__
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Reptile",
     "__version__",
     "backend",
+    "callbacks",
     "data",
     "episode",
     "export",

@@ -11,7 +11,8 @@ class APITest(testing.TestCase):
             sorted([
                 "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
-                "R2D2", "RelationNet", "Reptile", "__version__", "backend", "export",
+                "R2D2", "RelationNet", "Reptile", "__version__", "backend",
+                "callbacks", "export",
                 "data",
                 "episode", "inner", "metrics", "models",
             ]),

@@ -489,6 +489,8 @@ class MetaModel(keras.Model):
             arguments.setdefault("shuffle", False)
         self._check_first_episode(x, y)
         callbacks = list(arguments.get("callbacks") or [])
+        x = self._resume_position(x, callbacks, arguments)
+        arguments["x"] = x
         stop_on_nan = any(isinstance(c, keras.callbacks.TerminateOnNaN)
                           for c in callbacks)
         arguments["callbacks"] = [_MetaModelHooks(stop_on_nan)] + callbacks
@@ -498,6 +500,30 @@ class MetaModel(keras.Model):
         elif validation_data is not None:
             self._check_first_episode(validation_data)
         return super().fit(**arguments)
+
+    def _resume_position(self, x, callbacks, arguments):
+        """Skips the episodes a resumed run has already trained on.
+
+        With `keras_meta.callbacks.BackupAndRestore`, an endless episode
+        dataset and `steps_per_epoch`, a run resumed at epoch `e` starts
+        from episode batch `e * steps_per_epoch`, as the uninterrupted run
+        does.
+        """
+        from keras_meta.callbacks import BackupAndRestore
+
+        backups = [c for c in callbacks if isinstance(c, BackupAndRestore)]
+        steps = arguments.get("steps_per_epoch")
+        if not backups or not steps or not _is_dataset(x):
+            return x
+        epoch = backups[0].restored_epoch()
+        if epoch <= 0:
+            return x
+        import tensorflow as tf
+
+        if x.cardinality() != tf.data.INFINITE_CARDINALITY:
+            # A finite dataset restarts every epoch: nothing to skip.
+            return x
+        return x.skip(epoch * steps)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_first_episode(x, y)

@@ -1,0 +1,103 @@
+"""Callbacks for long meta-training runs."""
+
+import json
+import os
+import shutil
+
+import keras
+
+_POINTER = "latest"
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore`, atomic and exact for meta-learners.
+
+    Keras's callback writes the weights and a JSON of the epoch in place, one
+    after the other: a process killed while writing leaves a truncated file,
+    or new weights beside the old epoch. This one writes each backup (the
+    meta-learner's weights with its optimizer state, learned inner rates and
+    random-generator state, and the epoch reached) into a fresh folder, then
+    switches a one-line pointer file to it with an atomic rename: a backup
+    is whole or absent, whenever the process dies.
+
+    Resuming is exact. `MetaModel.fit()` reads the epoch reached before it
+    starts and, for an endless episode pipeline with `steps_per_epoch`
+    (such as `keras_meta.data.episodes`, whose episode `i` is a pure function
+    of its seed and `i`), skips the episodes already trained on, so the
+    resumed run sees the same episode stream as an uninterrupted one. With
+    deterministic ops (`tf.config.experimental.enable_op_determinism()`)
+    the final weights are then bitwise equal.
+
+    Backups are taken at the end of each epoch: Keras resumes at epoch
+    boundaries, so a mid-epoch backup could not be resumed exactly.
+
+    Args:
+        backup_dir: String, the folder for backups (created if needed).
+        delete_checkpoint: Bool, whether to delete the backups once
+            training finishes. Defaults to `True`.
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch",
+                         delete_checkpoint=delete_checkpoint)
+
+    def restored_epoch(self):
+        """The epoch a resumed `fit()` starts at (0 without a backup)."""
+        folder = self._latest_folder()
+        if folder is None:
+            return 0
+        with open(os.path.join(folder, "training_metadata.json")) as f:
+            return int(json.load(f)["epoch"])
+
+    def _latest_folder(self):
+        pointer = os.path.join(self.backup_dir, _POINTER)
+        if not os.path.isfile(pointer):
+            return None
+        with open(pointer) as f:
+            name = f.read().strip()
+        folder = os.path.join(self.backup_dir, name)
+        if not os.path.isdir(folder):
+            raise ValueError(
+                f"The backup pointer {pointer!r} names {name!r}, which does "
+                "not exist: the backup folder was modified by hand. Delete "
+                f"{self.backup_dir!r} to start over."
+            )
+        return folder
+
+    def on_train_begin(self, logs=None):
+        folder = self._latest_folder()
+        if folder is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(folder, "model.weights.h5"))
+        self.model._initial_epoch = self.restored_epoch()
+        self._current_epoch = self.model._initial_epoch
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch-{self._current_epoch:06d}"
+        folder = os.path.join(self.backup_dir, name)
+        partial = folder + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        self.model.save_weights(os.path.join(partial, "model.weights.h5"))
+        with open(os.path.join(partial, "training_metadata.json"), "w") as f:
+            json.dump({"epoch": self._current_epoch}, f)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+        pointer = os.path.join(self.backup_dir, _POINTER)
+        with open(pointer + ".partial", "w") as f:
+            f.write(name)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer + ".partial", pointer)
+        # Older backups are no longer pointed to.
+        for entry in os.listdir(self.backup_dir):
+            if entry.startswith("epoch-") and entry != name:
+                shutil.rmtree(os.path.join(self.backup_dir, entry),
+                              ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
+            shutil.rmtree(self.backup_dir)
