@@ -559,11 +559,35 @@ class MetaModel(keras.Model):
                 backend.num_replicas(), loss.dtype)
         return loss
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow trainer only: build from one replica's share of the
+        # first batch (see `backend.tensorflow.local_batch`).
+        if iterator is not None and getattr(
+                self, "_distribute_strategy", None) is not None:
+            from keras_meta.backend import tensorflow as tf_backend
+
+            with self.distribute_strategy.scope():
+                for _, _, batches in iterator:
+                    data_batch = tf_backend.local_batch(next(batches))
+                    break
+            iterator = None
+        return super()._maybe_symbolic_build(
+            iterator=iterator, data_batch=data_batch)
+
     def train_step(self, *args, **kwargs):
         # Read while the step is traced: training logs report the compiled
         # metrics only, evaluation logs add their confidence intervals.
         with _tracing_train_step(self):
-            return super().train_step(*args, **kwargs)
+            logs = super().train_step(*args, **kwargs)
+        if keras.backend.backend() == "tensorflow":
+            logs = backend.per_replica_logs(logs)
+        return logs
+
+    def test_step(self, *args, **kwargs):
+        logs = super().test_step(*args, **kwargs)
+        if keras.backend.backend() == "tensorflow":
+            logs = backend.per_replica_logs(logs)
+        return logs
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # The compiled metrics are built by the first call: compute them

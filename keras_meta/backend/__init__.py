@@ -15,6 +15,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import implicit_solution
     from keras_meta.backend.tensorflow import map_tasks
     from keras_meta.backend.tensorflow import num_replicas
+    from keras_meta.backend.tensorflow import per_replica_logs
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
@@ -22,6 +23,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import implicit_solution
     from keras_meta.backend.jax import map_tasks
     from keras_meta.backend.jax import num_replicas
+    from keras_meta.backend.jax import per_replica_logs
     from keras_meta.backend.jax import read_value
     from keras_meta.backend.jax import value_and_grad
 else:
@@ -33,4 +35,5 @@ else:
     )
 
 __all__ = [
-    "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "read_value", "value_and_grad"]
+    "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "per_replica_logs",
+    "read_value", "value_and_grad"]

@@ -79,6 +79,11 @@ def map_tasks(fn, elements, output_dtypes=None):
     return jax.lax.map(fn, elements)
 
 
+def per_replica_logs(logs):
+    """Logs as Keras's JAX trainer reduces them: unchanged."""
+    return logs
+
+
 def num_replicas():
     """The number of replicas that share the current global batch.
 

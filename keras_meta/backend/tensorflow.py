@@ -196,3 +196,40 @@ def implicit_solution(solutions, weights, loss_fn, args, solve):
         return [tf.identity(s) for s in solutions], gradient
 
     return list(attach(*weights))
+
+
+def local_batch(batch):
+    """One replica's share of a possibly distributed batch.
+
+    Keras builds a distributed model's metrics from one batch of the
+    dataset; under `MultiWorkerMirroredStrategy` that batch holds
+    per-replica values, which Keras tries to average into one tensor and
+    fails for dict inputs (keras-team/keras issue 20585). The first local
+    replica's values have the shapes and dtypes the build needs.
+    """
+    strategy = tf.distribute.get_strategy()
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    return tf.nest.map_structure(local, batch)
+
+
+def per_replica_logs(logs):
+    """Logs shaped for Keras to reduce across replicas.
+
+    Under multi-worker `MultiWorkerMirroredStrategy`, Keras averages each
+    step's logs with `strategy.reduce("MEAN", value, axis=0)`, which fails
+    for the scalar logs every training step returns; a leading axis of
+    size 1 makes that reduction the plain mean over replicas. Elsewhere the
+    logs pass unchanged.
+    """
+    strategy = tf.distribute.get_strategy()
+    multi_worker = isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+    if not multi_worker:
+        return logs
+    return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
