@@ -8,15 +8,18 @@ from keras_meta import testing
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _meta_gradient(policy="float32", jit_compile=False):
+def _meta_gradient(policy="float32", jit_compile=False, loss_scale=None):
     """The second-order meta-gradient of a BatchNorm network, flattened."""
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(1)
         maml = keras_meta.MAML(testing.tiny_classifier(),
                                inner_learning_rate=0.3, num_inner_steps=2)
-        maml.compile(optimizer=keras.optimizers.SGD(1.0), loss=LOSS,
-                     jit_compile=jit_compile)
+        optimizer = keras.optimizers.SGD(1.0)
+        if loss_scale is not None:
+            optimizer = keras.optimizers.LossScaleOptimizer(
+                optimizer, initial_scale=loss_scale)
+        maml.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
         inputs, labels = testing.toy_episodes(num_tasks=4)
         variables = maml.trainable_variables
         initial = [v.numpy() for v in variables]
@@ -52,3 +55,16 @@ class PrecisionTest(testing.TestCase):
         # The fast weights the inner steps update stay float32; only the
         # layers' computations run in bfloat16.
         self.assertEqual(fast_dtypes, {"float32"})
+
+    def test_mixed_float16_with_loss_scaling(self):
+        # Measured on TensorFlow: 4.0e-2 relative error at a loss scale of
+        # 2**10. At the default first scale of 2**15 the float16 backward
+        # pass overflows and the optimizer skips the step (all zeros here),
+        # lowering its scale for the next one, as loss scaling should.
+        reference, _ = _meta_gradient()
+        mixed, fast_dtypes = _meta_gradient("mixed_float16", loss_scale=2**10)
+        self.assertTrue(np.all(np.isfinite(mixed)))
+        self.assertLess(_relative_error(mixed, reference), 0.1)
+        self.assertEqual(fast_dtypes, {"float32"})
+        skipped, _ = _meta_gradient("mixed_float16", loss_scale=2**15)
+        self.assertTrue(np.all(skipped == 0))

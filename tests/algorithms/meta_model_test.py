@@ -214,22 +214,44 @@ class AdaptTest(testing.TestCase):
         self.assertGreater(losses[1], losses[2])
 
 
+def _proto_net():
+    import keras_meta
+
+    encoder = keras.Sequential([keras.Input((6, 6, 1)),
+                                keras.layers.Conv2D(4, 3),
+                                keras.layers.BatchNormalization(),
+                                keras.layers.Flatten()])
+    return keras_meta.ProtoNet(encoder, num_ways=3)
+
+
 class DistributionTest(testing.TestCase):
+    @parameterized.named_parameters(
+        ("maml", lambda: MAML(testing.tiny_classifier(),
+                              inner_learning_rate=0.3)),
+        ("first_order_maml", lambda: MAML(
+            testing.tiny_classifier(), inner_learning_rate=0.3,
+            num_inner_steps=2, first_order=True)),
+        ("proto_net", _proto_net),
+    )
     @pytest.mark.tensorflow_only
-    def test_mirrored_strategy_matches_one_device(self):
+    def test_mirrored_strategy_matches_one_device(self, make):
         inputs, labels = testing.toy_episodes(num_tasks=4)
 
         def train(strategy):
             with strategy.scope():
                 keras.utils.set_random_seed(3)
-                maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+                maml = make()
                 maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
             dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
             maml.fit(dataset.batch(4).repeat(3), epochs=1, verbose=0)
             return [v.numpy() for v in maml.model.trainable_variables]
 
         one = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
-        mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        # Several MirroredStrategy objects in one process reuse the keys of
+        # CPU collective ops; reducing to one device avoids collectives.
+        mirrored_strategy = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
         self.assertEqual(mirrored_strategy.num_replicas_in_sync, 2)
         mirrored = train(mirrored_strategy)
         self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)

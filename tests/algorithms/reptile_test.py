@@ -76,7 +76,9 @@ class ReptileTest(testing.TestCase):
             return [v.numpy() for v in reptile.model.trainable_variables]
 
         one = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
-        mirrored = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        mirrored = train(tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice()))
         self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
 
     def test_errors(self):
