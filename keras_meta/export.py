@@ -3,6 +3,7 @@
 import keras
 
 from keras_meta import episode
+from keras_meta.algorithms.model_utils import has_input_shape
 
 
 def export(meta_model, filepath, *, verbose=False):
@@ -43,7 +44,7 @@ def export(meta_model, filepath, *, verbose=False):
     import tensorflow as tf
 
     model = meta_model.model
-    example_shape = tuple(model.input_shape[1:]) if _has_input_shape(
+    example_shape = tuple(model.input_shape[1:]) if has_input_shape(
         model) else None
     if example_shape is None or any(d is None for d in example_shape):
         raise ValueError(
@@ -78,13 +79,6 @@ def export(meta_model, filepath, *, verbose=False):
     archive.track(meta_model)
     archive.add_endpoint("serve", serve, input_signature=signature)
     archive.write_out(filepath, verbose=verbose)
-
-
-def _has_input_shape(model):
-    try:
-        return model.input_shape is not None
-    except (AttributeError, ValueError):
-        return False
 
 
 def _label_spec(meta_model, example_shape):

@@ -36,13 +36,14 @@ class APITest(testing.TestCase):
             keras_meta.inner: [
                 "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [
-                "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "read_value",
+                "exact_moments", "implicit_solution", "map_tasks", "num_replicas",
+                "per_replica_logs", "read_value",
                 "value_and_grad",
             ],
             keras_meta.testing: [
                 "TestCase", "classifier_meta_gradient_error",
                 "finite_difference_gradient",
-                "linear_regression_episodes", "meta_gradient",
+                "linear_regression_episodes", "linear_regressor", "meta_gradient",
                 "meta_gradient_error",
                 "meta_loss_function",
                 "tiny_classifier", "toy_episodes",

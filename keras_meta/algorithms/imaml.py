@@ -6,14 +6,13 @@ from keras import ops
 from keras_meta import backend
 from keras_meta import episode
 from keras_meta import inner
-from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.gradient_steps import GradientStepsMetaModel
 from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import eval_inner_steps_property
 from keras_meta.algorithms.model_utils import positive_number
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class IMAML(MetaModel):
+class IMAML(GradientStepsMetaModel):
     """Implicit MAML: exact meta-gradients without backpropagating the loop.
 
     Each task's inner problem keeps the adapted weights near the
@@ -47,21 +46,12 @@ class IMAML(MetaModel):
         - [Rajeswaran et al., 2019](https://arxiv.org/abs/1909.04630)
     """
 
-    eval_inner_steps = eval_inner_steps_property
-
     def __init__(self, model, *, inner_learning_rate=0.01, num_inner_steps=10,
-                 eval_inner_steps=None, l2_regularizer=1.0, cg_steps=5,
-                 **kwargs):
-        super().__init__(model, **kwargs)
-        self.inner_learning_rate = positive_number(
-            "inner_learning_rate", inner_learning_rate)
+                 l2_regularizer=1.0, cg_steps=5, **kwargs):
+        super().__init__(model, inner_learning_rate=inner_learning_rate,
+                         num_inner_steps=num_inner_steps, **kwargs)
         self.l2_regularizer = positive_number("l2_regularizer", l2_regularizer)
-        check_count("num_inner_steps", num_inner_steps)
         check_count("cg_steps", cg_steps)
-        if eval_inner_steps is None:
-            eval_inner_steps = num_inner_steps
-        self.num_inner_steps = num_inner_steps
-        self.eval_inner_steps = eval_inner_steps
         self.cg_steps = cg_steps
 
     def _support_loss(self, weights, state, support_inputs, support_labels,
@@ -92,8 +82,7 @@ class IMAML(MetaModel):
         solution, state = inner.gradient_descent(
             proximal_objective, theta, params["state"],
             learning_rate=self.inner_learning_rate,
-            num_steps=(self.num_inner_steps if training
-                       else self.eval_inner_steps),
+            num_steps=self.inner_steps(training),
             first_order=True,
         )
         return [ops.stop_gradient(w) for w in solution], state
@@ -148,21 +137,9 @@ class IMAML(MetaModel):
             lambda: self._output_dtype(query_inputs),
         )
 
-    def predict_task(self, params, task_state, query_inputs, training):
-        weights, state = task_state
-        predictions, _ = self.run_model(weights, state, query_inputs, training)
-        return predictions
-
-    def build_adapted_model(self, task_state, support_inputs):
-        weights, _ = task_state
-        return self.copy_model(weights, support_inputs)
-
     def get_config(self):
         return {
             **super().get_config(),
-            "inner_learning_rate": self.inner_learning_rate,
-            "num_inner_steps": self.num_inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
             "l2_regularizer": self.l2_regularizer,
             "cg_steps": self.cg_steps,
         }

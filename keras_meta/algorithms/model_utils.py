@@ -61,7 +61,7 @@ def clone_with_weights(model, weights, *, support_inputs=None):
     clone = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(model)
     )
-    ensure_weights(clone, model.input_shape if _has_input_shape(model) else None)
+    ensure_weights(clone, model.input_shape if has_input_shape(model) else None)
     if len(clone.trainable_variables) != len(weights):
         raise ValueError(
             f"Could not copy the model '{model.name}': its copy has "
@@ -83,7 +83,8 @@ def clone_with_weights(model, weights, *, support_inputs=None):
     return clone
 
 
-def _has_input_shape(model):
+def has_input_shape(model):
+    """Whether `model` knows the shape of its inputs."""
     try:
         return model.input_shape is not None
     except (AttributeError, ValueError):

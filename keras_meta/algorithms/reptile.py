@@ -4,14 +4,11 @@ import keras
 from keras import ops
 
 from keras_meta import inner
-from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import eval_inner_steps_property
-from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.algorithms.gradient_steps import GradientStepsMetaModel
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class Reptile(MetaModel):
+class Reptile(GradientStepsMetaModel):
     """Reptile: the outer update is the mean of `initial - adapted` weights.
 
     Each task takes `num_inner_steps` gradient steps on its support set from
@@ -42,18 +39,10 @@ class Reptile(MetaModel):
         - [Nichol et al., 2018](https://arxiv.org/abs/1803.02999)
     """
 
-    eval_inner_steps = eval_inner_steps_property
-
     def __init__(self, model, *, inner_learning_rate=0.01, num_inner_steps=5,
-                 eval_inner_steps=None, **kwargs):
-        super().__init__(model, **kwargs)
-        self.inner_learning_rate = positive_number(
-            "inner_learning_rate", inner_learning_rate)
-        check_count("num_inner_steps", num_inner_steps)
-        if eval_inner_steps is None:
-            eval_inner_steps = num_inner_steps
-        self.num_inner_steps = num_inner_steps
-        self.eval_inner_steps = eval_inner_steps
+                 **kwargs):
+        super().__init__(model, inner_learning_rate=inner_learning_rate,
+                         num_inner_steps=num_inner_steps, **kwargs)
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
@@ -69,8 +58,7 @@ class Reptile(MetaModel):
         return inner.gradient_descent(
             support_objective, weights, params["state"],
             learning_rate=self.inner_learning_rate,
-            num_steps=(self.num_inner_steps if training
-                       else self.eval_inner_steps),
+            num_steps=self.inner_steps(training),
             first_order=True,
         )
 
@@ -78,10 +66,11 @@ class Reptile(MetaModel):
         return ("predictions", "auxiliary_loss") if training else None
 
     def predict_task(self, params, task_state, query_inputs, training):
-        weights, state = task_state
-        predictions, _ = self.run_model(weights, state, query_inputs, training)
+        predictions = super().predict_task(
+            params, task_state, query_inputs, training)
         if not training:
             return predictions
+        weights, _ = task_state
         # Zero in value; its gradient with respect to each initial weight is
         # `theta - phi`, the Reptile direction, which the outer loop averages
         # over tasks.
@@ -91,15 +80,3 @@ class Reptile(MetaModel):
             for theta, phi in zip(params["weights"], weights)
         )
         return {"predictions": predictions, "auxiliary_loss": surrogate}
-
-    def build_adapted_model(self, task_state, support_inputs):
-        weights, _ = task_state
-        return self.copy_model(weights, support_inputs)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "inner_learning_rate": self.inner_learning_rate,
-            "num_inner_steps": self.num_inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-        }

@@ -7,6 +7,7 @@ from keras_meta.testing.test_case import meta_gradient_error
 from keras_meta.testing.test_case import meta_loss_function
 from keras_meta.testing.test_utils import classifier_meta_gradient_error
 from keras_meta.testing.test_utils import linear_regression_episodes
+from keras_meta.testing.test_utils import linear_regressor
 from keras_meta.testing.test_utils import tiny_classifier
 from keras_meta.testing.test_utils import toy_episodes
 
@@ -15,6 +16,7 @@ __all__ = [
     "TestCase",
     "finite_difference_gradient",
     "linear_regression_episodes",
+    "linear_regressor",
     "meta_gradient",
     "meta_gradient_error",
     "meta_loss_function",

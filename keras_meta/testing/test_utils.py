@@ -152,3 +152,19 @@ def classifier_meta_gradient_error(cls, *, normalization="batch",
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     meta_model.compile(loss=loss)
     return meta_gradient_error(meta_model, loss, inputs, labels)
+
+
+def linear_regressor(num_features=3, dtype=None):
+    """`Dense(1)` on `num_features` inputs with seeded random weights: the
+    model of the closed-form oracles (its loss is quadratic in the
+    weights)."""
+    return keras.Sequential([
+        keras.Input(shape=(num_features,)),
+        keras.layers.Dense(
+            1,
+            kernel_initializer=keras.initializers.RandomNormal(seed=3),
+            bias_initializer=keras.initializers.RandomNormal(seed=4),
+            dtype=dtype,
+        ),
+    ])
+

@@ -9,11 +9,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _linear_model():
-    return keras.Sequential([
-        keras.Input((3,)),
-        keras.layers.Dense(
-            1, kernel_initializer=keras.initializers.RandomNormal(seed=3),
-            bias_initializer=keras.initializers.RandomNormal(seed=4))])
+    return testing.linear_regressor()
 
 
 class IMAMLTest(testing.TestCase):

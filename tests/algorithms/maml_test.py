@@ -8,17 +8,7 @@ from keras_meta import testing
 
 
 def _linear_model(num_features, dtype="float64"):
-    return keras.Sequential(
-        [
-            keras.Input(shape=(num_features,)),
-            keras.layers.Dense(
-                1,
-                kernel_initializer=keras.initializers.RandomNormal(seed=3),
-                bias_initializer=keras.initializers.RandomNormal(seed=4),
-                dtype=dtype,
-            ),
-        ]
-    )
+    return testing.linear_regressor(num_features, dtype=dtype)
 
 
 def _closed_form_meta_gradient(theta, inputs, labels, rate, steps, first_order):

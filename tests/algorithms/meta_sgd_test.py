@@ -14,11 +14,7 @@ class MetaSGDTest(testing.TestCase):
         # dL/dalpha = -g_s(theta) * g_q(phi), averaged over tasks.
         keras.config.set_floatx("float64")
         inputs, labels = testing.linear_regression_episodes()
-        model = keras.Sequential([
-            keras.Input((3,)),
-            keras.layers.Dense(
-                1, kernel_initializer=keras.initializers.RandomNormal(seed=3),
-                bias_initializer=keras.initializers.RandomNormal(seed=4))])
+        model = testing.linear_regressor()
         meta_sgd = MetaSGD(model, inner_learning_rate=0.1)
         meta_sgd.compile(loss="mse")
         rng = np.random.default_rng(0)

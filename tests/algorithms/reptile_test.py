@@ -13,11 +13,7 @@ class ReptileTest(testing.TestCase):
         # The meta-gradient is theta - mean(phi), phi after k SGD steps.
         keras.config.set_floatx("float64")
         inputs, labels = testing.linear_regression_episodes()
-        model = keras.Sequential([
-            keras.Input((3,)),
-            keras.layers.Dense(
-                1, kernel_initializer=keras.initializers.RandomNormal(seed=3),
-                bias_initializer=keras.initializers.RandomNormal(seed=4))])
+        model = testing.linear_regressor()
         reptile = Reptile(model, inner_learning_rate=0.1, num_inner_steps=3)
         reptile.compile(loss="mse")
         kernel, bias = (v.numpy() for v in model.trainable_variables)

@@ -1,0 +1,48 @@
+"""What Reptile and iMAML share: plain gradient steps on all weights."""
+
+from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import eval_inner_steps_property
+from keras_meta.algorithms.model_utils import positive_number
+
+
+class GradientStepsMetaModel(MetaModel):
+    """A learner adapting every weight by `num_inner_steps` gradient steps.
+
+    Holds `inner_learning_rate`, `num_inner_steps` and `eval_inner_steps`
+    (see `keras_meta.MAML`), predicts with the adapted weights and builds
+    the adapted model as a copy holding them.
+    """
+
+    eval_inner_steps = eval_inner_steps_property
+
+    def __init__(self, model, *, inner_learning_rate, num_inner_steps,
+                 eval_inner_steps=None, **kwargs):
+        super().__init__(model, **kwargs)
+        self.inner_learning_rate = positive_number(
+            "inner_learning_rate", inner_learning_rate)
+        check_count("num_inner_steps", num_inner_steps)
+        if eval_inner_steps is None:
+            eval_inner_steps = num_inner_steps
+        self.num_inner_steps = num_inner_steps
+        self.eval_inner_steps = eval_inner_steps
+
+    def inner_steps(self, training):
+        return self.num_inner_steps if training else self.eval_inner_steps
+
+    def predict_task(self, params, task_state, query_inputs, training):
+        weights, state = task_state
+        predictions, _ = self.run_model(weights, state, query_inputs, training)
+        return predictions
+
+    def build_adapted_model(self, task_state, support_inputs):
+        weights, _ = task_state
+        return self.copy_model(weights, support_inputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "inner_learning_rate": self.inner_learning_rate,
+            "num_inner_steps": self.num_inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+        }
