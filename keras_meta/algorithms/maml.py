@@ -302,8 +302,9 @@ class MAML(MetaModel):
 
     def build_adapted_model(self, task_state, support_inputs):
         weights, _ = task_state
-        weights = self.with_step_norm(
-            self.meta_parameters(), self.eval_inner_steps, weights)
+        if self._norm_indices:
+            weights = self.with_step_norm(
+                self.meta_parameters(), self.eval_inner_steps, weights)
         return self.copy_model(weights, support_inputs)
 
     def get_config(self):

@@ -37,6 +37,18 @@ class TestCase(parameterized.TestCase):
         for a, d in zip(keras.tree.flatten(actual), keras.tree.flatten(desired)):
             np.testing.assert_allclose(a, d, atol=atol, rtol=rtol, err_msg=msg)
 
+    def assertAdaptedModelMatches(self, meta_model, inputs, task=0,
+                                  atol=1e-5, rtol=1e-4):
+        """`adapt()` on one task's support set gives a model predicting its
+        queries as `meta_model.predict()` does."""
+        learner = meta_model.adapt(inputs["support_inputs"][task],
+                                   inputs["support_labels"][task])
+        self.assertAllClose(
+            learner.predict(inputs["query_inputs"][task], verbose=0),
+            meta_model.predict(inputs, verbose=0)[task],
+            atol=atol, rtol=rtol)
+        return learner
+
     def run_meta_model_test(
         self, cls, init_kwargs, episodes, loss, metrics=None, fit_steps=2
     ):

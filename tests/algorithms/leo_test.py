@@ -105,12 +105,7 @@ class LEOTest(testing.TestCase):
         leo = LEO(_features(), num_ways=3, latent_dim=2)
         leo.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=1)
-        learner = leo.adapt(inputs["support_inputs"][0],
-                            inputs["support_labels"][0])
-        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
-                                            verbose=0),
-                            leo.predict(inputs, verbose=0)[0],
-                            atol=1e-5, rtol=1e-4)
+        self.assertAdaptedModelMatches(leo, inputs)
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "kl_weight"):

@@ -63,12 +63,7 @@ class R2D2Test(testing.TestCase):
         r2d2 = R2D2(_encoder(8), num_ways=3)
         r2d2.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=1)
-        learner = r2d2.adapt(inputs["support_inputs"][0],
-                             inputs["support_labels"][0])
-        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
-                                            verbose=0),
-                            r2d2.predict(inputs, verbose=0)[0],
-                            atol=1e-5, rtol=1e-4)
+        self.assertAdaptedModelMatches(r2d2, inputs)
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "l2_regularizer"):

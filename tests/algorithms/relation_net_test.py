@@ -51,12 +51,7 @@ class RelationNetTest(testing.TestCase):
         relation.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=2)
         self.assertEqual(relation.predict(inputs, verbose=0).shape, (2, 6, 3))
-        learner = relation.adapt(inputs["support_inputs"][0],
-                                 inputs["support_labels"][0])
-        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
-                                            verbose=0),
-                            relation.predict(inputs, verbose=0)[0],
-                            atol=1e-5, rtol=1e-4)
+        self.assertAdaptedModelMatches(relation, inputs)
 
     def test_meta_gradient_finite_differences(self):
         keras.config.set_floatx("float64")
@@ -83,12 +78,7 @@ class RelationNetTest(testing.TestCase):
         relation = RelationNet(_encoder(), num_ways=3)
         relation.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=1)
-        learner = relation.adapt(inputs["support_inputs"][0],
-                                 inputs["support_labels"][0])
-        self.assertAllClose(learner.predict(inputs["query_inputs"][0],
-                                            verbose=0),
-                            relation.predict(inputs, verbose=0)[0],
-                            atol=1e-5, rtol=1e-4)
+        self.assertAdaptedModelMatches(relation, inputs)
 
     def test_errors(self):
         conv = keras.Sequential([keras.Input((6, 6, 1)),
