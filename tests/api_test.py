@@ -28,11 +28,12 @@ class APITest(testing.TestCase):
                 "R2D2", "RelationNet", "Reptile",
             ],
             keras_meta.data: [
-                "ClassIndex", "benchmarks", "episodes", "episodes_from_index",
-                "load_class_index", "plot_episode", "sinusoid",
+                "ClassIndex", "benchmarks", "class_fingerprints", "episodes",
+                "episodes_from_index", "load_class_index", "plot_episode",
+                "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "splits",
             ],
-            keras_meta.models: ["conv4", "mlp"],
+            keras_meta.models: ["BatchStatisticsModel", "conv4", "mlp"],
             keras_meta.inner: [
                 "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [

@@ -6,6 +6,8 @@ TensorFlow is imported when a pipeline is built, not at import, so that
 
 from keras_meta.data import benchmarks
 from keras_meta.data import splits
+from keras_meta.data.deduplication import class_fingerprints
+from keras_meta.data.deduplication import remove_shared_classes
 from keras_meta.data.episodes import ClassIndex
 from keras_meta.data.episodes import episodes
 from keras_meta.data.episodes import episodes_from_index
@@ -17,10 +19,12 @@ from keras_meta.data.sinusoid import sinusoid_parameters
 __all__ = [
     "ClassIndex",
     "benchmarks",
+    "class_fingerprints",
     "episodes",
     "episodes_from_index",
     "load_class_index",
     "plot_episode",
+    "remove_shared_classes",
     "sinusoid",
     "sinusoid_parameters",
     "splits",
