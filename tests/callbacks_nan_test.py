@@ -14,7 +14,7 @@ class TerminateOnNaNTest(testing.TestCase):
         inputs, labels = testing.toy_episodes(num_tasks=8)
         # The seventh episode (the second batch of the second epoch, with
         # two episodes a batch and two batches an epoch) is corrupted.
-        inputs["query_inputs"][6, 0, 0, 0, 0] = np.nan
+        inputs["query_inputs"][6, 0] = np.nan
         maml = keras_meta.MAML(testing.tiny_classifier(),
                                inner_learning_rate=0.3)
         maml.compile(optimizer="adam", loss=LOSS)

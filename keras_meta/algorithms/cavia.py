@@ -40,7 +40,7 @@ class CAVIA(MAML):
         - [Zintgraf et al., 2019](https://arxiv.org/abs/1810.03642)
     """
 
-    batch_norm_modes = ("transductive",)
+    batch_norm_modes = ("inductive", "transductive")
 
     def __init__(self, model, *, num_context_params, inner_learning_rate=1.0,
                  **kwargs):
@@ -108,11 +108,13 @@ class CAVIA(MAML):
         )
         return context, state
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         context, state = task_state
-        predictions, _ = self.run_model(
+        predictions, _ = self.run_query(
             params["weights"], state,
             self._with_context(query_inputs, context), training,
+            self._with_context(support_inputs, context),
         )
         return predictions
 

@@ -30,9 +30,11 @@ class GradientStepsMetaModel(MetaModel):
     def inner_steps(self, training):
         return self.num_inner_steps if training else self.eval_inner_steps
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         weights, state = task_state
-        predictions, _ = self.run_model(weights, state, query_inputs, training)
+        predictions, _ = self.run_query(weights, state, query_inputs,
+                                        training, support_inputs)
         return predictions
 
     def build_adapted_model(self, task_state, support_inputs):

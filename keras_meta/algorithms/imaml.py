@@ -129,11 +129,12 @@ class IMAML(GradientStepsMetaModel):
         )
 
         def predict(task):
-            weights, state, queries = task
-            return self.predict_task(params, (weights, state), queries, True)
+            weights, state, queries, support = task
+            return self.predict_task(params, (weights, state), queries, True,
+                                     support)
 
         return backend.map_tasks(
-            predict, (solutions, states, query_inputs),
+            predict, (solutions, states, query_inputs, support_inputs),
             lambda: self._output_dtype(query_inputs),
         )
 

@@ -145,7 +145,7 @@ class LEO(MetaModel):
             self.weight_learning_rate)
         return params
 
-    def features(self, params, inputs, training):
+    def features(self, params, inputs, training, support_inputs=None):
         """Flattened features, scaled to unit norm.
 
         The unit norm makes the inner step sizes independent of the
@@ -153,8 +153,13 @@ class LEO(MetaModel):
         latent steps diverge); the paper's precomputed embeddings play the
         same role.
         """
-        outputs, _ = self.run_model(
-            params["weights"], params["state"], inputs, training)
+        if support_inputs is None:
+            outputs, _ = self.run_model(
+                params["weights"], params["state"], inputs, training)
+        else:
+            outputs, _ = self.run_query(
+                params["weights"], params["state"], inputs, training,
+                support_inputs)
         outputs = ops.reshape(outputs, (ops.shape(outputs)[0], -1))
         return outputs / ops.sqrt(ops.maximum(
             ops.sum(ops.square(outputs), axis=-1, keepdims=True), 1e-12))
@@ -239,8 +244,10 @@ class LEO(MetaModel):
         return {"classifier": classifier, "mean": mean, "log_std": log_std,
                 "latents": latents, "adapted_latents": adapted}
 
-    def predict_task(self, params, task_state, query_inputs, training):
-        features = self.features(params, query_inputs, training)
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
+        features = self.features(params, query_inputs, training,
+                                 support_inputs)
         predictions = self._logits(features, task_state["classifier"])
         if not training:
             return predictions

@@ -93,7 +93,7 @@ class MAML(MetaModel):
           (MAML++)
     """
 
-    batch_norm_modes = ("transductive", "per_step")
+    batch_norm_modes = ("inductive", "transductive", "per_step")
 
     def __init__(
         self,
@@ -146,7 +146,7 @@ class MAML(MetaModel):
                     "batch_norm='per_step' gives each inner step its own "
                     "BatchNormalization scale and offset, but the model "
                     f"'{model.name}' has no trainable BatchNormalization "
-                    "weights. Use batch_norm='transductive'.")
+                    "weights. Use batch_norm='inductive' or 'transductive'.")
             variables = model.trainable_variables
             # One copy per forward pass: the support set at each step, and
             # the query set after the last.
@@ -284,17 +284,18 @@ class MAML(MetaModel):
                 if self._norm_indices else None),
         )
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         if self.task_output_keys(training) is None:
             weights, state = task_state
             weights = self.with_step_norm(
                 params, self.inner_steps(training), weights)
-            predictions, _ = self.run_model(
-                weights, state, query_inputs, training)
+            predictions, _ = self.run_query(
+                weights, state, query_inputs, training, support_inputs)
             return predictions
         steps = [
-            self.run_model(self.with_step_norm(params, step + 1, weights),
-                           state, query_inputs, training)[0]
+            self.run_query(self.with_step_norm(params, step + 1, weights),
+                           state, query_inputs, training, support_inputs)[0]
             for step, (weights, state) in enumerate(task_state)
         ]
         return {"predictions": steps[-1],

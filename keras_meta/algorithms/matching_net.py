@@ -16,7 +16,8 @@ class MatchingNet(ProtoNet):
     `call()` returns log-probabilities, so the usual
     `SparseCategoricalCrossentropy(from_logits=True)` applies unchanged.
     Full-context embeddings (the paper's LSTM read-outs) are not
-    implemented.
+    implemented. `adapt()` returns the encoder followed by a
+    `keras_meta.algorithms.matching_net.MatchingHead`.
 
     Args:
         model: A built `keras.Model` mapping inputs to embeddings.
@@ -55,26 +56,100 @@ class MatchingNet(ProtoNet):
         )
         return embeddings, one_hot, mask
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         support, one_hot, mask = task_state
-        queries = self.embed(params, query_inputs, training)
-        queries = queries / ops.maximum(
-            ops.norm(queries, axis=-1, keepdims=True), 1e-12)
-        scores = params["scale"] * ops.matmul(queries, ops.transpose(support))
-        # Padded support examples get no attention.
-        scores = scores + (mask[None] - 1.0) * 1e9
-        attention = ops.softmax(scores, axis=-1)
-        probabilities = ops.matmul(attention, one_hot)
-        return ops.log(ops.maximum(probabilities, 1e-12))
+        queries = self.embed_queries(params, query_inputs, training,
+                                     support_inputs)
+        return attention_log_probabilities(
+            queries, support, one_hot, mask, params["scale"])
 
     def build_adapted_model(self, task_state, support_inputs):
-        raise NotImplementedError(
-            "`MatchingNet.adapt()` is not available yet: its prediction "
-            "attends over the support set, which a plain Keras model cannot "
-            "hold without a custom layer."
-        )
+        """The encoder, then a `MatchingHead` holding the support set's unit
+        embeddings, one-hot labels and the learned scale as constants.
+
+        The head is a keras_meta layer: load the model with `keras_meta`
+        imported.
+        """
+        support, one_hot, mask = (ops.convert_to_numpy(t)
+                                  for t in task_state)
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
+        encoder = self.copy_model(weights, support_inputs)
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        embeddings = keras.layers.Flatten()(encoder(inputs))
+        head = MatchingHead(support.shape[0], self.num_ways, name="head")
+        outputs = head(embeddings)
+        head.set_weights([support, one_hot, mask,
+                          ops.convert_to_numpy(self.scale.value)])
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
 
     def get_config(self):
         config = super().get_config()
         config.pop("distance")
         return config
+
+
+def attention_log_probabilities(queries, support, one_hot, mask, scale):
+    """Log-probabilities of Matching Networks' attention classifier.
+
+    Args:
+        queries: `[num_query, dims]` query embeddings (not yet normalized).
+        support: `[num_support, dims]` unit support embeddings.
+        one_hot: `[num_support, num_ways]` support labels.
+        mask: `[num_support]`, 0 for padded support examples.
+        scale: Scalar temperature.
+    """
+    queries = queries / ops.maximum(
+        ops.norm(queries, axis=-1, keepdims=True), 1e-12)
+    scores = ops.cast(scale, queries.dtype) * ops.matmul(
+        queries, ops.transpose(ops.cast(support, queries.dtype)))
+    # Padded support examples get no attention.
+    scores = scores + (ops.cast(mask, queries.dtype)[None] - 1.0) * 1e9
+    attention = ops.softmax(scores, axis=-1)
+    probabilities = ops.matmul(attention, ops.cast(one_hot, queries.dtype))
+    return ops.log(ops.maximum(probabilities, 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MatchingHead(keras.layers.Layer):
+    """Matching Networks' classifier over a fixed support set.
+
+    Maps query embeddings `[batch, dims]` to log-probabilities
+    `[batch, num_ways]` by attention over stored unit support embeddings;
+    the adapted model of `keras_meta.MatchingNet`.
+
+    Args:
+        num_support: Int, the number of stored support examples.
+        num_ways: Int, the number of classes.
+    """
+
+    def __init__(self, num_support, num_ways, **kwargs):
+        super().__init__(**kwargs)
+        self.num_support = num_support
+        self.num_ways = num_ways
+
+    def build(self, input_shape):
+        dims = input_shape[-1]
+        self.support = self.add_weight(
+            shape=(self.num_support, dims), initializer="zeros",
+            trainable=False, name="support")
+        self.one_hot = self.add_weight(
+            shape=(self.num_support, self.num_ways), initializer="zeros",
+            trainable=False, name="one_hot")
+        self.mask = self.add_weight(
+            shape=(self.num_support,), initializer="ones", trainable=False,
+            name="mask")
+        self.scale = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="scale")
+
+    def call(self, inputs):
+        return attention_log_probabilities(
+            inputs, self.support, self.one_hot, self.mask, self.scale)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_ways,)
+
+    def get_config(self):
+        return {**super().get_config(), "num_support": self.num_support,
+                "num_ways": self.num_ways}

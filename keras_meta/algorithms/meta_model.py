@@ -13,10 +13,10 @@ from keras_meta import backend
 from keras_meta import episode
 from keras_meta.algorithms.model_utils import clone_with_weights
 from keras_meta.algorithms.model_utils import ensure_weights
-from keras_meta.algorithms.model_utils import has_batch_statistics
+from keras_meta.algorithms import normalization
 from keras_meta.metrics import EpisodeStatistics
 
-BATCH_NORM_MODES = ("transductive", "inductive", "per_step")
+BATCH_NORM_MODES = ("inductive", "transductive", "per_step")
 
 
 # Models whose train step is being traced, per thread: MirroredStrategy
@@ -107,8 +107,11 @@ class MetaModel(keras.Model):
       support_weights=None)`: one task's adaptation, returning a task state
       (fast weights, prototypes). `support_weights` (0 for padding) comes
       with padded variable-way or variable-shot episodes.
-    - `predict_task(params, task_state, query_inputs, training)`: query
-      predictions from that state. While training it may instead return a
+    - `predict_task(params, task_state, query_inputs, training,
+      support_inputs)`: query predictions from that state; query passes
+      through the wrapped model go through `run_query`, which normalizes
+      them as `batch_norm` says (with the support set's statistics in the
+      inductive mode). While training it may instead return a
       dict (see `task_output_keys()`) holding `"predictions"` and either of
       `"step_predictions"` (query predictions after each inner step,
       `[steps, num_query, ...]`, for a multi-step loss weighted by
@@ -126,20 +129,35 @@ class MetaModel(keras.Model):
     Args:
         model: A built `keras.Model` mapping inputs to predictions (logits
             for classification).
-        batch_norm: String, how BatchNormalization layers in `model` compute
-            statistics. `"transductive"` (the default, as in the MAML paper)
-            normalizes every support and query set with its own batch
-            statistics, in training and at test time alike; the model's
-            moving statistics are neither used nor updated, and Dropout
-            layers stay active if the model has BatchNormalization (use a
-            model without Dropout, as the standard backbones are).
-            `"per_step"` (MAML++, accepted by `keras_meta.MAML` and its
-            subclasses) normalizes the same way and gives every inner step
-            its own meta-learned BatchNormalization scale and offset.
-            `"inductive"` (running statistics at test time, so each query
-            example is predicted independently) is planned and rejected for
-            now. Models without BatchNormalization are called with the real
-            `training` flag.
+        batch_norm: String, how BatchNormalization layers in `model`
+            normalize. Support sets are always normalized with their own
+            batch statistics; the modes differ for query sets:
+
+            - `"inductive"` (the default): queries are normalized with the
+              statistics of the task's support set under the adapted
+              weights (MetaBN, Bronskill et al., 2020), in training and at
+              test time alike. Each query is predicted independently of the
+              others, and `adapt()` returns a stock Keras model whose
+              BatchNormalization layers hold those statistics as moving
+              statistics.
+            - `"transductive"`: each query set is normalized with its own
+              batch statistics, as in the MAML paper's code and published
+              numbers. A query's prediction then depends on the other
+              queries in its batch; `adapt()` returns a
+              `keras_meta.models.BatchStatisticsModel`, which normalizes
+              whatever batch it is given the same way (predict a query set
+              in one batch).
+            - `"per_step"` (MAML++, accepted by `keras_meta.MAML` and its
+              subclasses): transductive statistics, and every inner step
+              gets its own meta-learned BatchNormalization scale and offset.
+
+            Either way the model's moving statistics are neither used nor
+            updated by meta-training, frozen (non-trainable)
+            BatchNormalization layers keep their moving statistics, and
+            Dropout-like layers are active in training and inactive in
+            `predict()`, `evaluate()` and `adapt()` (in inductive training,
+            query passes keep Dropout active too). Padded support examples
+            (variable-way episodes) count in the statistics.
         inner_loss: Optional loss (name, function or `keras.losses.Loss`)
             for adaptation on the support set. Defaults to the compiled
             loss. Either way it is computed unreduced and averaged here, so
@@ -155,10 +173,10 @@ class MetaModel(keras.Model):
     # frozen feature extractor.
     requires_trainable_model = True
     # The `batch_norm` values a learner accepts.
-    batch_norm_modes = ("transductive",)
+    batch_norm_modes = ("inductive", "transductive")
 
     def __init__(
-        self, model, *, batch_norm="transductive", inner_loss=None, **kwargs
+        self, model, *, batch_norm="inductive", inner_loss=None, **kwargs
     ):
         super().__init__(**kwargs)
         owner = type(self).__name__
@@ -192,18 +210,18 @@ class MetaModel(keras.Model):
         if batch_norm not in self.batch_norm_modes:
             raise ValueError(
                 f"batch_norm={batch_norm!r} is not available for `{owner}`; "
-                f"it supports {list(self.batch_norm_modes)}. 'transductive' "
-                "normalizes with the batch statistics of each support and "
-                "query set, as in the MAML paper."
+                f"it supports {list(self.batch_norm_modes)}. 'inductive' "
+                "normalizes queries with the support set's statistics; "
+                "'transductive' normalizes each support and query set with "
+                "its own batch statistics, as in the MAML paper."
             )
         self.model = model
         self.batch_norm = batch_norm
         self.inner_loss = inner_loss
-        self._batch_statistics = has_batch_statistics(model)
-        parameters = inspect.signature(model.call).parameters
-        self._model_takes_training = "training" in parameters or any(
-            p.kind is p.VAR_KEYWORD for p in parameters.values()
-        )
+        # Private copies and statistic slots, prepared here because a
+        # traced step must not create variables.
+        object.__setattr__(self, "_normalization", {})
+        self.prepare_normalization(model)
         # A MetaModel creates no weights of its own in `build()`; without this
         # `BackupAndRestore` and `load_model` refuse to restore it.
         self.built = True
@@ -239,7 +257,8 @@ class MetaModel(keras.Model):
             f"`{type(self).__name__}` must implement `adapt_task()`."
         )
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         raise NotImplementedError(
             f"`{type(self).__name__}` must implement `predict_task()`."
         )
@@ -283,35 +302,133 @@ class MetaModel(keras.Model):
     # Pieces subclasses use.
     # ------------------------------------------------------------------
 
-    def model_training(self, training):
-        """The `training` flag to call the wrapped model with."""
-        if self._batch_statistics:
-            # Transductive (and per-step) normalization: batch statistics.
-            return True
-        return bool(training)
+    def prepare_normalization(self, model):
+        """Prepares `model` (the wrapped model, or another network the
+        learner runs with the same semantics, such as a relation module)
+        for `run_model` and `run_query`."""
+        owner = type(self).__name__
+        batch_layers = normalization.batch_statistic_layers(model)
+        stochastic = normalization.has_stochastic_layers(model)
+        inductive = self.batch_norm == "inductive" and bool(batch_layers)
+        if inductive:
+            normalization.check_inductive_support(model, owner)
+        parameters = inspect.signature(model.call).parameters
+        info = {
+            "batch_statistics": bool(batch_layers),
+            "inductive": inductive,
+            "slots": normalization.statistic_slots(model) if inductive
+            else [],
+            "takes_training": "training" in parameters or any(
+                p.kind is p.VAR_KEYWORD for p in parameters.values()),
+            "no_noise": None,
+            "fixed_statistics": None,
+        }
+        if batch_layers and stochastic:
+            info["no_noise"] = normalization.private_copy(
+                model, "stochastic")
+            if inductive:
+                info["fixed_statistics"] = normalization.private_copy(
+                    model, "normalization")
+        self._normalization[id(model)] = info
 
-    def copy_model(self, weights, support_inputs):
-        """A plain copy of the wrapped model holding `weights`.
+    @staticmethod
+    def _call_model(info, model, weights, state, inputs, training):
+        kwargs = {}
+        if info["takes_training"]:
+            kwargs["training"] = training
+        return model.stateless_call(weights, state, inputs, **kwargs)
 
-        With transductive BatchNorm, the copy normalizes with the support
-        set's statistics (see `batch_norm`).
-        """
-        transductive = self._batch_statistics
-        return clone_with_weights(
-            self.model, weights,
-            support_inputs=support_inputs if transductive else None,
-        )
+    def run_model(self, weights, state, inputs, training, model=None):
+        """Runs a network on the given weight values, normalizing `inputs`
+        with their own batch statistics (support sets; query sets in the
+        transductive modes).
 
-    def run_model(self, weights, state, inputs, training):
-        """Runs the wrapped model on the given weight values.
+        Dropout-like layers are active only if `training`.
 
         Returns:
             `(outputs, new_state)`.
         """
-        kwargs = {}
-        if self._model_takes_training:
-            kwargs["training"] = self.model_training(training)
-        return self.model.stateless_call(weights, state, inputs, **kwargs)
+        model = self.model if model is None else model
+        info = self._normalization[id(model)]
+        if not info["batch_statistics"]:
+            return self._call_model(info, model, weights, state, inputs,
+                                    bool(training))
+        if training or info["no_noise"] is None:
+            return self._call_model(info, model, weights, state, inputs, True)
+        return self._call_model(info, info["no_noise"], weights, state, inputs,
+                                True)
+
+    def support_statistics(self, weights, state, support_inputs, training,
+                           model=None):
+        """The support set's batch statistics under `weights`.
+
+        Returns:
+            `(support_outputs, state)`, the state holding the statistics as
+            the moving statistics of every batch-statistics
+            BatchNormalization layer (inductive mode; otherwise `state` is
+            returned unchanged with the batch-statistics outputs).
+        """
+        model = self.model if model is None else model
+        info = self._normalization[id(model)]
+        if not info["inductive"]:
+            outputs, _ = self.run_model(weights, state, support_inputs,
+                                        training, model)
+            return outputs, state
+        outputs, new_state = self.run_model(
+            weights, normalization.zeroed_statistics(state, info["slots"]),
+            support_inputs, training, model)
+        return outputs, normalization.batch_statistics_from_update(
+            new_state, info["slots"])
+
+    def run_query(self, weights, state, query_inputs, training,
+                  support_inputs, model=None, statistics=None):
+        """Runs a network on query examples as `batch_norm` says.
+
+        Inductive mode: BatchNormalization uses the support set's
+        statistics under `weights` (`statistics`, if already computed by
+        `support_statistics`), so each query is predicted on its own.
+        Transductive modes: the query set's own batch statistics.
+
+        Returns:
+            `(outputs, new_state)`.
+        """
+        model = self.model if model is None else model
+        info = self._normalization[id(model)]
+        if not info["inductive"]:
+            return self.run_model(weights, state, query_inputs, training,
+                                  model)
+        if statistics is None:
+            _, statistics = self.support_statistics(
+                weights, state, support_inputs, training, model)
+        if training and info["fixed_statistics"] is not None:
+            # Dropout active, BatchNormalization on the given statistics.
+            return self._call_model(info, info["fixed_statistics"], weights,
+                                    statistics, query_inputs, True)
+        return self._call_model(info, model, weights, statistics, query_inputs,
+                                False)
+
+    def copy_model(self, weights, support_inputs, model=None):
+        """A copy of a network holding `weights`, predicting as
+        `run_query` does after adapting on `support_inputs`.
+
+        Inductive mode: a stock Keras model whose BatchNormalization layers
+        hold the support set's statistics. Transductive modes: a
+        `keras_meta.models.BatchStatisticsModel`. Without BatchNormalization,
+        a plain copy.
+        """
+        model = self.model if model is None else model
+        info = self._normalization[id(model)]
+        state = [ops.convert_to_tensor(v.value)
+                 for v in model.non_trainable_variables]
+        if info["inductive"]:
+            _, state = self.support_statistics(
+                [ops.convert_to_tensor(w) for w in weights], state,
+                ops.convert_to_tensor(support_inputs), False, model)
+        copy = clone_with_weights(model, weights, state=state)
+        if info["batch_statistics"] and not info["inductive"]:
+            return normalization.BatchStatisticsModel(
+                copy, name=f"{model.name}_batch_statistics")
+        return copy
 
     def inner_loss_fn(self):
         """The unreduced loss used for adaptation on support sets."""
@@ -380,7 +497,8 @@ class MetaModel(keras.Model):
                 support_weights=task[3] if weighted else None,
             )
             return self.predict_task(
-                task_params, task_state, query_inputs, training
+                task_params, task_state, query_inputs, training,
+                support_inputs,
             )
 
         query_inputs = inputs[episode.QUERY_INPUTS]

@@ -14,15 +14,24 @@ def check_count(name, value, minimum=1):
 
 
 def with_linear_head(encoder, input_shape, kernel, bias, *, normalize=False,
-                     name="adapted"):
+                     subtract_squared_norm=False, name="adapted"):
     """`encoder`, flattened (optionally unit-normalized), then a dense layer
-    holding `kernel` and `bias`: the adapted model of metric learners."""
+    holding `kernel` and `bias`: the adapted model of metric learners.
+
+    With `subtract_squared_norm`, each output also has the embedding's
+    squared norm subtracted (ProtoNet's negative squared distances).
+    """
     inputs = keras.Input(shape=tuple(input_shape))
     embeddings = keras.layers.Flatten()(encoder(inputs))
     if normalize:
         embeddings = keras.layers.UnitNormalization()(embeddings)
     head = keras.layers.Dense(kernel.shape[-1], name="head")
     outputs = head(embeddings)
+    if subtract_squared_norm:
+        squared_norm = keras.layers.Dot(axes=1, name="squared_norm")(
+            [embeddings, embeddings])
+        outputs = keras.layers.Subtract(name="distances")(
+            [outputs, squared_norm])
     head.set_weights([ops.convert_to_numpy(kernel),
                       ops.convert_to_numpy(bias)])
     return keras.Model(inputs, outputs, name=name)
@@ -44,16 +53,15 @@ def has_batch_statistics(model):
     )
 
 
-def clone_with_weights(model, weights, *, support_inputs=None):
+def clone_with_weights(model, weights, *, state=None):
     """A fresh copy of `model` whose trainable weights are `weights`.
 
     Args:
         model: The wrapped `keras.Model`.
         weights: Values for `model.trainable_variables`, in order.
-        support_inputs: Optional support examples. If given, the copy's
-            BatchNormalization layers get the support set's batch statistics
-            as their moving statistics, so that at inference it normalizes
-            every input with the statistics of the set it adapted on.
+        state: Optional values for `model.non_trainable_variables` (the
+            moving statistics the copy normalizes with at inference).
+            Defaults to the model's own.
 
     Returns:
         A `keras.Model` that needs nothing from keras_meta.
@@ -69,17 +77,15 @@ def clone_with_weights(model, weights, *, support_inputs=None):
             f"{len(weights)}. Make sure its `get_config()` rebuilds the same "
             "layers."
         )
+    if state is None:
+        state = [v.value for v in model.non_trainable_variables]
     # Copies, never the source arrays themselves: on JAX, `predict()` of the
     # copy donates its variables' buffers, which would delete the wrapped
     # model's weights if the two shared them (as after zero inner steps).
     for variable, value in zip(clone.trainable_variables, weights):
         variable.assign(ops.copy(ops.cast(value, variable.dtype)))
-    for variable, source in zip(
-        clone.non_trainable_variables, model.non_trainable_variables
-    ):
-        variable.assign(ops.copy(source.value))
-    if support_inputs is not None:
-        _set_support_statistics(clone, support_inputs)
+    for variable, value in zip(clone.non_trainable_variables, state):
+        variable.assign(ops.copy(ops.cast(value, variable.dtype)))
     return clone
 
 
@@ -100,31 +106,6 @@ def ensure_weights(model, input_shape):
     if model.weights or input_shape is None:
         return
     model(ops.zeros((1,) + tuple(input_shape[1:])))
-
-
-def _set_support_statistics(model, support_inputs):
-    # One training-mode pass with momentum 0 makes each BatchNormalization
-    # layer's moving statistics exactly the support set's batch statistics.
-    layers = [
-        layer
-        for layer in walk_layers(model)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    try:
-        _, state = model.stateless_call(
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            support_inputs,
-            training=True,
-        )
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    for variable, value in zip(model.non_trainable_variables, state):
-        variable.assign(value)
 
 
 def layer_weight_mask(model, layers, owner, argument="head"):

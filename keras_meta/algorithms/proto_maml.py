@@ -30,7 +30,7 @@ class ProtoMAML(MAML):
         - [Triantafillou et al., 2020](https://arxiv.org/abs/1903.03096)
     """
 
-    batch_norm_modes = ("transductive",)
+    batch_norm_modes = ("inductive", "transductive")
 
     def __init__(self, model, *, num_ways, **kwargs):
         super().__init__(model, **kwargs)
@@ -78,10 +78,12 @@ class ProtoMAML(MAML):
             first_order=self.first_order,
         )
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         weights, state = task_state
-        embeddings, _ = self._embed(weights[:-2], state, query_inputs,
-                                    training)
+        embeddings, _ = self.run_query(weights[:-2], state, query_inputs,
+                                       training, support_inputs)
+        embeddings = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         return ops.matmul(embeddings, weights[-2]) + weights[-1]
 
     def _output_dtype(self, query_inputs):

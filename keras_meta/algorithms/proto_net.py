@@ -71,9 +71,18 @@ class ProtoNet(MetaModel):
         return params
 
     def embed(self, params, inputs, training):
+        """Flattened embeddings of a support set (batch statistics)."""
         embeddings, _ = self.run_model(
             params["weights"], params["state"], inputs, training
         )
+        return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
+
+    def embed_queries(self, params, query_inputs, training, support_inputs):
+        """Flattened embeddings of a query set, normalized as `batch_norm`
+        says."""
+        embeddings, _ = self.run_query(
+            params["weights"], params["state"], query_inputs, training,
+            support_inputs)
         return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
 
     def adapt_task(self, params, support_inputs, support_labels, training,
@@ -103,8 +112,10 @@ class ProtoNet(MetaModel):
             + ops.sum(ops.square(prototypes), axis=-1)[None]
         )
 
-    def predict_task(self, params, task_state, query_inputs, training):
-        embeddings = self.embed(params, query_inputs, training)
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
+        embeddings = self.embed_queries(params, query_inputs, training,
+                                        support_inputs)
         return self.logits(params, task_state, embeddings)
 
     def _output_dtype(self, query_inputs):
@@ -117,10 +128,9 @@ class ProtoNet(MetaModel):
         """The encoder followed by a dense layer holding the prototypes.
 
         For squared Euclidean distance the dense layer computes
-        `2 c . x - |c|^2`, which differs from the meta-model's logits by
-        `-|x|^2` for every class: the same softmax and the same predicted
-        class. For cosine distance it holds the scaled unit prototypes and
-        the embedding is normalized first.
+        `2 c . x - |c|^2`, from which `|x|^2` is subtracted: the
+        meta-model's logits `-|x - c|^2`. For cosine distance it holds the
+        scaled unit prototypes and the embedding is normalized first.
         """
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
@@ -137,6 +147,7 @@ class ProtoNet(MetaModel):
             self.copy_model(weights, support_inputs),
             support_inputs.shape[1:], kernel, bias,
             normalize=self.distance == "cosine",
+            subtract_squared_norm=self.distance != "cosine",
             name=f"{self.model.name}_adapted",
         )
 

@@ -82,8 +82,10 @@ class R2D2(ProtoNet):
             ops.shape(x)[0], dtype=x.dtype)
         return ops.matmul(ops.transpose(x), ops.solve(gram, y))
 
-    def predict_task(self, params, task_state, query_inputs, training):
-        queries = self.embed(params, query_inputs, training)
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
+        queries = self.embed_queries(params, query_inputs, training,
+                                     support_inputs)
         return (ops.cast(params["scale"], queries.dtype)
                 * ops.matmul(queries, task_state)
                 + ops.cast(params["bias"], queries.dtype))

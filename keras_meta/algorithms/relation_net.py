@@ -8,6 +8,7 @@ from keras import ops
 from keras_meta import backend
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.normalization import BatchStatisticsModel
 
 
 def default_relation_module(embedding_dim, units=8, seed=None):
@@ -54,7 +55,11 @@ class RelationNet(MetaModel):
             `[batch, 1]`. Defaults to `Dense(8, relu) -> Dense(1)` on
             flattened vector embeddings; give convolutional blocks for
             feature maps, as in the paper.
-        batch_norm: See `keras_meta.MetaModel`.
+        batch_norm: See `keras_meta.MetaModel`. It applies to the relation
+            module too: in the transductive mode it normalizes all of a
+            task's (query, class) pairs with their batch statistics; in the
+            inductive mode with the statistics of the (support, class)
+            pairs.
 
     Reference:
         - [Sung et al., 2018](https://arxiv.org/abs/1711.06025)
@@ -90,6 +95,7 @@ class RelationNet(MetaModel):
                 f"{tuple(spec.shape[1:])}."
             )
         self.relation_module = relation_module
+        self.prepare_normalization(relation_module)
 
     def meta_parameters(self):
         params = super().meta_parameters()
@@ -116,29 +122,49 @@ class RelationNet(MetaModel):
         return ops.reshape(classes,
                            (self.num_ways,) + tuple(embeddings.shape[1:]))
 
-    def relation_scores(self, params, classes, queries, training=False):
-        """Scores `[num_query, num_ways]` of every (query, class) pair."""
-        num_query = ops.shape(queries)[0]
-        tail = tuple(queries.shape[1:])
+    def pairs(self, classes, embeddings):
+        """Every (embedding, class) pair, `[num * num_ways, ...]`,
+        embedding-major."""
+        num = ops.shape(embeddings)[0]
+        tail = tuple(embeddings.shape[1:])
         pairs = ops.concatenate(
             [
-                ops.broadcast_to(queries[:, None],
-                                 (num_query, self.num_ways) + tail),
-                ops.broadcast_to(ops.cast(classes, queries.dtype)[None],
-                                 (num_query, self.num_ways) + tail),
+                ops.broadcast_to(embeddings[:, None],
+                                 (num, self.num_ways) + tail),
+                ops.broadcast_to(ops.cast(classes, embeddings.dtype)[None],
+                                 (num, self.num_ways) + tail),
             ],
             axis=-1,
         )
-        pairs = ops.reshape(pairs, (-1,) + tail[:-1] + (2 * tail[-1],))
-        scores, _ = self.relation_module.stateless_call(
-            params["relation_weights"], params["relation_state"], pairs,
-            training=training)
+        return ops.reshape(pairs, (-1,) + tail[:-1] + (2 * tail[-1],))
+
+    def relation_scores(self, params, classes, queries, training=False,
+                        supports=None):
+        """Scores `[num_query, num_ways]` of every (query, class) pair.
+
+        `supports` (the support embeddings) gives the statistics of the
+        inductive mode.
+        """
+        num_query = ops.shape(queries)[0]
+        scores, _ = self.run_query(
+            params["relation_weights"], params["relation_state"],
+            self.pairs(classes, queries), training,
+            None if supports is None else self.pairs(classes, supports),
+            model=self.relation_module)
         return ops.reshape(scores, (num_query, self.num_ways))
 
-    def predict_task(self, params, task_state, query_inputs, training):
-        queries, _ = self.run_model(
-            params["weights"], params["state"], query_inputs, training)
-        return self.relation_scores(params, task_state, queries, training)
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
+        supports, statistics = None, None
+        if self.batch_norm == "inductive":
+            supports, statistics = self.support_statistics(
+                params["weights"], params["state"], support_inputs,
+                training)
+        queries, _ = self.run_query(
+            params["weights"], params["state"], query_inputs, training,
+            support_inputs, statistics=statistics)
+        return self.relation_scores(params, task_state, queries, training,
+                                    supports)
 
     def _output_dtype(self, query_inputs):
         return self.model.compute_dtype
@@ -150,20 +176,27 @@ class RelationNet(MetaModel):
         """Encoder, then the relation module against each stored class.
 
         Each class representation is the output of a `Dense` layer with a
-        zero kernel and that representation as its bias, so the model is
-        made of stock layers only.
+        zero kernel and that representation as its bias; the relation
+        module scores every (query, class) pair of a batch, as in
+        `call()`.
         """
         classes = ops.convert_to_numpy(task_state)
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
         encoder = self.copy_model(weights, support_inputs)
-        relation = keras.models.clone_model(self.relation_module)
-        relation.set_weights(self.relation_module.get_weights())
+        supports, _ = self.support_statistics(
+            weights, [ops.convert_to_tensor(v)
+                      for v in self.model.non_trainable_variables],
+            ops.convert_to_tensor(support_inputs), False)
+        relation = self.copy_model(
+            [ops.convert_to_tensor(v)
+             for v in self.relation_module.trainable_variables],
+            self.pairs(classes, supports), model=self.relation_module)
         inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
         embeddings = encoder(inputs)
         embedding_shape = tuple(embeddings.shape[1:])
         flat = keras.layers.Flatten()(embeddings)
-        scores = []
+        pairs = []
         for k in range(self.num_ways):
             constant = keras.layers.Dense(
                 int(classes[k].size), kernel_initializer="zeros",
@@ -173,8 +206,15 @@ class RelationNet(MetaModel):
             constant.bias.assign(classes[k].reshape(-1))
             pair = keras.layers.Concatenate(axis=-1)(
                 [embeddings, representation])
-            scores.append(keras.layers.Reshape((1,))(relation(pair)))
-        outputs = keras.layers.Concatenate(axis=-1)(scores)
+            pairs.append(keras.layers.Reshape((1,) + tuple(pair.shape[1:]))(
+                pair))
+        stacked = keras.layers.Concatenate(axis=1)(pairs)
+        if isinstance(relation, BatchStatisticsModel):
+            # All of a batch's pairs share their statistics.
+            scores = relation(stacked)
+        else:
+            scores = keras.layers.TimeDistributed(relation)(stacked)
+        outputs = keras.layers.Reshape((self.num_ways,))(scores)
         return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
 
     def get_config(self):

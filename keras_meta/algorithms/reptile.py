@@ -65,9 +65,10 @@ class Reptile(GradientStepsMetaModel):
     def task_output_keys(self, training):
         return ("predictions", "auxiliary_loss") if training else None
 
-    def predict_task(self, params, task_state, query_inputs, training):
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
         predictions = super().predict_task(
-            params, task_state, query_inputs, training)
+            params, task_state, query_inputs, training, support_inputs)
         if not training:
             return predictions
         weights, _ = task_state

@@ -111,9 +111,24 @@ def build_regressor(name, *, inner_learning_rate=0.01, num_inner_steps=None,
 
 def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
                      inner_learning_rate=0.4, num_inner_steps=None, epochs=10,
-                     seed=None):
+                     seed=None, batch_norm="inductive"):
     """A learner for `num_ways`-way image classification on Conv-4."""
     _check(name, "classification")
+    learner = _build_classifier(
+        name, num_ways=num_ways, image_shape=image_shape, filters=filters,
+        inner_learning_rate=inner_learning_rate,
+        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+    if batch_norm == learner.batch_norm:
+        return learner
+    # Rebuilt from its config with the other mode, from the same weights.
+    rebuilt = type(learner).from_config(
+        {**learner.get_config(), "batch_norm": batch_norm})
+    rebuilt.set_weights(learner.get_weights())
+    return rebuilt
+
+
+def _build_classifier(name, *, num_ways, image_shape, filters,
+                      inner_learning_rate, num_inner_steps, epochs, seed):
     steps = num_inner_steps or default_inner_steps(name, "classification")
     if name in CLASSIFICATION_ONLY:
         encoder = models.conv4(num_outputs=None, input_shape=image_shape,

@@ -1,6 +1,7 @@
 """Standard backbones of the few-shot literature, as built Keras models."""
 
+from keras_meta.algorithms.normalization import BatchStatisticsModel
 from keras_meta.models.backbones import conv4
 from keras_meta.models.backbones import mlp
 
-__all__ = ["conv4", "mlp"]
+__all__ = ["BatchStatisticsModel", "conv4", "mlp"]

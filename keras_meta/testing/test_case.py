@@ -49,6 +49,47 @@ class TestCase(parameterized.TestCase):
             atol=atol, rtol=rtol)
         return learner
 
+    def run_adapted_model_test(self, meta_model, episodes, rtol=1e-4):
+        """What is evaluated is what is deployed.
+
+        For every task of `episodes`, `meta_model.adapt(support).predict(
+        queries)` equals `meta_model.predict(episodes)` for that task (to
+        `rtol` of the largest prediction), predictions are deterministic
+        (Dropout inactive), `evaluate()` scores exactly those predictions,
+        and in the inductive mode one query predicted alone equals the same
+        query predicted with the others.
+        """
+        inputs, labels = episodes
+        predictions = meta_model.predict(inputs, verbose=0)
+        self.assertAllClose(meta_model.predict(inputs, verbose=0),
+                            predictions, atol=0, rtol=0,
+                            msg="predict() is not deterministic")
+        scale = float(np.max(np.abs(predictions)))
+        for task in range(len(labels)):
+            learner = meta_model.adapt(inputs["support_inputs"][task],
+                                       inputs["support_labels"][task])
+            queries = inputs["query_inputs"][task]
+            deployed = learner.predict(queries, batch_size=len(queries),
+                                       verbose=0)
+            self.assertAllClose(
+                deployed, predictions[task], atol=rtol * scale, rtol=0,
+                msg=f"adapt().predict() differs from predict(), task {task}")
+        if getattr(meta_model, "batch_norm", None) == "inductive":
+            alone = learner.predict(queries[:1], verbose=0)
+            self.assertAllClose(alone, deployed[:1], atol=rtol * scale,
+                                rtol=0, msg="a query alone differs")
+        # `evaluate()` scores those predictions.
+        logs = meta_model.evaluate(inputs, labels, verbose=0,
+                                   return_dict=True)
+        losses = keras.ops.convert_to_numpy(
+            meta_model.loss(labels, predictions))
+        self.assertAllClose(logs["loss"], np.mean(losses), atol=1e-5,
+                            rtol=1e-4)
+        if "accuracy" in logs:
+            accuracy = np.mean(np.argmax(predictions, -1) == labels)
+            self.assertAllClose(logs["accuracy"], accuracy, atol=1e-6)
+        return predictions
+
     def run_meta_model_test(
         self, cls, init_kwargs, episodes, loss, metrics=None, fit_steps=2
     ):

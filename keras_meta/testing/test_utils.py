@@ -70,12 +70,14 @@ def linear_regression_episodes(
 
 def tiny_classifier(
     *, num_ways=3, image_shape=(6, 6, 1), filters=4, normalization="batch",
-    seed=0, dtype=None
+    dropout=None, seed=0, dtype=None
 ):
     """Conv -> normalization -> ReLU -> MaxPool -> Dense, the few-shot block.
 
     Args:
         normalization: `"batch"`, `"layer"` or `None`.
+        dropout: Optional float, the rate of a `Dropout` layer before the
+            dense layer.
     """
     layers = [
         keras.Input(shape=image_shape),
@@ -119,6 +121,11 @@ def tiny_classifier(
         keras.layers.ReLU(dtype=dtype),
         keras.layers.MaxPooling2D(2, dtype=dtype),
         keras.layers.Flatten(dtype=dtype),
+    ]
+    if dropout is not None:
+        layers.append(keras.layers.Dropout(dropout, seed=seed + 5,
+                                           dtype=dtype))
+    layers += [
         keras.layers.Dense(
             num_ways,
             kernel_initializer=keras.initializers.GlorotUniform(seed + 4),

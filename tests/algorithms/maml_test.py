@@ -121,7 +121,8 @@ class MAMLOracleTest(testing.TestCase):
             np.linalg.norm(first - second) / np.linalg.norm(second), 0.05
         )
 
-    def _finite_difference_check(self, normalization, steps, exact=True):
+    def _finite_difference_check(self, normalization, steps, exact=True,
+                                 batch_norm="inductive", dropout=None):
         keras.config.set_floatx("float64")
         inputs, labels = testing.toy_episodes(
             num_tasks=2,
@@ -137,10 +138,12 @@ class MAMLOracleTest(testing.TestCase):
                 image_shape=(8, 8, 1),
                 filters=4,
                 normalization=normalization,
+                dropout=dropout,
                 dtype="float64",
             ),
             inner_learning_rate=0.5,
             num_inner_steps=steps,
+            batch_norm=batch_norm,
         )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         maml.compile(loss=loss)
@@ -155,6 +158,19 @@ class MAMLOracleTest(testing.TestCase):
     )
     def test_finite_differences(self, normalization, steps):
         error = self._finite_difference_check(normalization, steps)
+        self.assertLess(error, 1e-6)
+
+    @parameterized.named_parameters(
+        ("transductive", "transductive", None),
+        ("inductive_dropout_off", "inductive", 0.0),
+    )
+    def test_finite_differences_per_mode(self, batch_norm, dropout):
+        # Inductive queries are normalized with the support statistics under
+        # the adapted weights, a second path for the gradient; a model with
+        # a Dropout layer (rate 0: deterministic) runs through the private
+        # fixed-statistics copy in training.
+        error = self._finite_difference_check(
+            "batch", 2, batch_norm=batch_norm, dropout=dropout)
         self.assertLess(error, 1e-6)
 
     @pytest.mark.tensorflow_only

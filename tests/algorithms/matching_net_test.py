@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 
@@ -46,10 +48,14 @@ class MatchingNetTest(testing.TestCase):
             metrics=["accuracy"],
         )
 
-    def test_adapt_is_not_available_yet(self):
+    def test_adapted_model_saves_and_loads(self):
         matching = MatchingNet(_encoder(), num_ways=3)
         matching.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=1)
-        with self.assertRaisesRegex(NotImplementedError, "not available yet"):
-            matching.adapt(inputs["support_inputs"][0],
-                           inputs["support_labels"][0])
+        learner = self.assertAdaptedModelMatches(matching, inputs)
+        path = os.path.join(self.get_temp_dir(), "adapted.keras")
+        learner.save(path)
+        reloaded = keras.models.load_model(path)
+        self.assertAllClose(
+            reloaded.predict(inputs["query_inputs"][0], verbose=0),
+            learner.predict(inputs["query_inputs"][0], verbose=0))

@@ -10,6 +10,7 @@ from absl.testing import parameterized
 
 from keras_meta import MAML
 from keras_meta import MetaModel
+from keras_meta import ProtoNet
 from keras_meta import testing
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -319,8 +320,17 @@ class ErrorsTest(testing.TestCase):
     def test_batch_norm_mode(self):
         with self.assertRaisesRegex(ValueError, "must be one of"):
             MAML(testing.tiny_classifier(), batch_norm="running")
-        with self.assertRaisesRegex(ValueError, "not available for `MAML`"):
-            MAML(testing.tiny_classifier(), batch_norm="inductive")
+        with self.assertRaisesRegex(ValueError, "not available for `ProtoNet`"):
+            ProtoNet(testing.tiny_classifier(), num_ways=3,
+                     batch_norm="per_step")
+
+    def test_inductive_refuses_batch_renormalization(self):
+        model = keras.Sequential([
+            keras.Input((4,)), keras.layers.Dense(3),
+            keras.layers.BatchNormalization(renorm=True)])
+        with self.assertRaisesRegex(ValueError, "renorm=True"):
+            MAML(model)
+        MAML(model, batch_norm="transductive")
 
     def test_missing_keys(self):
         maml = self._compiled()

@@ -1,0 +1,225 @@
+"""How a wrapped model normalizes: batch statistics, support statistics,
+and inference-mode stochastic layers.
+
+`MetaModel` calls the wrapped model in one of three ways:
+
+- with *batch statistics*: every BatchNormalization layer normalizes the
+  batch it is given with that batch's own mean and variance (support sets
+  always; query sets in the transductive modes);
+- with *fixed statistics*: BatchNormalization layers normalize with the
+  moving statistics held in the state passed to `stateless_call` (query
+  sets in the inductive mode, where the state holds the support set's
+  statistics), so each example is predicted independently;
+- and, outside training, with every stochastic regularization layer
+  (Dropout and kin) inactive.
+
+Keras ties all three to one `training` flag. Where a model mixes
+BatchNormalization with Dropout the flag cannot say "batch statistics,
+Dropout off" or "fixed statistics, Dropout on", so this module makes
+private copies of the wrapped model (never touching the user's object) in
+which one family of layers ignores the flag.
+"""
+
+import keras
+from keras import ops
+
+from keras_meta.algorithms.model_utils import has_input_shape
+from keras_meta.algorithms.model_utils import walk_layers
+
+# Layers that behave randomly in training and are the identity at inference.
+STOCHASTIC_LAYERS = (
+    keras.layers.Dropout,
+    keras.layers.GaussianDropout,
+    keras.layers.GaussianNoise,
+    keras.layers.AlphaDropout,
+)
+
+
+def batch_statistic_layers(model):
+    """The BatchNormalization layers of `model` that use batch statistics
+    in training (trainable ones; a frozen layer always uses its moving
+    statistics)."""
+    return [
+        layer for layer in walk_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and layer.trainable
+    ]
+
+
+def has_stochastic_layers(model):
+    return any(isinstance(layer, STOCHASTIC_LAYERS)
+               for layer in walk_layers(model))
+
+
+def check_inductive_support(model, owner):
+    """Raises if a BatchNormalization layer of `model` cannot report its
+    support statistics (batch renormalization, momentum 1)."""
+    for layer in batch_statistic_layers(model):
+        if layer.renorm or not layer.momentum < 1.0:
+            raise ValueError(
+                f"`{owner}` with batch_norm='inductive' normalizes queries "
+                "with the support set's statistics, read from each "
+                "BatchNormalization layer's moving-statistics update. The "
+                f"layer '{layer.name}' has renorm={layer.renorm} and "
+                f"momentum={layer.momentum}; it needs renorm=False and "
+                "momentum < 1. Use batch_norm='transductive' or change the "
+                "layer."
+            )
+
+
+def statistic_slots(model):
+    """Where each batch-statistics layer's moving mean and variance sit in
+    `model.non_trainable_variables`.
+
+    Returns:
+        A list of `(mean_index, variance_index, momentum)`.
+    """
+    index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+    return [
+        (index[id(layer.moving_mean)], index[id(layer.moving_variance)],
+         layer.momentum)
+        for layer in batch_statistic_layers(model)
+    ]
+
+
+def zeroed_statistics(state, slots):
+    """`state` with every slot's moving mean and variance set to zero."""
+    state = list(state)
+    for mean_index, variance_index, _ in slots:
+        state[mean_index] = ops.zeros_like(state[mean_index])
+        state[variance_index] = ops.zeros_like(state[variance_index])
+    return state
+
+
+def batch_statistics_from_update(state, slots):
+    """The batch statistics a training-mode pass saw, from its new state.
+
+    A BatchNormalization layer updates `moving = momentum * moving + (1 -
+    momentum) * batch`. Run from zeroed statistics (`zeroed_statistics`),
+    the update is `(1 - momentum) * batch`, and dividing by the same factor
+    recovers the batch's mean and variance to a rounding error, with exact
+    gradients.
+    """
+    state = list(state)
+    for mean_index, variance_index, momentum in slots:
+        for i in (mean_index, variance_index):
+            state[i] = state[i] / ops.cast(1.0 - momentum, state[i].dtype)
+    return state
+
+
+def _ignore_training_flag(layer):
+    """Makes `layer` (of a private copy) always run in inference mode."""
+    call = layer.call
+
+    def call_in_inference_mode(*args, **kwargs):
+        kwargs["training"] = False
+        return call(*args, **kwargs)
+
+    layer.call = call_in_inference_mode
+
+
+def private_copy(model, freeze):
+    """A copy of `model`, with the same variables in the same order, in
+    which the layers of one family always run in inference mode.
+
+    Args:
+        model: A `keras.Model`.
+        freeze: `"stochastic"` (Dropout and kin inactive: batch statistics
+            without noise) or `"normalization"` (BatchNormalization uses the
+            moving statistics it is given: fixed statistics with Dropout).
+
+    Returns:
+        The copy. It is called through `stateless_call` with the original
+        model's variable values.
+    """
+    try:
+        copy = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(model))
+        if not copy.weights and has_input_shape(model):
+            copy(ops.zeros((1,) + tuple(model.input_shape[1:])))
+    except Exception as error:
+        raise ValueError(
+            f"The model '{model.name}' mixes BatchNormalization with "
+            "Dropout-like layers, so keras_meta runs a private copy of it in "
+            "which one of the two ignores the `training` flag; copying it "
+            f"failed ({type(error).__name__}: {error}). Give the model a "
+            "`get_config()` that rebuilds it, or remove its Dropout layers."
+        ) from error
+    if (len(copy.trainable_variables) != len(model.trainable_variables)
+            or len(copy.non_trainable_variables)
+            != len(model.non_trainable_variables)):
+        raise ValueError(
+            f"A copy of the model '{model.name}' rebuilt from its config has "
+            "different variables; make sure its `get_config()` rebuilds the "
+            "same layers."
+        )
+    families = {
+        "stochastic": STOCHASTIC_LAYERS,
+        "normalization": (keras.layers.BatchNormalization,),
+    }[freeze]
+    for layer in walk_layers(copy):
+        if isinstance(layer, families):
+            _ignore_training_flag(layer)
+    return copy
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class BatchStatisticsModel(keras.Model):
+    """A model whose BatchNormalization layers use batch statistics at
+    inference: the adapted model of the transductive modes.
+
+    Calling it runs the wrapped model with every BatchNormalization layer
+    normalizing the batch it receives with that batch's own statistics, as
+    the MAML paper's evaluation does, and with Dropout-like layers inactive.
+    Its predictions therefore depend on the whole batch: predict a task's
+    query set in one batch (`predict(x, batch_size=len(x))`). Moving
+    statistics are neither read nor updated. Inputs with more leading axes
+    than the wrapped model takes (`[batch, items, ...]`) are normalized
+    together, as one batch of `batch * items` examples.
+
+    Args:
+        model: The `keras.Model` to run.
+    """
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        # The wrapped model is this object's own copy.
+        for layer in walk_layers(model):
+            if isinstance(layer, STOCHASTIC_LAYERS):
+                _ignore_training_flag(layer)
+        self.built = model.built
+
+    def _extra_axes(self, shape):
+        return len(shape) - len(self.model.input_shape)
+
+    def call(self, inputs):
+        extra = self._extra_axes(inputs.shape)
+        leading = ops.shape(inputs)[:extra + 1]
+        if extra:
+            inputs = ops.reshape(inputs, (-1,) + tuple(inputs.shape[extra + 1:]))
+        outputs, _ = self.model.stateless_call(
+            [v.value for v in self.model.trainable_variables],
+            [v.value for v in self.model.non_trainable_variables],
+            inputs, training=True)
+        if extra:
+            outputs = ops.reshape(
+                outputs, tuple(leading) + tuple(outputs.shape[1:]))
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        extra = self._extra_axes(input_shape)
+        shape = self.model.compute_output_shape(
+            (None,) + tuple(input_shape[extra + 1:]))
+        return tuple(input_shape[:extra + 1]) + tuple(shape[1:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["model"] = keras.saving.serialize_keras_object(self.model)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"))
+        return cls(model, **config)
