@@ -62,6 +62,12 @@ def _train_parser(subparsers):
                         help="omniglot: classes per episode")
     parser.add_argument("--filters", type=int, default=64,
                         help="omniglot: Conv-4 filters per layer")
+    parser.add_argument(
+        "--batch-norm", choices=("inductive", "transductive"),
+        default="inductive",
+        help="omniglot: queries normalized with the support set's "
+             "statistics (inductive, the default) or their own batch's "
+             "(transductive, as MAML's published numbers)")
     parser.add_argument("--inner-learning-rate", type=float, default=None,
                         help="sinusoid 0.01; omniglot 0.4")
     parser.add_argument("--num-inner-steps", type=int, default=None,
@@ -231,7 +237,7 @@ def main(argv=None):
             learning_rate=args.learning_rate,
             num_test_episodes=args.num_test_tasks,
             steps_per_execution=args.steps_per_execution, seed=args.seed,
-            verbose=args.verbose,
+            batch_norm=args.batch_norm, verbose=args.verbose,
         )
         print(omniglot.format_row(results))
         print(f"wrote {args.output_dir}")
@@ -255,6 +261,12 @@ def main(argv=None):
     print(sinusoid.format_table(results))
     print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
           f"{os.path.join(args.output_dir, 'sinusoid.png')}")
+    if results["non_finite"]:
+        print(f"keras-meta train: {len(results['non_finite'])} evaluated "
+              "MSE values are not finite (the adaptation diverged; see the "
+              "FAIL lines). Try a smaller --inner-learning-rate or fewer "
+              "evaluation steps.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,6 +26,25 @@ class CLITest(testing.TestCase):
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         self.assertTrue(os.path.exists(os.path.join(directory, "maml.keras")))
 
+    def test_diverged_run_fails_and_writes_strict_json(self):
+        # An inner step of 50 on sinusoid diverges within ten steps.
+        directory = self.get_temp_dir()
+        code = cli.main([
+            "train", "--meta-steps", "20", "--num-test-tasks", "8",
+            "--steps-per-execution", "20", "--inner-learning-rate", "50",
+            "--output-dir", directory, "--verbose", "0",
+        ])
+        self.assertEqual(code, 1)
+        with open(os.path.join(directory, "results.json")) as f:
+            text = f.read()
+        # Python's json module reads NaN and Infinity unless told not to.
+        results = json.loads(text, parse_constant=self.fail)
+        self.assertTrue(results["non_finite"])
+        self.assertFalse(results["targets_met"]["every evaluated MSE is finite"])
+        self.assertTrue(any(row["mse"] is None
+                            for rows in results["curves"]["maml"].values()
+                            for row in rows))
+
     def test_bad_arguments(self):
         with self.assertRaises(SystemExit):
             cli.main(["train", "--meta-steps", "0"])

@@ -263,7 +263,13 @@ def run(
         "baseline_ratio_1_step": (
             at("pretrained", 10, 1) / at(algorithm, 10, 1)),
     }
+    non_finite = [
+        f"{method} {shots} after {row['steps']} steps"
+        for method, by_shots in curves.items()
+        for shots, rows in by_shots.items() for row in rows
+        if not np.isfinite(row["mse"])]
     checks = {
+        "every evaluated MSE is finite": not non_finite,
         f"{algorithm} K=10 after 1 step <= {TARGET_ONE_STEP}":
             summary["K10_1_step"] <= TARGET_ONE_STEP,
         f"{algorithm} K=10 after 10 steps <= {TARGET_TEN_STEPS}":
@@ -289,6 +295,7 @@ def run(
     results = {
         "config": config,
         "summary": summary,
+        "non_finite": non_finite,
         "targets_met": checks,
         "curves": curves,
         "final_meta_train_loss": float(history.history["loss"][-1]),
@@ -299,11 +306,26 @@ def run(
         },
     }
     with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+        # Strict JSON: a diverged value is written as null (and listed in
+        # "non_finite"), never as the NaN or Infinity tokens JSON lacks.
+        json.dump(finite_or_none(results), f, indent=2, allow_nan=False)
     _plot(os.path.join(output_dir, "sinusoid.png"), curves, examples, config)
     learner.eval_inner_steps = learner.num_inner_steps
     learner.save(os.path.join(output_dir, f"{algorithm}.keras"))
     return results
+
+
+def finite_or_none(value):
+    """`value` with every non-finite float replaced by `None`."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
 
 
 def format_table(results):
@@ -322,4 +344,6 @@ def format_table(results):
             lines.append(f"{method:<12}{shots[2:]:>4}{cells}")
     for check, met in results["targets_met"].items():
         lines.append(f"{'PASS' if met else 'MISS'}  {check}")
+    for entry in results.get("non_finite", []):
+        lines.append(f"FAIL  diverged (non-finite MSE): {entry}")
     return "\n".join(lines)
