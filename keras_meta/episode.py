@@ -47,6 +47,9 @@ def check_episode_inputs(inputs, owner):
     Args:
         inputs: The `inputs` part of an episode batch.
         owner: Name of the caller, used in error messages.
+        classes_limit: Optional `(what, fix)` strings for the error message
+            when labels exceed `num_outputs`: what sets the limit, and how
+            to raise it. Defaults to the wrapped model's outputs.
 
     Raises:
         ValueError: if keys are missing or shapes disagree.
@@ -114,7 +117,8 @@ def check_episode_inputs(inputs, owner):
         )
 
 
-def check_episode_values(inputs, query_labels, num_outputs, owner):
+def check_episode_values(inputs, query_labels, num_outputs, owner,
+                         classes_limit=None):
     """Checks an episode's values eagerly, before any training step runs.
 
     Args:
@@ -123,6 +127,9 @@ def check_episode_values(inputs, query_labels, num_outputs, owner):
         num_outputs: Int or `None`, the size of the wrapped model's last
             output axis; integer labels must lie in `0 .. num_outputs - 1`.
         owner: Name of the caller, used in error messages.
+        classes_limit: Optional `(what, fix)` strings for the error message
+            when labels exceed `num_outputs`: what sets the limit, and how
+            to raise it. Defaults to the wrapped model's outputs.
 
     Raises:
         ValueError: if labels are out of range or task counts disagree.
@@ -149,10 +156,12 @@ def check_episode_values(inputs, query_labels, num_outputs, owner):
             continue
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_outputs:
+            what, fix = classes_limit or (
+                f"the wrapped model has {num_outputs} outputs",
+                "give the model one output per way")
             raise ValueError(
-                f"`{owner}` received {name} in [{low}, {high}], but the "
-                f"wrapped model has {num_outputs} outputs, so labels must "
-                f"lie in 0..{num_outputs - 1}. Relabel each episode's "
-                "classes as 0..num_ways-1 (`keras_meta.data` does this) or "
-                "give the model one output per way."
+                f"`{owner}` received {name} in [{low}, {high}], but {what}, "
+                f"so labels must lie in 0..{num_outputs - 1}. Relabel each "
+                "episode's classes as 0..num_ways-1 (`keras_meta.data` does "
+                f"this) or {fix}."
             )

@@ -1,13 +1,17 @@
 """Latent Embedding Optimization."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_meta import backend
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import mask_absent_classes
 from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.model_utils import with_linear_head
 
 
@@ -57,7 +61,8 @@ class LEO(MetaModel):
         model: A built `keras.Model` mapping inputs to features
             `[batch, dims]` (or any shape, flattened). It may be frozen
             (`model.trainable = False`).
-        num_ways: Int, classes per episode.
+        num_ways: Int, the largest number of classes per episode (see
+            `keras_meta.ProtoNet`).
         latent_dim: Int, size of each class's code. Defaults to `64`.
         num_latent_steps: Int, inner steps on the latents. Defaults to `5`.
         num_finetune_steps: Int, inner steps on the decoded weights.
@@ -202,13 +207,15 @@ class LEO(MetaModel):
         log_std = _log_std(decoded[:, self.feature_dim:])
         return mean + ops.exp(log_std) * ops.cast(noise, mean.dtype)
 
-    def _logits(self, features, classifier):
-        return ops.matmul(features, ops.transpose(
-            ops.cast(classifier, features.dtype)))
+    def _logits(self, features, classifier, present):
+        return mask_absent_classes(ops.matmul(features, ops.transpose(
+            ops.cast(classifier, features.dtype))), present)
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
         features = self.features(params, support_inputs, training)
+        _, present = support_classes(support_labels, self.num_ways,
+                                     features.dtype, support_weights)
         mean, log_std = self.latent_distribution(
             params, features, support_labels, support_weights)
         noise = params.get("task_noise")
@@ -222,8 +229,8 @@ class LEO(MetaModel):
         def latent_objective(values, state):
             classifier = self.decode(params, values[0], weight_noise)
             return self.support_loss(
-                support_labels, self._logits(features, classifier), loss_fn,
-                support_weights), state
+                support_labels, self._logits(features, classifier, present),
+                loss_fn, support_weights), state
 
         (adapted,), _ = inner.gradient_descent(
             latent_objective, [latents], None,
@@ -233,8 +240,8 @@ class LEO(MetaModel):
 
         def weight_objective(values, state):
             return self.support_loss(
-                support_labels, self._logits(features, values[0]), loss_fn,
-                support_weights), state
+                support_labels, self._logits(features, values[0], present),
+                loss_fn, support_weights), state
 
         (classifier,), _ = inner.gradient_descent(
             weight_objective, [self.decode(params, adapted, weight_noise)],
@@ -242,13 +249,15 @@ class LEO(MetaModel):
             num_steps=self.num_finetune_steps,
         )
         return {"classifier": classifier, "mean": mean, "log_std": log_std,
-                "latents": latents, "adapted_latents": adapted}
+                "latents": latents, "adapted_latents": adapted,
+                "present": present}
 
     def predict_task(self, params, task_state, query_inputs, training,
                      support_inputs):
         features = self.features(params, query_inputs, training,
                                  support_inputs)
-        predictions = self._logits(features, task_state["classifier"])
+        predictions = self._logits(features, task_state["classifier"],
+                                   task_state["present"])
         if not training:
             return predictions
         mean, log_std = task_state["mean"], task_state["log_std"]
@@ -287,9 +296,6 @@ class LEO(MetaModel):
             (num_tasks, self.num_ways, self.latent_dim + self.feature_dim),
             seed=self.seed_generator, dtype=self.variable_dtype)}
 
-    def _output_dtype(self, query_inputs):
-        return self.model.compute_dtype
-
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways
 
@@ -297,10 +303,11 @@ class LEO(MetaModel):
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
         classifier = ops.convert_to_numpy(task_state["classifier"])
+        present = ops.convert_to_numpy(task_state["present"])
         return with_linear_head(
             self.copy_model(weights, support_inputs),
-            support_inputs.shape[1:], classifier.T,
-            0.0 * classifier[:, 0], normalize=True,
+            support_inputs.shape[1:], classifier.T * present,
+            np.where(present > 0, 0.0, ABSENT_CLASS_LOGIT), normalize=True,
             name=f"{self.model.name}_adapted",
         )
 

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.proto_net import ProtoNet
 
 
@@ -48,8 +50,8 @@ class MatchingNet(ProtoNet):
         embeddings = self.embed(params, support_inputs, training)
         embeddings = embeddings / ops.maximum(
             ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
-        one_hot = ops.one_hot(ops.cast(support_labels, "int32"),
-                              self.num_ways, dtype=embeddings.dtype)
+        one_hot, _ = support_classes(support_labels, self.num_ways,
+                                     embeddings.dtype)
         mask = (
             ops.ones_like(one_hot[:, 0]) if support_weights is None
             else ops.cast(support_weights, one_hot.dtype)
@@ -107,8 +109,12 @@ def attention_log_probabilities(queries, support, one_hot, mask, scale):
     # Padded support examples get no attention.
     scores = scores + (ops.cast(mask, queries.dtype)[None] - 1.0) * 1e9
     attention = ops.softmax(scores, axis=-1)
-    probabilities = ops.matmul(attention, ops.cast(one_hot, queries.dtype))
-    return ops.log(ops.maximum(probabilities, 1e-12))
+    one_hot = ops.cast(one_hot, queries.dtype)
+    probabilities = ops.matmul(attention, one_hot)
+    present = ops.sum(one_hot * ops.cast(mask, queries.dtype)[:, None],
+                      axis=0) > 0
+    return mask_absent_classes(
+        ops.log(ops.maximum(probabilities, 1e-12)), present)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")

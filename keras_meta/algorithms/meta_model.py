@@ -548,11 +548,23 @@ class MetaModel(keras.Model):
             None,
             self._num_outputs(support_inputs.shape[1:], support_inputs.dtype),
             f"{type(self).__name__}.adapt",
+            self.classes_limit(),
         )
         task_state = self.adapt_task(
             self.meta_parameters(), support_inputs, support_labels, False
         )
         return self.build_adapted_model(task_state, support_inputs)
+
+    def classes_limit(self):
+        """`(what, fix)` for the error raised when labels exceed the
+        number of outputs (see `episode.check_episode_values`), or `None`
+        when the wrapped model's outputs set it."""
+        num_ways = getattr(self, "num_ways", None)
+        if num_ways is None:
+            return None
+        return (f"it was built with num_ways={num_ways}, the most classes "
+                "an episode may have",
+                "build it with a larger `num_ways`")
 
     def _num_outputs(self, example_shape, dtype):
         spec = self.model.compute_output_spec(
@@ -592,6 +604,7 @@ class MetaModel(keras.Model):
             labels,
             self._num_outputs(support.shape[2:], support.dtype),
             type(self).__name__,
+            self.classes_limit(),
         )
 
     def fit(self, *args, **kwargs):

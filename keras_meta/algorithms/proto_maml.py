@@ -6,6 +6,8 @@ from keras import ops
 from keras_meta import inner
 from keras_meta.algorithms.maml import MAML
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.model_utils import with_linear_head
 
 
@@ -22,7 +24,8 @@ class ProtoMAML(MAML):
 
     Args:
         model: A built `keras.Model` mapping inputs to embeddings.
-        num_ways: Int, classes per episode.
+        num_ways: Int, the largest number of classes per episode (see
+            `keras_meta.ProtoNet`).
         inner_learning_rate, num_inner_steps, eval_inner_steps,
         first_order, batch_norm, inner_loss: As for `keras_meta.MAML`.
 
@@ -42,16 +45,17 @@ class ProtoMAML(MAML):
         return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1)), state
 
     def prototype_head(self, embeddings, labels, weights=None):
-        """`(W, b)` of the linear head equivalent to a ProtoNet."""
-        one_hot = ops.one_hot(ops.cast(labels, "int32"), self.num_ways,
-                              dtype=embeddings.dtype)
-        if weights is not None:
-            one_hot = one_hot * ops.cast(weights, one_hot.dtype)[:, None]
+        """`(W, b)` of the linear head equivalent to a ProtoNet; a class
+        without support examples gets the bias `ABSENT_CLASS_LOGIT`, whose
+        softmax probability (and so its gradient) is zero."""
+        one_hot, present = support_classes(labels, self.num_ways,
+                                           embeddings.dtype, weights)
         counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
         prototypes = ops.matmul(ops.transpose(one_hot), embeddings) / (
             counts[:, None])
         return (2.0 * ops.transpose(prototypes),
-                -ops.sum(ops.square(prototypes), axis=-1))
+                mask_absent_classes(
+                    -ops.sum(ops.square(prototypes), axis=-1), present))
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
@@ -85,9 +89,6 @@ class ProtoMAML(MAML):
                                        training, support_inputs)
         embeddings = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         return ops.matmul(embeddings, weights[-2]) + weights[-1]
-
-    def _output_dtype(self, query_inputs):
-        return self.model.compute_dtype
 
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways

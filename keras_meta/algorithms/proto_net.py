@@ -1,11 +1,15 @@
 """Prototypical Networks."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_meta import backend
 from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.model_utils import with_linear_head
 
 DISTANCES = ("squared_euclidean", "cosine")
@@ -25,8 +29,11 @@ class ProtoNet(MetaModel):
     Args:
         model: A built `keras.Model` mapping inputs to embeddings
             `[batch, dims]` (or any shape, flattened).
-        num_ways: Int, the number of classes per episode (logits per
-            query).
+        num_ways: Int, the largest number of classes per episode (logits
+            per query). Each episode's classes are those its support labels
+            name: one learner trains 60-way and evaluates 20-way, and the
+            classes an episode lacks get logits of -1e9, so they are never
+            predicted.
         distance: `"squared_euclidean"` (the default, as in the paper) or
             `"cosine"`.
         batch_norm: See `keras_meta.MetaModel`.
@@ -88,15 +95,12 @@ class ProtoNet(MetaModel):
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
         embeddings = self.embed(params, support_inputs, training)
-        one_hot = ops.one_hot(
-            ops.cast(support_labels, "int32"), self.num_ways,
-            dtype=embeddings.dtype,
-        )
-        if support_weights is not None:
-            one_hot = one_hot * ops.cast(support_weights, one_hot.dtype)[
-                :, None]
+        one_hot, present = support_classes(
+            support_labels, self.num_ways, embeddings.dtype, support_weights)
         counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
-        return ops.matmul(ops.transpose(one_hot), embeddings) / counts[:, None]
+        prototypes = ops.matmul(ops.transpose(one_hot), embeddings) / counts[
+            :, None]
+        return prototypes, present
 
     def logits(self, params, prototypes, embeddings):
         if self.distance == "cosine":
@@ -114,12 +118,11 @@ class ProtoNet(MetaModel):
 
     def predict_task(self, params, task_state, query_inputs, training,
                      support_inputs):
+        prototypes, present = task_state
         embeddings = self.embed_queries(params, query_inputs, training,
                                         support_inputs)
-        return self.logits(params, task_state, embeddings)
-
-    def _output_dtype(self, query_inputs):
-        return self.model.compute_dtype
+        return mask_absent_classes(
+            self.logits(params, prototypes, embeddings), present)
 
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways
@@ -134,7 +137,7 @@ class ProtoNet(MetaModel):
         """
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
-        prototypes = ops.convert_to_numpy(task_state)
+        prototypes, present = (ops.convert_to_numpy(t) for t in task_state)
         if self.distance == "cosine":
             norms = (prototypes ** 2).sum(-1, keepdims=True) ** 0.5
             kernel = (float(self.scale.numpy()) * prototypes
@@ -143,6 +146,8 @@ class ProtoNet(MetaModel):
         else:
             kernel = 2.0 * prototypes.T
             bias = -(prototypes ** 2).sum(-1)
+        kernel = kernel * present
+        bias = np.where(present > 0, bias, ABSENT_CLASS_LOGIT)
         return with_linear_head(
             self.copy_model(weights, support_inputs),
             support_inputs.shape[1:], kernel, bias,

@@ -1,11 +1,15 @@
 """R2-D2: a ridge-regression head solved in closed form per episode."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_meta import backend
-from keras_meta.algorithms.proto_net import ProtoNet
+from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.model_utils import with_linear_head
+from keras_meta.algorithms.proto_net import ProtoNet
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -22,7 +26,8 @@ class R2D2(ProtoNet):
 
     Args:
         model: A built `keras.Model` mapping inputs to embeddings.
-        num_ways: Int, classes per episode.
+        num_ways: Int, the largest number of classes per episode (see
+            `keras_meta.ProtoNet`).
         l2_regularizer: Float, initial `lambda`. Defaults to `1.0`.
         batch_norm: See `keras_meta.MetaModel`.
 
@@ -66,36 +71,39 @@ class R2D2(ProtoNet):
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
         x = self.embed(params, support_inputs, training)
-        y = ops.one_hot(ops.cast(support_labels, "int32"), self.num_ways,
-                        dtype=x.dtype)
+        y, present = support_classes(support_labels, self.num_ways, x.dtype,
+                                     support_weights)
         if support_weights is not None:
             # Zero rows add nothing to X^T X or X^T Y: padding drops out.
-            mask = ops.cast(support_weights, x.dtype)[:, None]
-            x, y = x * mask, y * mask
+            x = x * ops.cast(support_weights, x.dtype)[:, None]
         penalty = ops.exp(ops.cast(params["log_lambda"], x.dtype))
         num_support, dims = x.shape[0], x.shape[1]
         if num_support is not None and dims is not None and num_support > dims:
             gram = ops.matmul(ops.transpose(x), x) + penalty * ops.eye(
                 dims, dtype=x.dtype)
-            return ops.solve(gram, ops.matmul(ops.transpose(x), y))
+            return ops.solve(gram, ops.matmul(ops.transpose(x), y)), present
         gram = ops.matmul(x, ops.transpose(x)) + penalty * ops.eye(
             ops.shape(x)[0], dtype=x.dtype)
-        return ops.matmul(ops.transpose(x), ops.solve(gram, y))
+        return ops.matmul(ops.transpose(x), ops.solve(gram, y)), present
 
     def predict_task(self, params, task_state, query_inputs, training,
                      support_inputs):
+        solution, present = task_state
         queries = self.embed_queries(params, query_inputs, training,
                                      support_inputs)
-        return (ops.cast(params["scale"], queries.dtype)
-                * ops.matmul(queries, task_state)
-                + ops.cast(params["bias"], queries.dtype))
+        return mask_absent_classes(
+            ops.cast(params["scale"], queries.dtype)
+            * ops.matmul(queries, solution)
+            + ops.cast(params["bias"], queries.dtype), present)
 
     def build_adapted_model(self, task_state, support_inputs):
         """The encoder followed by a dense layer holding `scale * W`."""
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
-        kernel = ops.convert_to_numpy(task_state) * float(self.scale.numpy())
-        bias = 0.0 * kernel[0] + float(self.bias.numpy())
+        solution, present = (ops.convert_to_numpy(t) for t in task_state)
+        kernel = solution * float(self.scale.numpy()) * present
+        bias = np.where(present > 0, float(self.bias.numpy()),
+                        ABSENT_CLASS_LOGIT)
         return with_linear_head(
             self.copy_model(weights, support_inputs),
             support_inputs.shape[1:], kernel, bias,

@@ -3,11 +3,15 @@
 import copy
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_meta import backend
 from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
 from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
 from keras_meta.algorithms.normalization import BatchStatisticsModel
 
 
@@ -49,7 +53,8 @@ class RelationNet(MetaModel):
         model: A built `keras.Model` mapping inputs to embeddings: vectors
             `[batch, dims]` or feature maps `[batch, height, width,
             channels]`.
-        num_ways: Int, classes per episode.
+        num_ways: Int, the largest number of classes per episode (see
+            `keras_meta.ProtoNet`).
         relation_module: Optional built `keras.Model` mapping a pair (the
             embedding shape with the last axis doubled) to one score
             `[batch, 1]`. Defaults to `Dense(8, relu) -> Dense(1)` on
@@ -111,16 +116,13 @@ class RelationNet(MetaModel):
                    support_weights=None):
         embeddings, _ = self.run_model(
             params["weights"], params["state"], support_inputs, training)
-        one_hot = ops.one_hot(ops.cast(support_labels, "int32"),
-                              self.num_ways, dtype=embeddings.dtype)
-        if support_weights is not None:
-            one_hot = one_hot * ops.cast(support_weights, one_hot.dtype)[
-                :, None]
+        one_hot, present = support_classes(
+            support_labels, self.num_ways, embeddings.dtype, support_weights)
         counts = ops.maximum(ops.sum(one_hot, axis=0), 1.0)
         flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         classes = ops.matmul(ops.transpose(one_hot), flat) / counts[:, None]
-        return ops.reshape(classes,
-                           (self.num_ways,) + tuple(embeddings.shape[1:]))
+        return ops.reshape(
+            classes, (self.num_ways,) + tuple(embeddings.shape[1:])), present
 
     def pairs(self, classes, embeddings):
         """Every (embedding, class) pair, `[num * num_ways, ...]`,
@@ -160,14 +162,13 @@ class RelationNet(MetaModel):
             supports, statistics = self.support_statistics(
                 params["weights"], params["state"], support_inputs,
                 training)
+        classes, present = task_state
         queries, _ = self.run_query(
             params["weights"], params["state"], query_inputs, training,
             support_inputs, statistics=statistics)
-        return self.relation_scores(params, task_state, queries, training,
-                                    supports)
-
-    def _output_dtype(self, query_inputs):
-        return self.model.compute_dtype
+        return mask_absent_classes(
+            self.relation_scores(params, classes, queries, training,
+                                 supports), present)
 
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways
@@ -180,7 +181,7 @@ class RelationNet(MetaModel):
         module scores every (query, class) pair of a batch, as in
         `call()`.
         """
-        classes = ops.convert_to_numpy(task_state)
+        classes, present = (ops.convert_to_numpy(t) for t in task_state)
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
         encoder = self.copy_model(weights, support_inputs)
@@ -215,6 +216,14 @@ class RelationNet(MetaModel):
         else:
             scores = keras.layers.TimeDistributed(relation)(stacked)
         outputs = keras.layers.Reshape((self.num_ways,))(scores)
+        if not present.all():
+            # Absent classes: scores times 0, plus ABSENT_CLASS_LOGIT.
+            mask = keras.layers.Dense(self.num_ways, trainable=False,
+                                      name="absent_classes")
+            outputs = mask(outputs)
+            mask.set_weights([np.diag(present).astype("float32"),
+                              np.where(present > 0, 0.0, ABSENT_CLASS_LOGIT)
+                              .astype("float32")])
         return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
 
     def get_config(self):
