@@ -101,7 +101,8 @@ def _evaluate_parser(subparsers):
     parser.add_argument("checkpoint", help="path of the .keras file")
     parser.add_argument(
         "--benchmark", default="sinusoid",
-        help="sinusoid; omniglot-background (the small2 zip in --data-dir); "
+        help="sinusoid; omniglot-background (small2's alphabets that "
+             "small1 lacks, from the zips in --data-dir); "
              "or a keras_meta.data.benchmarks name (omniglot, cifar_fs, "
              "fc100, cub, vgg_flower, mini_imagenet: its test split, via "
              "TFDS)")
@@ -114,9 +115,14 @@ def _evaluate_parser(subparsers):
                         help="sinusoid 100 points, otherwise 15 per class")
     parser.add_argument("--num-episodes", type=int, default=600)
     parser.add_argument("--inner-steps", default=None,
-                        help="comma-separated step counts (default: 0 and "
-                             "the learner's eval_inner_steps)")
-    parser.add_argument("--seed", type=int, default=1)
+                        help="comma-separated step counts (default: 0, 1 "
+                             "and 10 on sinusoid, as `keras-meta train` "
+                             "reports; otherwise 0 and the learner's "
+                             "eval_inner_steps)")
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="the --seed the learner was trained with: the test tasks are "
+             "those `keras-meta train` scored with it")
     return parser
 
 
@@ -124,22 +130,30 @@ def _evaluation_episodes(args):
     from keras_meta import data
 
     if args.benchmark == "sinusoid":
+        from keras_meta.experiments import sinusoid
+
+        shots = args.num_shots or 10
         return data.sinusoid(
-            num_shots=args.num_shots or 10,
-            num_queries=args.num_queries or 100,
-            num_tasks=args.num_episodes, batch_size=100, seed=args.seed)
+            num_shots=shots, num_queries=args.num_queries or 100,
+            num_tasks=args.num_episodes, batch_size=100,
+            seed=sinusoid.test_seed(args.seed, shots))
     shots = args.num_shots or 1
     queries = args.num_queries or 15
     if args.benchmark == "omniglot-background":
         from keras_meta.experiments import omniglot
 
-        _, folder = omniglot.find_subsets(args.data_dir)
+        train_folder, folder = omniglot.find_subsets(args.data_dir)
         index = data.load_class_index(folder, image_size=(28, 28),
                                       channels=1)
+        # The characters `keras-meta train` tests on: small2's alphabets
+        # that are not training classes of small1.
+        index, _ = data.remove_shared_classes(index, data.load_class_index(
+            train_folder, image_size=(28, 28), channels=1))
         return data.episodes_from_index(
             index, num_ways=args.num_ways, num_shots=shots,
             num_queries=queries, batch_size=50,
-            num_episodes=args.num_episodes, seed=args.seed)
+            num_episodes=args.num_episodes,
+            seed=omniglot.test_seed(args.seed))
     _, _, test = data.benchmarks.get(
         args.benchmark, num_ways=args.num_ways, num_shots=shots,
         num_queries=queries, num_test_episodes=args.num_episodes,
@@ -161,6 +175,9 @@ def _run_evaluate(parser, args):
         if any(s < 0 for s in steps):
             parser.error("--inner-steps must be >= 0")
     learner = evaluation.load(args.checkpoint)
+    if (steps is None and args.benchmark == "sinusoid"
+            and hasattr(learner, "eval_inner_steps")):
+        steps = [0, 1, 10]
     rows = evaluation.evaluate_steps(learner, _evaluation_episodes(args),
                                      steps)
     print(evaluation.format_rows(

@@ -73,6 +73,12 @@ def find_subsets(data_dir, cache_dir=None):
     return tuple(folders)
 
 
+def test_seed(seed):
+    """The seed of the fixed test episodes of a run seeded `seed` (shared
+    with `keras-meta evaluate`, which scores the same episodes)."""
+    return seed + 10_000
+
+
 def run(
     *,
     algorithm="protonet",
@@ -124,7 +130,7 @@ def run(
     test = data.episodes_from_index(
         test_index, num_ways=num_ways, num_shots=num_shots,
         num_queries=num_queries, batch_size=50,
-        num_episodes=num_test_episodes, seed=seed + 10_000)
+        num_episodes=num_test_episodes, seed=test_seed(seed))
 
     steps_per_execution = max(1, min(steps_per_execution, meta_steps))
     epochs = 10 if meta_steps >= 10 * steps_per_execution else 1

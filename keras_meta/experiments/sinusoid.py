@@ -27,6 +27,12 @@ TARGET_TEN_STEPS = 0.2
 TARGET_BASELINE_RATIO = 5.0
 
 
+def test_seed(seed, num_shots):
+    """The seed of the fixed test tasks of a run seeded `seed` (shared with
+    `keras-meta evaluate`, which scores the same tasks)."""
+    return seed + 10_000 + num_shots
+
+
 def _pooled_points(dataset):
     """Turns episodes into plain (x, y) regression batches over all tasks."""
     import tensorflow as tf  # A tf.data pipeline, whatever the backend.
@@ -182,7 +188,8 @@ def run(
     if not baseline:
         test_sets = {10: _materialize(data.sinusoid(
             num_shots=10, num_queries=num_test_queries,
-            num_tasks=num_test_tasks, batch_size=100, seed=seed + 10_010))}
+            num_tasks=num_test_tasks, batch_size=100,
+            seed=test_seed(seed, 10)))}
         start = time.perf_counter()
         curves = {algorithm: _evaluate_learner(learner, test_sets,
                                                list(range(11)))}
@@ -203,12 +210,11 @@ def run(
                    steps_per_epoch=steps_per_epoch, verbose=verbose)
     pretrained_seconds = time.perf_counter() - start
 
-    test_seed = seed + 10_000
     test_sets = {
         shots: _materialize(
             data.sinusoid(num_shots=shots, num_queries=num_test_queries,
                           num_tasks=num_test_tasks, batch_size=100,
-                          seed=test_seed + shots)
+                          seed=test_seed(seed, shots))
         )
         for shots in (10, 5)
     }
@@ -224,7 +230,7 @@ def run(
     # Example tasks for the figure, through the public `adapt()`.
     grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
     amplitudes, phases = data.sinusoid_parameters(
-        min(30, num_test_tasks), seed=test_seed + num_shots
+        min(30, num_test_tasks), seed=test_seed(seed, num_shots)
     )
     inputs, _ = test_sets[num_shots]
     examples = []
