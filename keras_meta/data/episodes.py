@@ -281,7 +281,22 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
             ]
         else:
             names = [str(c) for c in classes]
-    return ClassIndex(images, labels, names, decode=decode)
+    return ClassIndex(images, labels, names, groups=_folder_groups(
+        names, labels) if folder else None, decode=decode)
+
+
+def _folder_groups(names, labels):
+    """Per-example group ids from nested class folders, or `None`.
+
+    Classes in nested folders (`alphabet/character/*.png`) are grouped by
+    their top folder (Omniglot's alphabets), for within-group episodes.
+    """
+    if not names or not all(os.sep in name or "/" in name for name in names):
+        return None
+    tops = [name.replace(os.sep, "/").split("/")[0] for name in names]
+    ids = {top: i for i, top in enumerate(sorted(set(tops)))}
+    class_group = np.array([ids[top] for top in tops])
+    return class_group[np.asarray(labels)]
 
 
 def _is_dataset(source):
@@ -333,6 +348,7 @@ def episodes(
     num_episodes=None,
     data_dir=None,
     cache="auto",
+    within_groups=False,
 ):
     """N-way K-shot classification episodes from a labelled source.
 
@@ -382,6 +398,11 @@ def episodes(
             bounded per-class buffers (`keras_meta.data.streaming`), for
             data sets of any size. `"auto"` streams image folders over
             4 GiB decoded and keeps other sources in memory.
+        within_groups: Bool. If `True`, each episode draws its classes from
+            one group: for a folder of nested class folders
+            (`alphabet/character/*.png`), the top folder (Lake et al.'s
+            within-alphabet protocol). Combines with `rotations`: a rotated
+            character stays in its alphabet. Defaults to `False`.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, query_labels)` batches with
@@ -410,6 +431,12 @@ def episodes(
         os.sep in str(source) or os.path.exists(source)
     )
     if cache == "stream" and not folder:
+        if within_groups:
+            raise ValueError(
+                "`within_groups=True` needs the class index of an image "
+                "folder or of a benchmark; streamed TFDS and `tf.data` "
+                "sources have no groups. Use cache='memory'."
+            )
         return _stream_source(
             source, split=split, classes=classes, image_size=image_size,
             channels=channels, data_dir=data_dir, ways_range=ways_range,
@@ -424,7 +451,7 @@ def episodes(
     return episodes_from_index(
         index, num_ways=num_ways, num_shots=num_shots,
         num_queries=num_queries, batch_size=batch_size, rotations=rotations,
-        seed=seed, num_episodes=num_episodes,
+        seed=seed, num_episodes=num_episodes, within_groups=within_groups,
     )
 
 
@@ -475,7 +502,7 @@ def _stream_source(source, *, split, classes, image_size, channels,
     return stream_episodes(
         dataset, ways_range=ways_range, shots_range=shots_range,
         num_queries=num_queries, batch_size=batch_size, rotations=rotations,
-        seed=seed, num_episodes=num_episodes,
+        seed=seed, num_episodes=num_episodes, within_groups=within_groups,
     )
 
 
@@ -514,11 +541,12 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                 "`within_groups=True` needs a class index with groups "
                 "(such as Omniglot's alphabets)."
             )
-        if rotations:
-            raise ValueError(
-                "`within_groups=True` and `rotations=True` do not combine."
-            )
-        group_ids, group_of_class = np.unique(index.groups, return_inverse=True)
+        # With rotations, class `4 * c + r` is character `c` turned `r`
+        # quarter turns: it stays in its character's group.
+        class_groups = (np.repeat(index.groups, 4) if rotations
+                        else index.groups)
+        group_ids, group_of_class = np.unique(class_groups,
+                                              return_inverse=True)
         members = np.argsort(group_of_class, kind="stable")
         group_counts = np.bincount(group_of_class)
         group_offsets = np.concatenate([[0], np.cumsum(group_counts)[:-1]])

@@ -402,3 +402,45 @@ class StreamedSourceTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "buffer_per_class"):
             stream_episodes(source, ways_range=(2, 2), shots_range=(1, 1),
                             num_queries=2, batch_size=1, buffer_per_class=2)
+
+
+class FolderGroupsTest(testing.TestCase):
+    def _folder(self):
+        directory = self.get_temp_dir()
+        rng = np.random.default_rng(0)
+        for alphabet, characters in (("Alpha", 3), ("Beta", 4)):
+            for c in range(characters):
+                folder = os.path.join(directory, alphabet, f"char{c}")
+                os.makedirs(folder)
+                for k in range(3):
+                    pixels = np.full((4, 4, 1), 0, np.uint8)
+                    # Each image says its alphabet in its first pixel.
+                    pixels[0, 0, 0] = 100 if alphabet == "Alpha" else 200
+                    pixels[1:, 1:, 0] = rng.integers(0, 99, (3, 3))
+                    tf.io.write_file(os.path.join(folder, f"{k}.png"),
+                                     tf.io.encode_png(pixels))
+        return directory
+
+    def test_nested_folders_give_groups(self):
+        index = data.load_class_index(self._folder(), channels=1)
+        self.assertEqual(index.groups.tolist(), [0] * 3 + [1] * 4)
+
+    def test_within_groups_with_rotations(self):
+        dataset = data.episodes(
+            self._folder(), num_ways=5, num_shots=1, num_queries=1,
+            batch_size=8, rotations=True, within_groups=True, seed=0,
+            num_episodes=32, channels=1)
+        alphabets_seen = set()
+        for inputs, _ in dataset:
+            images = np.concatenate([inputs["support_inputs"].numpy(),
+                                     inputs["query_inputs"].numpy()], 1)
+            for episode in images:
+                # The alphabet marker survives rotation at some corner.
+                corners = np.stack([episode[:, 0, 0, 0], episode[:, 0, -1, 0],
+                                    episode[:, -1, 0, 0],
+                                    episode[:, -1, -1, 0]], 1)
+                marks = {round(float(v) * 255) for v in corners.max(1)}
+                # One alphabet per episode, rotations included.
+                self.assertEqual(len(marks), 1, marks)
+                alphabets_seen |= marks
+        self.assertEqual(alphabets_seen, {100, 200})
