@@ -37,7 +37,7 @@ class APITest(testing.TestCase):
             keras_meta.inner: [
                 "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [
-                "exact_moments", "implicit_solution", "map_tasks", "num_replicas",
+                "check_label_range", "exact_moments", "implicit_solution", "map_tasks", "num_replicas",
                 "per_replica_logs", "read_value",
                 "value_and_grad",
             ],

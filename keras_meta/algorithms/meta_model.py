@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import inspect
+import re
 import threading
 
 import keras
@@ -68,7 +69,15 @@ class _MetaModelHooks(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._batch = 0
         self.model.on_epoch_begin(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch = batch
+
+    def position(self):
+        """`(epoch, batch)` of the step running now, counted from 1."""
+        return self._epoch + 1, getattr(self, "_batch", 0) + 1
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.stop_on_nan or not logs or "loss" not in logs:
@@ -86,6 +95,32 @@ class _MetaModelHooks(keras.callbacks.Callback):
             "it is intact: reload it (`keras.models.load_model`) or restart "
             "with `BackupAndRestore` after fixing the data."
         )
+
+
+@contextlib.contextmanager
+def _label_errors(hooks=None):
+    """Turns the in-graph label check's failure (`check_label_range`) into
+    a `ValueError` with its own message, naming the epoch and batch."""
+    try:
+        yield
+    except Exception as error:
+        text = getattr(error, "message", None) or str(error)
+        match = re.search(
+            r"assertion failed: \[(`[^\]]*?a batch of .*?)\] \[Received labels "
+            r"in \[min, max\]:\] \[(-?\d+)\] \[(-?\d+)\]", text, re.S)
+        if match is None:
+            raise
+        where = ""
+        if hooks is not None:
+            epoch, batch = hooks.position()
+            # With `steps_per_execution` > 1, the first batch of the group
+            # of steps that failed.
+            where = f" (epoch {epoch}, batch {batch})"
+        message = match.group(1).replace("\\'", "'")
+        raise ValueError(
+            f"{message} Received labels in [{match.group(2)}, "
+            f"{match.group(3)}]{where}."
+        ) from None
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -479,8 +514,47 @@ class MetaModel(keras.Model):
         )
         return spec.dtype
 
+    def _check_labels(self, labels, name, example_inputs):
+        """Checks a batch's labels where the step is traced: float labels
+        for a sparse categorical loss raise at once; integer labels are
+        checked against the number of classes in the graph, every batch
+        (TensorFlow; on JAX the first episode's check is all)."""
+        owner = type(self).__name__
+        integer = "int" in str(labels.dtype)
+        losses = [self.inner_loss, self.loss]
+        sparse = any(
+            isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+            or loss in ("sparse_categorical_crossentropy",
+                        keras.losses.sparse_categorical_crossentropy)
+            for loss in losses if loss is not None)
+        if sparse and not integer:
+            raise ValueError(
+                f"`{owner}` is compiled with a sparse categorical "
+                f"cross-entropy, which takes integer class labels, but "
+                f"{name} has dtype {labels.dtype}. Classification episodes "
+                "carry labels 0..num_ways-1 as integers (`keras_meta.data` "
+                "makes them so); for regression targets compile a "
+                "regression loss such as 'mse'."
+            )
+        if not integer:
+            return
+        num_outputs = self._num_outputs(
+            tuple(example_inputs.shape[2:]), example_inputs.dtype)
+        if num_outputs is None:
+            return
+        what, fix = self.classes_limit() or (
+            f"the wrapped model has {num_outputs} outputs",
+            "give the model one output per way")
+        backend.check_label_range(
+            labels, num_outputs,
+            f"`{owner}`: a batch of {name} holds labels outside "
+            f"0..{num_outputs - 1} ({what}). Relabel each episode's classes "
+            f"as 0..num_ways-1 (`keras_meta.data` does this) or {fix}.")
+
     def call(self, inputs, training=False):
         episode.check_episode_inputs(inputs, type(self).__name__)
+        self._check_labels(inputs[episode.SUPPORT_LABELS], "support_labels",
+                           inputs[episode.SUPPORT_INPUTS])
         params = self.meta_parameters()
         training = bool(training)
 
@@ -624,13 +698,15 @@ class MetaModel(keras.Model):
         arguments["x"] = x
         stop_on_nan = any(isinstance(c, keras.callbacks.TerminateOnNaN)
                           for c in callbacks)
-        arguments["callbacks"] = [_MetaModelHooks(stop_on_nan)] + callbacks
+        hooks = _MetaModelHooks(stop_on_nan)
+        arguments["callbacks"] = [hooks] + callbacks
         validation_data = arguments.get("validation_data")
         if isinstance(validation_data, (tuple, list)):
             self._check_first_episode(*validation_data[:2])
         elif validation_data is not None:
             self._check_first_episode(validation_data)
-        return super().fit(**arguments)
+        with _label_errors(hooks):
+            return super().fit(**arguments)
 
     def _resume_position(self, x, callbacks, arguments):
         """Skips the episodes a resumed run has already trained on.
@@ -658,14 +734,19 @@ class MetaModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_first_episode(x, y)
-        return super().evaluate(x, y, *args, **kwargs)
+        with _label_errors():
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         self._check_first_episode(x)
-        return super().predict(x, *args, **kwargs)
+        with _label_errors():
+            return super().predict(x, *args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
+        if y is not None and isinstance(x, dict) and (
+                episode.QUERY_INPUTS in x):
+            self._check_labels(y, "query_labels", x[episode.QUERY_INPUTS])
         if not isinstance(y_pred, dict):
             return super().compute_loss(x, y, y_pred, sample_weight, training)
         if "step_predictions" in y_pred:

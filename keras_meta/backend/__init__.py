@@ -11,6 +11,7 @@ import keras
 _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
+    from keras_meta.backend.tensorflow import check_label_range
     from keras_meta.backend.tensorflow import exact_moments
     from keras_meta.backend.tensorflow import implicit_solution
     from keras_meta.backend.tensorflow import map_tasks
@@ -19,6 +20,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
+    from keras_meta.backend.jax import check_label_range
     from keras_meta.backend.jax import exact_moments
     from keras_meta.backend.jax import implicit_solution
     from keras_meta.backend.jax import map_tasks
@@ -35,5 +37,5 @@ else:
     )
 
 __all__ = [
-    "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "per_replica_logs",
+    "check_label_range", "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "per_replica_logs",
     "read_value", "value_and_grad"]

@@ -217,6 +217,21 @@ def local_batch(batch):
     return tf.nest.map_structure(local, batch)
 
 
+def check_label_range(labels, num_classes, message):
+    """Fails the step with `message` unless `0 <= labels < num_classes`.
+
+    An in-graph assertion, so every batch is checked, not only the first;
+    the error names the offending minimum and maximum.
+    """
+    labels = tf.cast(labels, tf.int64)
+    low, high = tf.reduce_min(labels), tf.reduce_max(labels)
+    tf.debugging.Assert(
+        tf.logical_or(tf.equal(tf.size(labels), 0), tf.logical_and(
+            low >= 0, high < num_classes)),
+        [message, "Received labels in [min, max]:", low, high],
+        summarize=2, name="label_range")
+
+
 def per_replica_logs(logs):
     """Logs shaped for Keras to reduce across replicas.
 

@@ -394,3 +394,30 @@ class ErrorsTest(testing.TestCase):
         inputs["query_inputs"] = inputs["query_inputs"][..., :5, :]
         with self.assertRaisesRegex(ValueError, "same shape"):
             maml.fit(inputs, labels, verbose=0)
+
+
+class LabelChecksTest(testing.TestCase):
+    def _maml(self):
+        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+        maml.compile(optimizer="sgd", loss=keras.losses
+                     .SparseCategoricalCrossentropy(from_logits=True))
+        return maml
+
+    def test_float_labels_for_a_classifier(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        with self.assertRaisesRegex(ValueError, "integer class labels"):
+            self._maml().fit(inputs, labels.astype("float32"), verbose=0)
+
+    @pytest.mark.tensorflow_only
+    def test_bad_label_in_a_later_batch(self):
+        # The first episode is fine, so only the in-graph check sees it.
+        inputs, labels = testing.toy_episodes(num_tasks=4)
+        labels[3, 0] = 7
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (inputs, labels)).batch(2)
+        with self.assertRaisesRegex(
+                ValueError, r"query_labels holds labels outside 0\.\.2 .*"
+                r"Received labels in \[0, 7\] \(epoch 1, batch 2\)"):
+            self._maml().fit(dataset, epochs=1, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"in \[0, 7\]"):
+            self._maml().evaluate(dataset, verbose=0)
