@@ -6,7 +6,7 @@ from keras_meta import episode
 from keras_meta.algorithms.model_utils import has_input_shape
 
 
-def export(meta_model, filepath, *, verbose=False):
+def export(meta_model, filepath, *, example_shape=None, verbose=False):
     """Writes `meta_model` as a SavedModel that adapts and predicts.
 
     The SavedModel's `serve` signature takes one batch of episodes,
@@ -24,6 +24,9 @@ def export(meta_model, filepath, *, verbose=False):
     Args:
         meta_model: A `keras_meta.MetaModel`, with the TensorFlow backend.
         filepath: String, the directory to write.
+        example_shape: Optional tuple, the shape of one example without
+            the batch axis (`(28, 28, 1)`). Defaults to the wrapped model's
+            input shape; give it for a subclassed model, which has none.
         verbose: Bool, whether to print the signature Keras writes.
 
     Example:
@@ -44,15 +47,27 @@ def export(meta_model, filepath, *, verbose=False):
     import tensorflow as tf
 
     model = meta_model.model
-    example_shape = tuple(model.input_shape[1:]) if has_input_shape(
-        model) else None
+    given = example_shape is not None
+    if given:
+        example_shape = tuple(example_shape)
+        if not example_shape or not all(
+                isinstance(d, int) and d > 0 for d in example_shape):
+            raise ValueError(
+                "`example_shape` must be a tuple of positive ints, the shape "
+                "of one example without the batch axis, such as (28, 28, 1)."
+                f" Received: example_shape={example_shape!r}."
+            )
+    elif has_input_shape(model):
+        example_shape = tuple(model.input_shape[1:])
     if example_shape is None or any(d is None for d in example_shape):
         raise ValueError(
-            "`export` needs the wrapped model's input shape to write the "
-            f"serving signature; the model '{model.name}' has "
-            f"{example_shape}. Build it from `keras.Input(shape)`."
+            "`export` needs the shape of one example to write the serving "
+            f"signature; the model '{model.name}' gives {example_shape} "
+            "(a subclassed model has no input shape). Pass it: "
+            "`keras_meta.export(meta_model, path, example_shape=(28, 28, "
+            "1))`."
         )
-    if getattr(meta_model, "num_context_params", None):
+    if not given and getattr(meta_model, "num_context_params", None):
         example_shape = example_shape[:-1] + (
             example_shape[-1] - meta_model.num_context_params,)
     label_shape, label_dtype = _label_spec(meta_model, example_shape)

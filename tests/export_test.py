@@ -90,7 +90,7 @@ class ExportTest(testing.TestCase):
             "expected": learner.predict(queries, verbose=0)})
         self.assertLess(error, 1e-5)
 
-    def test_errors(self):
+    def _subclassed_maml(self):
         class Subclassed(keras.Model):
             def __init__(self):
                 super().__init__()
@@ -101,7 +101,24 @@ class ExportTest(testing.TestCase):
 
         subclassed = Subclassed()
         subclassed(np.zeros((1, 3), "float32"))
-        maml = keras_meta.MAML(subclassed)
+        maml = keras_meta.MAML(subclassed, inner_learning_rate=0.1)
         maml.compile(loss="mse")
-        with self.assertRaisesRegex(ValueError, "input shape"):
+        return maml
+
+    def test_subclassed_model_with_example_shape(self):
+        maml = self._subclassed_maml()
+        inputs, _ = testing.linear_regression_episodes(dtype="float32")
+        inputs["support_labels"] = np.repeat(inputs["support_labels"], 2, -1)
+        path = os.path.join(self.get_temp_dir(), "served")
+        keras_meta.export(maml, path, example_shape=(3,))
+        expected = maml.predict(inputs, verbose=0)
+        error = _serve_elsewhere(path, {**inputs, "expected": expected})
+        self.assertLess(error, 1e-5)
+
+    def test_errors(self):
+        maml = self._subclassed_maml()
+        with self.assertRaisesRegex(ValueError, "example_shape=\\(28, 28"):
             keras_meta.export(maml, self.get_temp_dir())
+        with self.assertRaisesRegex(ValueError, "positive ints"):
+            keras_meta.export(maml, self.get_temp_dir(),
+                              example_shape=(None, 3))
