@@ -47,9 +47,6 @@ def check_episode_inputs(inputs, owner):
     Args:
         inputs: The `inputs` part of an episode batch.
         owner: Name of the caller, used in error messages.
-        classes_limit: Optional `(what, fix)` strings for the error message
-            when labels exceed `num_outputs`: what sets the limit, and how
-            to raise it. Defaults to the wrapped model's outputs.
 
     Raises:
         ValueError: if keys are missing or shapes disagree.
@@ -150,6 +147,15 @@ def check_episode_values(inputs, query_labels, num_outputs, owner,
         ("query_labels", query_labels),
     ):
         labels = None if labels is None else np.asarray(labels)
+        if labels is not None and not (
+                np.issubdtype(labels.dtype, np.number)
+                or labels.dtype == bool):
+            raise ValueError(
+                f"`{owner}` expects numeric {name}: integer class ids "
+                "0..num_ways-1 within each episode, or float regression "
+                f"targets. Received dtype {labels.dtype}. Map class names "
+                "to integers first (`keras_meta.data` does this)."
+            )
         if labels is None or not np.issubdtype(labels.dtype, np.integer):
             continue
         if num_outputs is None or labels.size == 0:

@@ -173,6 +173,19 @@ class MAML(MetaModel):
 
     eval_inner_steps = eval_inner_steps_property
 
+    @property
+    def trainable_weights(self):
+        weights = super().trainable_weights
+        if not self._norm_indices:
+            return weights
+        # Per-step BatchNorm replaces the wrapped model's own scale and
+        # offset in every pass: they get no gradient, so the optimizer
+        # leaves them out (and does not warn that their gradients are
+        # missing).
+        variables = self.model.trainable_variables
+        unused = {id(variables[i]) for i in self._norm_indices}
+        return [w for w in weights if id(w) not in unused]
+
     def inner_steps(self, training):
         return self.num_inner_steps if training else self.eval_inner_steps
 

@@ -5,6 +5,7 @@ import copy
 import inspect
 import re
 import threading
+import warnings
 
 import keras
 import numpy as np
@@ -227,7 +228,9 @@ class MetaModel(keras.Model):
                 f"`{owner}` needs a built model, so that its weights exist "
                 f"before meta-training. The model '{model.name}' is not built. "
                 "Give it an input shape (`keras.Input(shape)` as its first "
-                "layer) or call `model.build(input_shape)` first."
+                "layer), or call it once on a batch of examples "
+                "(`model(x[:1])`): that creates a subclassed model's weights, "
+                "which `model.build(input_shape)` does not."
             )
         if (not model.trainable_variables and owner != "MetaModel"
                 and self.requires_trainable_model):
@@ -521,6 +524,16 @@ class MetaModel(keras.Model):
         (TensorFlow; on JAX the first episode's check is all)."""
         owner = type(self).__name__
         integer = "int" in str(labels.dtype)
+        if getattr(self, "num_ways", None) is not None and not (
+                integer and len(labels.shape) == 2):
+            raise ValueError(
+                f"`{owner}` classifies: {name} must be integer class ids of "
+                "shape [tasks, examples], labels 0..num_ways-1 within each "
+                f"episode. Received dtype {labels.dtype} and shape "
+                f"{tuple(labels.shape)}. Regression episodes (such as "
+                "`keras_meta.data.sinusoid`) need a gradient-based learner "
+                "such as `keras_meta.MAML`."
+            )
         losses = [self.inner_loss, self.loss]
         sparse = any(
             isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
@@ -613,6 +626,7 @@ class MetaModel(keras.Model):
         """
         support_inputs = ops.convert_to_tensor(support_inputs)
         support_labels = ops.convert_to_tensor(support_labels)
+        self._check_single_task(support_inputs, support_labels)
         episode.check_episode_values(
             {
                 episode.SUPPORT_INPUTS: support_inputs[None],
@@ -628,6 +642,24 @@ class MetaModel(keras.Model):
             self.meta_parameters(), support_inputs, support_labels, False
         )
         return self.build_adapted_model(task_state, support_inputs)
+
+    def _check_single_task(self, support_inputs, support_labels):
+        example_rank = None
+        try:
+            example_rank = len(self.model.input_shape) - 1
+        except (AttributeError, ValueError):
+            pass
+        if example_rank is None or len(support_inputs.shape) == (
+                example_rank + 1):
+            return
+        raise ValueError(
+            f"`{type(self).__name__}.adapt()` adapts to one task: it takes "
+            f"`support_inputs` of shape [num_support, ...] (examples of rank "
+            f"{example_rank}, as the wrapped model takes them, after one "
+            "example axis), without a task axis. Received shape "
+            f"{tuple(support_inputs.shape)}. For task `i` of an episode "
+            "batch, pass `support_inputs[i]` and `support_labels[i]`."
+        )
 
     def classes_limit(self):
         """`(what, fix)` for the error raised when labels exceed the
@@ -651,7 +683,15 @@ class MetaModel(keras.Model):
     def _check_first_episode(self, data, labels=None):
         """Checks the values of the first episode before any step runs."""
         if _is_dataset(data):
-            batch = next(iter(data.take(1)))
+            try:
+                batch = next(iter(data.take(1)))
+            except StopIteration:
+                raise ValueError(
+                    f"`{type(self).__name__}` received a dataset that yields "
+                    "no episodes. Check its source and filters (a "
+                    "`num_episodes` of 0, a split with no classes, a "
+                    "`take(0)`)."
+                ) from None
             if isinstance(batch, (tuple, list)):
                 inputs = batch[0]
                 labels = batch[1] if len(batch) > 1 else None
@@ -673,20 +713,58 @@ class MetaModel(keras.Model):
         }
         if labels is not None:
             labels = np.asarray(labels)
+        num_outputs = self._num_outputs(support.shape[2:], support.dtype)
         episode.check_episode_values(
             inputs,
             labels,
-            self._num_outputs(support.shape[2:], support.dtype),
+            num_outputs,
             type(self).__name__,
             self.classes_limit(),
         )
+        support_labels = inputs[episode.SUPPORT_LABELS]
+        if (self.classes_limit() is None and num_outputs
+                and np.issubdtype(support_labels.dtype, np.integer)
+                and support_labels.ndim == 2 and support_labels.size
+                and episode.SUPPORT_WEIGHTS not in inputs):
+            ways = int(support_labels.max()) + 1
+            if ways < num_outputs:
+                warnings.warn(
+                    f"`{type(self).__name__}` wraps a model with "
+                    f"{num_outputs} outputs, but the first episode has "
+                    f"{ways} classes (labels 0..{ways - 1}). The other "
+                    f"{num_outputs - ways} outputs enter every softmax as "
+                    "classes that never occur. Give the model one output "
+                    f"per way (`num_outputs={ways}`).",
+                    stacklevel=3,
+                )
 
     def fit(self, *args, **kwargs):
+        """Meta-trains on batches of episodes; see `keras.Model.fit`.
+
+        `x` is an episode dataset (`keras_meta.data.episodes`,
+        `keras_meta.data.sinusoid`) yielding `(inputs, query_labels)`
+        batches, with `inputs` a dict of `support_inputs`,
+        `support_labels` and `query_inputs` (see `keras_meta.episode`), or
+        such a dict of arrays with `y` the query labels. Each batch element
+        is one task: the learner adapts to its support set and the compiled
+        loss scores its query predictions. Every other argument is
+        `keras.Model.fit`'s; `class_weight` is refused (labels are
+        relabelled per episode).
+        """
         arguments = inspect.signature(keras.Model.fit).bind(
             self, *args, **kwargs
         ).arguments
         arguments.pop("self")
         arguments.update(arguments.pop("kwargs", {}))
+        if arguments.get("class_weight") is not None:
+            raise ValueError(
+                f"`{type(self).__name__}.fit()` does not take `class_weight`: "
+                "class labels are relabelled 0..num_ways-1 in every episode, "
+                "so a weight per label would weigh a different class in each "
+                "episode. Weigh query examples with a `sample_weight` of "
+                "shape [tasks, num_query] as the third element of each "
+                "episode batch."
+            )
         x, y = arguments.get("x"), arguments.get("y")
         if _is_dataset(x):
             # Episodes are shuffled by their pipeline; say so to Keras, which
@@ -733,11 +811,20 @@ class MetaModel(keras.Model):
         return x.skip(epoch * steps)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Scores query predictions after adaptation; see
+        `keras.Model.evaluate`.
+
+        Takes episodes as `fit()` does. Beside the loss and each compiled
+        metric it returns the half-width of its 95% confidence interval
+        over episodes (`loss_ci95`, `accuracy_ci95`).
+        """
         self._check_first_episode(x, y)
         with _label_errors():
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        """Query predictions after adapting to each episode's support set,
+        `[tasks, num_query, ...]`; see `keras.Model.predict`."""
         self._check_first_episode(x)
         with _label_errors():
             return super().predict(x, *args, **kwargs)
@@ -816,6 +903,22 @@ class MetaModel(keras.Model):
             )
             logs.update(self.episode_statistics.result())
         return logs
+
+    @property
+    def metrics_names(self):
+        """The names of the values `evaluate(return_dict=False)` returns,
+        in order: the loss and each compiled metric, then their 95%
+        confidence-interval half-widths (`*_ci95`), sorted."""
+        names = []
+        for metric in self.metrics:
+            if metric is self.episode_statistics:
+                continue
+            nested = getattr(metric, "metrics", None)
+            if isinstance(nested, list):
+                names += [m.name for m in nested]
+            else:
+                names.append(metric.name)
+        return names + sorted(f"{name}_ci95" for name in names)
 
     def get_metrics_result(self):
         result = super().get_metrics_result()

@@ -421,3 +421,62 @@ class LabelChecksTest(testing.TestCase):
             self._maml().fit(dataset, epochs=1, verbose=0)
         with self.assertRaisesRegex(ValueError, r"in \[0, 7\]"):
             self._maml().evaluate(dataset, verbose=0)
+
+
+class NewcomerErrorsTest(testing.TestCase):
+    def _maml(self, num_ways=3):
+        maml = MAML(testing.tiny_classifier(num_ways=num_ways),
+                    inner_learning_rate=0.3)
+        maml.compile(optimizer="sgd", loss=keras.losses
+                     .SparseCategoricalCrossentropy(from_logits=True),
+                     metrics=["accuracy"])
+        return maml
+
+    def test_empty_dataset(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        empty = tf.data.Dataset.from_tensor_slices((inputs, labels)).take(0)
+        with self.assertRaisesRegex(ValueError, "yields no episodes"):
+            self._maml().fit(empty, verbose=0)
+
+    def test_string_labels(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        inputs["support_labels"] = inputs["support_labels"].astype(str)
+        with self.assertRaisesRegex(ValueError, "numeric inputs"):
+            self._maml().fit(inputs, labels, verbose=0)
+
+    def test_regression_episodes_into_a_metric_learner(self):
+        from keras_meta import data
+
+        encoder = keras.Sequential([keras.Input((1,)),
+                                    keras.layers.Dense(4)])
+        protonet = ProtoNet(encoder, num_ways=5)
+        protonet.compile(loss="mse")
+        episodes = data.sinusoid(num_shots=5, batch_size=2, num_tasks=2,
+                                 seed=0)
+        with self.assertRaisesRegex(ValueError, "classifies"):
+            protonet.predict(episodes, verbose=0)
+
+    def test_adapt_with_a_task_axis(self):
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        with self.assertRaisesRegex(ValueError, r"support_inputs\[i\]"):
+            self._maml().adapt(inputs["support_inputs"],
+                               inputs["support_labels"])
+
+    def test_class_weight(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        with self.assertRaisesRegex(ValueError, "sample_weight"):
+            self._maml().fit(inputs, labels, class_weight={0: 2.0},
+                             verbose=0)
+
+    def test_surplus_outputs_warn(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2, num_ways=3)
+        with self.assertWarnsRegex(UserWarning, "num_outputs=3"):
+            self._maml(num_ways=5).fit(inputs, labels, verbose=0)
+
+    def test_metrics_names_match_evaluate(self):
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        maml = self._maml()
+        values = maml.evaluate(inputs, labels, verbose=0)
+        logs = maml.evaluate(inputs, labels, verbose=0, return_dict=True)
+        self.assertEqual(len(values), len(maml.metrics_names))
+        self.assertEqual(dict(zip(maml.metrics_names, values)), logs)
