@@ -147,12 +147,19 @@ def run(
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )
+    if verbose != 0:
+        print(f"[1/2] meta-training {algorithm}: {epochs * steps_per_epoch} "
+              f"steps of {meta_batch_size} {num_ways}-way {num_shots}-shot "
+              "episodes", flush=True)
     start = time.perf_counter()
     history = learner.fit(train, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, verbose=verbose)
     train_seconds = time.perf_counter() - start
+    if verbose != 0:
+        print(f"[2/2] evaluating on {num_test_episodes} test episodes",
+              flush=True)
     start = time.perf_counter()
-    evaluation = learner.evaluate(test, return_dict=True, verbose=0)
+    evaluation = learner.evaluate(test, return_dict=True, verbose=verbose)
     evaluation_seconds = time.perf_counter() - start
 
     results = {

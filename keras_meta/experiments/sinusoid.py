@@ -45,20 +45,29 @@ def _pooled_points(dataset):
     return dataset.map(flatten)
 
 
-def _evaluate_curve(model, test_sets, steps, inner_learning_rate):
+def _evaluate_curve(model, test_sets, steps, inner_learning_rate,
+                    progress=None):
     """Per-task query MSE after each number of plain fine-tuning steps."""
     evaluator = algorithms.MAML(model, inner_learning_rate=inner_learning_rate)
     evaluator.compile(loss="mse")
-    return _evaluate_learner(evaluator, test_sets, steps)
+    return _evaluate_learner(evaluator, test_sets, steps, progress)
 
 
-def _evaluate_learner(evaluator, test_sets, steps):
-    """Per-task query MSE after each number of the learner's inner steps."""
+def _phase(verbose, text):
+    if verbose != 0:
+        print(text, flush=True)
+
+
+def _evaluate_learner(evaluator, test_sets, steps, progress=None):
+    """Per-task query MSE after each number of the learner's inner steps;
+    `progress` (a `keras.utils.Progbar`) advances once per step count."""
     curves = {}
     for num_shots, dataset in test_sets.items():
         inputs, labels = dataset
         rows = []
         for num_steps in steps:
+            if progress is not None:
+                progress.add(1)
             evaluator.eval_inner_steps = num_steps
             predictions = evaluator.predict(inputs, batch_size=100, verbose=0)
             per_task = np.mean((predictions - labels) ** 2, axis=(1, 2))
@@ -180,6 +189,9 @@ def run(
         loss="mse",
         steps_per_execution=steps_per_execution,
     )
+    _phase(verbose, f"[1/3] meta-training {algorithm.upper()}: "
+                    f"{epochs * steps_per_epoch} steps of {meta_batch_size} "
+                    "tasks")
     start = time.perf_counter()
     history = learner.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        verbose=verbose)
@@ -205,6 +217,8 @@ def run(
     pretrained = models.mlp(seed=seed)
     pretrained.compile(optimizer=keras.optimizers.Adam(learning_rate),
                        loss="mse", steps_per_execution=steps_per_execution)
+    _phase(verbose, "[2/3] training the pretrained baseline (the same "
+                    "network on all tasks jointly)")
     start = time.perf_counter()
     pretrained.fit(_pooled_points(train), epochs=epochs, shuffle=False,
                    steps_per_epoch=steps_per_epoch, verbose=verbose)
@@ -219,11 +233,15 @@ def run(
         for shots in (10, 5)
     }
     steps = list(range(11))
+    _phase(verbose, f"[3/3] evaluating both on {num_test_tasks} test tasks, "
+                    "K=10 and K=5, after 0..10 steps")
+    progress = (keras.utils.Progbar(4 * len(steps), unit_name="curve point")
+                if verbose != 0 else None)
     start = time.perf_counter()
     curves = {
-        algorithm: _evaluate_learner(learner, test_sets, steps),
+        algorithm: _evaluate_learner(learner, test_sets, steps, progress),
         "pretrained": _evaluate_curve(pretrained, test_sets, steps,
-                                      inner_learning_rate),
+                                      inner_learning_rate, progress),
     }
     evaluation_seconds = time.perf_counter() - start
 
