@@ -221,6 +221,22 @@ def _resolve(parser, args):
             "(github.com/brendenlake/omniglot, folder python/)")
 
 
+def _deterministic():
+    """Makes a run repeat itself exactly on the same machine and build.
+
+    Every random draw is seeded by `--seed`; TensorFlow's op determinism
+    fixes the order of its parallel reductions. Across machines the numbers
+    may still differ in the last digits (CPU instruction sets pick
+    different kernels), which a long meta-training run can amplify.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-meta",
@@ -240,7 +256,10 @@ def main(argv=None):
         except ValueError as error:
             evaluate_parser.error(str(error))
     _resolve(train_parser, args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if argv is None:
+        # The command itself (a process of its own); callers of `main`
+        # with arguments keep their process's settings.
+        _deterministic()
     if args.dataset == "omniglot":
         from keras_meta.experiments import omniglot
 
