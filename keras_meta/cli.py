@@ -1,130 +1,11 @@
 """The `keras-meta` command."""
 
-import argparse
 import os
 import sys
 
 from keras_meta.experiments import catalog
-
-DATASETS = ("sinusoid", "omniglot")
-_DEFAULTS = {
-    "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
-                 "inner_learning_rate": 0.01, "num_shots": 10},
-    "omniglot": {"meta_steps": 2000, "meta_batch_size": 8,
-                 "inner_learning_rate": 0.4, "num_shots": 1},
-}
-
-
-def _algorithm_help():
-    return "; ".join(f"{name}: {text}"
-                     for name, text in catalog.ALGORITHMS.items())
-
-
-def _train_parser(subparsers):
-    parser = subparsers.add_parser(
-        "train",
-        help="meta-train and evaluate (default: MAML on sinusoid regression)",
-        description=(
-            "Meta-trains an algorithm and evaluates it. On sinusoid (the "
-            "default for gradient-based learners) it follows the MAML "
-            "paper's setup (MLP 1-40-40-1, K=10, meta-batch 25, Adam), "
-            "trains the 'pretrained' baseline, evaluates both on 600 fixed "
-            "test tasks after 0-10 inner steps for K=5 and K=10, and writes "
-            "results.json, sinusoid.png and ALGORITHM.keras. On omniglot "
-            "(the default for metric learners and LEO) it trains on "
-            "images_background_small1 and reports query accuracy with a "
-            "95%% CI on 600 fixed episodes of images_background_small2."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--algorithm", choices=sorted(catalog.ALGORITHMS), default="maml",
-        metavar="NAME", help=_algorithm_help(),
-    )
-    parser.add_argument(
-        "--dataset", choices=DATASETS, default=None,
-        help="sinusoid for gradient-based algorithms, omniglot otherwise",
-    )
-    parser.add_argument(
-        "--data-dir", default=os.environ.get("KERAS_META_OMNIGLOT_DIR"),
-        help="omniglot: folder holding images_background_small1.zip and "
-             "images_background_small2.zip (env KERAS_META_OMNIGLOT_DIR)",
-    )
-    parser.add_argument("--meta-steps", type=int, default=None,
-                        help="outer steps (sinusoid 70000 as in the MAML "
-                             "paper; omniglot 2000)")
-    parser.add_argument("--meta-batch-size", type=int, default=None,
-                        help="tasks per step (sinusoid 25; omniglot 8)")
-    parser.add_argument("--num-shots", type=int, default=None,
-                        help="support examples per class (sinusoid K=10; "
-                             "omniglot 1)")
-    parser.add_argument("--num-ways", type=int, default=5,
-                        help="omniglot: classes per episode")
-    parser.add_argument("--filters", type=int, default=64,
-                        help="omniglot: Conv-4 filters per layer")
-    parser.add_argument(
-        "--batch-norm", choices=("inductive", "transductive"),
-        default="inductive",
-        help="omniglot: queries normalized with the support set's "
-             "statistics (inductive, the default) or their own batch's "
-             "(transductive, as MAML's published numbers)")
-    parser.add_argument("--inner-learning-rate", type=float, default=None,
-                        help="sinusoid 0.01; omniglot 0.4")
-    parser.add_argument("--num-inner-steps", type=int, default=None,
-                        help="training inner steps (1; Reptile 5; MAML++ "
-                             "5 on sinusoid, 3 on omniglot; iMAML 10 on "
-                             "sinusoid, 5 on omniglot)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
-                        help="Adam's learning rate for the outer update")
-    parser.add_argument("--num-test-tasks", type=int, default=600)
-    parser.add_argument("--steps-per-execution", type=int, default=None,
-                        help="sinusoid 50; omniglot 10")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=None,
-                        help="default keras_meta_runs/DATASET")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
-    return parser
-
-
-def _evaluate_parser(subparsers):
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="evaluate a saved learner: mean +- 95%% CI over fixed episodes",
-        description=(
-            "Loads a .keras meta-learner (saved after compile, as keras-meta "
-            "train writes them) and evaluates every compiled metric on a "
-            "fixed set of episodes, before adaptation (0 inner steps) and "
-            "after it, printing mean +- 95%% confidence-interval half-width."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("checkpoint", help="path of the .keras file")
-    parser.add_argument(
-        "--benchmark", default="sinusoid",
-        help="sinusoid; omniglot-background (small2's alphabets that "
-             "small1 lacks, from the zips in --data-dir); "
-             "or a keras_meta.data.benchmarks name (omniglot, cifar_fs, "
-             "fc100, cub, vgg_flower, mini_imagenet: its test split, via "
-             "TFDS)")
-    parser.add_argument("--data-dir", default=os.environ.get(
-        "KERAS_META_OMNIGLOT_DIR"))
-    parser.add_argument("--num-ways", type=int, default=5)
-    parser.add_argument("--num-shots", type=int, default=None,
-                        help="sinusoid K=10, otherwise 1")
-    parser.add_argument("--num-queries", type=int, default=None,
-                        help="sinusoid 100 points, otherwise 15 per class")
-    parser.add_argument("--num-episodes", type=int, default=600)
-    parser.add_argument("--inner-steps", default=None,
-                        help="comma-separated step counts (default: 0, 1 "
-                             "and 10 on sinusoid, as `keras-meta train` "
-                             "reports; otherwise 0 and the learner's "
-                             "eval_inner_steps)")
-    parser.add_argument(
-        "--seed", type=int, default=0,
-        help="the --seed the learner was trained with: the test tasks are "
-             "those `keras-meta train` scored with it")
-    return parser
-
+from keras_meta_cli import DEFAULTS
+from keras_meta_cli import build_parser
 
 def _evaluation_episodes(args):
     from keras_meta import data
@@ -195,7 +76,7 @@ def _resolve(parser, args):
         parser.error(
             f"--algorithm {args.algorithm} classifies and cannot run on "
             "sinusoid regression; use --dataset omniglot")
-    for name, value in _DEFAULTS[args.dataset].items():
+    for name, value in DEFAULTS[args.dataset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.steps_per_execution is None:
@@ -238,25 +119,32 @@ def _deterministic():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="keras-meta",
-        description="keras_meta: meta-learning for Keras 3.",
-    )
-    subparsers = parser.add_subparsers(dest="command")
-    train_parser = _train_parser(subparsers)
-    evaluate_parser = _evaluate_parser(subparsers)
-    args = parser.parse_args(argv)
+    """Runs `keras-meta` with `argv` (default: the command line)."""
+    parsers = build_parser()
+    return run(parsers, parsers[0].parse_args(argv), command=argv is None)
+
+
+def run(parsers, args, command=False):
+    """Runs parsed `keras-meta` arguments.
+
+    Args:
+        parsers: `(parser, train_parser, evaluate_parser)` from
+            `keras_meta_cli.build_parser()`.
+        args: The parsed arguments.
+        command: Whether this is the `keras-meta` process itself, which
+            then runs deterministically (see `_deterministic`).
+    """
+    parser, train_parser, evaluate_parser = parsers
     if args.command is None:
         parser.print_help()
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "evaluate":
         try:
             return _run_evaluate(evaluate_parser, args)
         except ValueError as error:
             evaluate_parser.error(str(error))
     _resolve(train_parser, args)
-    if argv is None:
+    if command:
         # The command itself (a process of its own); callers of `main`
         # with arguments keep their process's settings.
         _deterministic()

@@ -206,3 +206,26 @@ class CLIEvaluateTest(testing.TestCase):
             cli.main(["evaluate", "/nonexistent.keras"])
         with self.assertRaises(SystemExit):
             cli.main(["evaluate", "x.keras", "--inner-steps", "a"])
+
+
+class CLIHelpTest(testing.TestCase):
+    def test_help_imports_no_tensorflow(self):
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, keras_meta_cli\n"
+            "for argv in (['--help'], ['train', '--help'],"
+            " ['evaluate', '--help'], ['train', '--algorithm', 'nope']):\n"
+            "    try:\n"
+            "        keras_meta_cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('IMPORTED', 'tensorflow' in sys.modules,"
+            " 'keras' in sys.modules)\n")
+        result = subprocess.run([sys.executable, "-c", code],
+                                capture_output=True, text=True, timeout=120)
+        self.assertIn("IMPORTED False False", result.stdout)
+        self.assertNotIn("%%", result.stdout)
+        self.assertIn("invalid choice: 'nope'", result.stderr)
+        self.assertIn("--seed", result.stdout)

@@ -12,30 +12,10 @@ import keras
 
 from keras_meta import algorithms
 from keras_meta import models
-
-GRADIENT_BASED = {
-    "maml": "second-order MAML (Finn et al., 2017)",
-    "fomaml": "first-order MAML",
-    "maml++": "MAML with learned per-step rates, multi-step loss, "
-              "first-order warm-up and cosine outer schedule "
-              "(Antoniou et al., 2019)",
-    "metasgd": "Meta-SGD: learned per-parameter inner rates (Li et al., "
-               "2017)",
-    "anil": "ANIL: only the head adapts (Raghu et al., 2020)",
-    "boil": "BOIL: only the body adapts (Oh et al., 2021)",
-    "cavia": "CAVIA: context parameters adapt (Zintgraf et al., 2019)",
-    "reptile": "Reptile (Nichol et al., 2018)",
-    "imaml": "iMAML: implicit meta-gradients (Rajeswaran et al., 2019)",
-}
-CLASSIFICATION_ONLY = {
-    "protonet": "Prototypical Networks (Snell et al., 2017)",
-    "matchingnet": "Matching Networks (Vinyals et al., 2016)",
-    "relationnet": "Relation Networks (Sung et al., 2018)",
-    "r2d2": "R2-D2 ridge-regression head (Bertinetto et al., 2019)",
-    "protomaml": "Proto-MAML (Triantafillou et al., 2020)",
-    "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
-}
-ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY}
+# The names and one-line descriptions, shared with the command line.
+from keras_meta_cli import ALGORITHMS
+from keras_meta_cli import CLASSIFICATION_ONLY
+from keras_meta_cli import GRADIENT_BASED  # noqa: F401
 
 # Inner steps in training when the command line gives none (1 otherwise).
 # On Conv-4 the CPU budget keeps MAML++ and iMAML to fewer steps.
