@@ -9,11 +9,13 @@ from keras_meta import callbacks
 from keras_meta import data
 from keras_meta import episode
 from keras_meta import inner
+from keras_meta import losses
 from keras_meta import metrics
 from keras_meta import models
 from keras_meta.algorithms import ANIL
 from keras_meta.algorithms import BOIL
 from keras_meta.algorithms import CAVIA
+from keras_meta.algorithms import CNP
 from keras_meta.algorithms import IMAML
 from keras_meta.algorithms import LEO
 from keras_meta.algorithms import MAML
@@ -32,6 +34,7 @@ __all__ = [
     "ANIL",
     "BOIL",
     "CAVIA",
+    "CNP",
     "IMAML",
     "LEO",
     "MAML",
@@ -50,6 +53,7 @@ __all__ = [
     "episode",
     "export",
     "inner",
+    "losses",
     "metrics",
     "models",
 ]

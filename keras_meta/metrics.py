@@ -127,3 +127,45 @@ class EpisodeStatistics(keras.metrics.Metric):
             "names": self.names,
             "capacity": self.capacity,
         }
+
+
+def _predictive_squared_error(y_true, y_pred):
+    half = y_pred.shape[-1] // 2
+    mean = y_pred[..., :half]
+    return ops.mean(ops.square(ops.cast(y_true, mean.dtype) - mean), axis=-1)
+
+
+def _inside_interval(y_true, y_pred):
+    half = y_pred.shape[-1] // 2
+    mean, std = y_pred[..., :half], y_pred[..., half:]
+    inside = ops.abs(ops.cast(y_true, mean.dtype) - mean) <= Z_95 * std
+    return ops.mean(ops.cast(inside, mean.dtype), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class PredictiveMeanSquaredError(keras.metrics.MeanMetricWrapper):
+    """Mean squared error of a predicted Gaussian's mean.
+
+    For predictions `[..., 2 * d]` holding means then standard deviations
+    (`keras_meta.CNP`): the MSE of the means, comparable with the MSE of
+    point predictors such as MAML.
+    """
+
+    def __init__(self, name="mse", dtype=None):
+        super().__init__(_predictive_squared_error, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class IntervalCoverage(keras.metrics.MeanMetricWrapper):
+    """Calibration: the fraction of targets inside the predicted central
+    95% interval `mean +- 1.96 std` (0.95 when the predicted Gaussians are
+    calibrated; lower when over-confident)."""
+
+    def __init__(self, name="coverage_95", dtype=None):
+        super().__init__(_inside_interval, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}

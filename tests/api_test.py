@@ -9,12 +9,12 @@ class APITest(testing.TestCase):
         self.assertEqual(
             sorted(keras_meta.__all__),
             sorted([
-                "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
+                "ANIL", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile", "__version__", "backend",
                 "callbacks", "export",
                 "data",
-                "episode", "inner", "metrics", "models",
+                "episode", "inner", "losses", "metrics", "models",
             ]),
         )
         for name in keras_meta.__all__:
@@ -23,7 +23,7 @@ class APITest(testing.TestCase):
     def test_submodules(self):
         expected = {
             keras_meta.algorithms: [
-                "ANIL", "BOIL", "CAVIA", "IMAML", "LEO", "MAML",
+                "ANIL", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile",
             ],
@@ -33,7 +33,8 @@ class APITest(testing.TestCase):
                 "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "splits",
             ],
-            keras_meta.models: ["BatchStatisticsModel", "conv4", "mlp"],
+            keras_meta.models: ["BatchStatisticsModel", "conv4", "mlp",
+                                "neural_process_networks"],
             keras_meta.inner: [
                 "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [

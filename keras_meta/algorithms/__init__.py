@@ -3,6 +3,7 @@
 from keras_meta.algorithms.anil import ANIL
 from keras_meta.algorithms.anil import BOIL
 from keras_meta.algorithms.cavia import CAVIA
+from keras_meta.algorithms.cnp import CNP
 from keras_meta.algorithms.imaml import IMAML
 from keras_meta.algorithms.leo import LEO
 from keras_meta.algorithms.maml import MAML
@@ -19,6 +20,7 @@ __all__ = [
     "ANIL",
     "BOIL",
     "CAVIA",
+    "CNP",
     "IMAML",
     "LEO",
     "MAML",

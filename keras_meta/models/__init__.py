@@ -3,5 +3,6 @@
 from keras_meta.algorithms.normalization import BatchStatisticsModel
 from keras_meta.models.backbones import conv4
 from keras_meta.models.backbones import mlp
+from keras_meta.models.backbones import neural_process_networks
 
-__all__ = ["BatchStatisticsModel", "conv4", "mlp"]
+__all__ = ["BatchStatisticsModel", "conv4", "mlp", "neural_process_networks"]

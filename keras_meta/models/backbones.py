@@ -126,3 +126,33 @@ def conv4(
         ),
     ]
     return keras.Sequential(layers, name=name)
+
+
+def neural_process_networks(*, x_dim=1, y_dim=1, representation_dim=128,
+                            hidden_units=(128, 128), seed=None):
+    """The encoder and decoder of a Conditional Neural Process.
+
+    The encoder maps a support pair (`x_dim + y_dim` features) through
+    ReLU layers of `hidden_units` to a `representation_dim` vector; the
+    decoder maps a query with the representation (`x_dim +
+    representation_dim` features) through the same widths to `2 * y_dim`
+    values (means and raw standard deviations), as in Garnelo et al.
+    (2018).
+
+    Returns:
+        `(encoder, decoder)`, two built `keras.Sequential` models.
+    """
+    def network(inputs, outputs, name, offset):
+        layers = [keras.Input(shape=(inputs,))]
+        for i, units in enumerate(hidden_units):
+            layers.append(keras.layers.Dense(
+                units, activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    None if seed is None else seed + offset + i)))
+        layers.append(keras.layers.Dense(
+            outputs, kernel_initializer=keras.initializers.GlorotUniform(
+                None if seed is None else seed + offset + len(hidden_units))))
+        return keras.Sequential(layers, name=name)
+
+    return (network(x_dim + y_dim, representation_dim, "encoder", 0),
+            network(x_dim + representation_dim, 2 * y_dim, "decoder", 100))

@@ -91,7 +91,8 @@ class TestCase(parameterized.TestCase):
         return predictions
 
     def run_meta_model_test(
-        self, cls, init_kwargs, episodes, loss, metrics=None, fit_steps=2
+        self, cls, init_kwargs, episodes, loss, metrics=None, fit_steps=2,
+        learning_rate=0.05,
     ):
         """Standard checks every `MetaModel` passes.
 
@@ -102,6 +103,11 @@ class TestCase(parameterized.TestCase):
         inputs, labels = episodes
         model = init_kwargs["model"]
         initial_weights = [v.numpy() for v in model.weights]
+        # Other networks the learner trains (a relation module, an
+        # encoder) start every run from their initial weights too.
+        networks = {key: (value, value.get_weights())
+                    for key, value in init_kwargs.items()
+                    if key != "model" and isinstance(value, keras.Model)}
 
         def make(perturbation=None):
             # Each run starts from a fresh copy of the same initial model.
@@ -117,9 +123,13 @@ class TestCase(parameterized.TestCase):
             if perturbation is not None:
                 weights = [perturbation(w) for w in weights]
             copy.set_weights(weights)
-            meta_model = cls(**{**init_kwargs, "model": copy})
+            others = {}
+            for key, (network, values) in networks.items():
+                others[key] = keras.models.clone_model(network)
+                others[key].set_weights(values)
+            meta_model = cls(**{**init_kwargs, **others, "model": copy})
             meta_model.compile(
-                optimizer=keras.optimizers.SGD(0.05),
+                optimizer=keras.optimizers.SGD(learning_rate),
                 loss=loss,
                 metrics=metrics,
                 **compile_kwargs,
