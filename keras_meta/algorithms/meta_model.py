@@ -106,6 +106,16 @@ def _label_errors(hooks=None):
         yield
     except Exception as error:
         text = getattr(error, "message", None) or str(error)
+        if type(error).__name__ == "AlreadyExistsError" and (
+                "tmp_var" in text):
+            raise RuntimeError(
+                "TensorFlow failed to accumulate gradients inside the "
+                "per-task map (AlreadyExistsError on a temporary variable "
+                "of an AddN, a known TensorFlow problem with large "
+                "gradient sums in nested while loops). It appears with "
+                "`steps_per_execution` > 1 and large episodes; compile with "
+                "`steps_per_execution=1`, which trains the same model."
+            ) from error
         match = re.search(
             r"assertion failed: \[(`[^\]]*?a batch of .*?)\] \[Received labels "
             r"in \[min, max\]:\] \[(-?\d+)\] \[(-?\d+)\]", text, re.S)
