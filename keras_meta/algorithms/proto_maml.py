@@ -36,6 +36,17 @@ class ProtoMAML(MAML):
     batch_norm_modes = ("inductive", "transductive")
 
     def __init__(self, model, *, num_ways, **kwargs):
+        for option, default in (("learn_inner_learning_rates", False),
+                                ("multi_step_loss_epochs", None),
+                                ("first_order_epochs", 0)):
+            if kwargs.get(option, default) != default:
+                raise ValueError(
+                    f"`ProtoMAML` does not take `{option}`: its inner loop "
+                    "adapts a prototype-initialised head that MAML++'s "
+                    "per-step options do not cover. Use `first_order=True` "
+                    f"for a first-order meta-gradient. Received: {option}="
+                    f"{kwargs[option]!r}."
+                )
         super().__init__(model, **kwargs)
         check_count("num_ways", num_ways)
         self.num_ways = num_ways

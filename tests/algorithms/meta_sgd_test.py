@@ -75,3 +75,25 @@ class MetaSGDTest(testing.TestCase):
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "every parameter"):
             MetaSGD(testing.tiny_classifier(), learn_inner_learning_rates=True)
+
+
+class MetaSGDInitializerTest(testing.TestCase):
+    def test_random_rates_and_round_trip(self):
+        import os
+
+        meta_sgd = MetaSGD(
+            testing.tiny_classifier(),
+            learning_rate_initializer=keras.initializers.RandomUniform(
+                0.005, 0.1, seed=3))
+        rates = np.concatenate([r.numpy().ravel()
+                                for r in meta_sgd.parameter_learning_rates])
+        self.assertTrue(np.all((rates >= 0.005) & (rates <= 0.1)))
+        self.assertGreater(rates.std(), 0.01)
+        meta_sgd.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        path = os.path.join(self.get_temp_dir(), "meta_sgd.keras")
+        meta_sgd.save(path)
+        reloaded = keras.models.load_model(path)
+        for a, b in zip(reloaded.parameter_learning_rates,
+                        meta_sgd.parameter_learning_rates):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

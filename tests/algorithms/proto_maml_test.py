@@ -72,3 +72,8 @@ class ProtoMAMLTest(testing.TestCase):
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "num_ways"):
             ProtoMAML(_encoder(), num_ways=0)
+        for option, value in (("learn_inner_learning_rates", True),
+                              ("multi_step_loss_epochs", 2),
+                              ("first_order_epochs", 3)):
+            with self.assertRaisesRegex(ValueError, f"does not take `{option}"):
+                ProtoMAML(_encoder(), num_ways=3, **{option: value})
