@@ -135,14 +135,25 @@ class MAMLPlusPlusTest(testing.TestCase):
         np.testing.assert_array_equal(reloaded.step_learning_rates.numpy(),
                                       rates)
 
-    def test_cosine_decay_schedule(self):
-        schedule = keras.optimizers.schedules.CosineDecay(0.1, 4)
-        maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
-        maml.compile(optimizer=keras.optimizers.SGD(schedule), loss=LOSS)
-        inputs, labels = testing.toy_episodes(num_tasks=4)
-        maml.fit(inputs, labels, batch_size=2, epochs=2, verbose=0)
-        self.assertEqual(int(maml.optimizer.iterations.numpy()), 4)
-        self.assertAllClose(maml.optimizer.learning_rate, 0.0, atol=1e-7)
+    def test_catalog_anneals_the_outer_rate(self):
+        # MAML++'s outer rate as `keras-meta train` sets it: cosine from the
+        # base rate down to 1% of it over the run (Antoniou et al., 2019);
+        # other learners keep a constant rate.
+        import math
+
+        from keras_meta.experiments import catalog
+
+        optimizer = catalog.outer_optimizer("maml++", 1e-3, 100)
+        optimizer.build([keras.Variable(0.0)])
+        for step in (0, 25, 50, 100, 150):
+            optimizer.iterations.assign(step)
+            progress = min(step, 100) / 100
+            expected = 1e-3 * (0.01 + 0.99 * 0.5 * (
+                1 + math.cos(math.pi * progress)))
+            self.assertAllClose(optimizer.learning_rate, expected,
+                                atol=1e-9, rtol=1e-5)
+        constant = catalog.outer_optimizer("maml", 1e-3, 100)
+        self.assertAllClose(constant.learning_rate, 1e-3)
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "multi_step_loss_epochs"):
