@@ -43,7 +43,7 @@ class APITest(testing.TestCase):
                 "value_and_grad",
             ],
             keras_meta.testing: [
-                "TestCase", "classifier_meta_gradient_error",
+                "TestCase", "classifier_meta_gradient_error", "every_learner",
                 "finite_difference_gradient",
                 "linear_regression_episodes", "linear_regressor", "meta_gradient",
                 "meta_gradient_error",

@@ -1,5 +1,6 @@
 """Test utilities: a `TestCase`, toy episodes and models, oracle helpers."""
 
+from keras_meta.testing.learners import every_learner
 from keras_meta.testing.test_case import TestCase
 from keras_meta.testing.test_case import finite_difference_gradient
 from keras_meta.testing.test_case import meta_gradient
@@ -13,6 +14,7 @@ from keras_meta.testing.test_utils import toy_episodes
 
 __all__ = [
     "classifier_meta_gradient_error",
+    "every_learner",
     "TestCase",
     "finite_difference_gradient",
     "linear_regression_episodes",

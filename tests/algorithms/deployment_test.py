@@ -18,80 +18,10 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 NUM_WAYS = 3
 
 
-def _encoder(**kwargs):
-    return testing.tiny_classifier(num_ways=NUM_WAYS, dropout=0.5, **kwargs)
-
-
-def _learners():
-    """(name, factory) for every learner; a factory takes `batch_norm`."""
-    ways = {"num_ways": NUM_WAYS}
-    return [
-        ("maml", lambda bn: keras_meta.MAML(
-            _encoder(), inner_learning_rate=0.3, num_inner_steps=2,
-            batch_norm=bn)),
-        ("fomaml", lambda bn: keras_meta.MAML(
-            _encoder(), inner_learning_rate=0.3, first_order=True,
-            batch_norm=bn)),
-        ("maml++", lambda bn: keras_meta.MAML(
-            _encoder(), inner_learning_rate=0.3, num_inner_steps=2,
-            learn_inner_learning_rates=True, multi_step_loss_epochs=2,
-            batch_norm=bn)),
-        ("metasgd", lambda bn: keras_meta.MetaSGD(
-            _encoder(), inner_learning_rate=0.3, batch_norm=bn)),
-        ("anil", lambda bn: keras_meta.ANIL(
-            _encoder(), inner_learning_rate=0.3, batch_norm=bn)),
-        ("boil", lambda bn: keras_meta.BOIL(
-            _encoder(), inner_learning_rate=0.3, batch_norm=bn)),
-        ("cavia", lambda bn: keras_meta.CAVIA(
-            _encoder(image_shape=(6, 6, 3)), num_context_params=2,
-            inner_learning_rate=0.3, batch_norm=bn)),
-        ("reptile", lambda bn: keras_meta.Reptile(
-            _encoder(), inner_learning_rate=0.3, num_inner_steps=2,
-            batch_norm=bn)),
-        ("imaml", lambda bn: keras_meta.IMAML(
-            _encoder(), inner_learning_rate=0.3, num_inner_steps=2,
-            batch_norm=bn)),
-        ("protonet", lambda bn: keras_meta.ProtoNet(
-            _encoder(), batch_norm=bn, **ways)),
-        ("matchingnet", lambda bn: keras_meta.MatchingNet(
-            _encoder(), batch_norm=bn, **ways)),
-        ("relationnet", lambda bn: keras_meta.RelationNet(
-            _encoder(), relation_module=_relation_module(), batch_norm=bn,
-            **ways)),
-        ("r2d2", lambda bn: keras_meta.R2D2(
-            _encoder(), batch_norm=bn, **ways)),
-        ("protomaml", lambda bn: keras_meta.ProtoMAML(
-            _encoder(), inner_learning_rate=0.3, batch_norm=bn, **ways)),
-        ("leo", lambda bn: keras_meta.LEO(
-            _encoder(), latent_dim=2, num_latent_steps=1,
-            num_finetune_steps=1, batch_norm=bn, **ways)),
-    ]
-
-
-def _relation_module():
-    # The paper's relation module normalizes too.
-    return keras.Sequential([
-        keras.Input((2 * NUM_WAYS,)),
-        keras.layers.Dense(4, kernel_initializer=keras.initializers
-                           .GlorotUniform(11)),
-        keras.layers.BatchNormalization(
-            gamma_initializer=keras.initializers.RandomUniform(
-                0.5, 1.5, seed=12)),
-        keras.layers.ReLU(),
-        keras.layers.Dense(1, kernel_initializer=keras.initializers
-                           .GlorotUniform(13)),
-    ])
-
-
 def _cases():
-    cases = []
-    for name, factory in _learners():
-        modes = ["inductive", "transductive"]
-        if name == "maml++":
-            modes.append("per_step")
-        for mode in modes:
-            cases.append((f"{name}_{mode}", factory, mode))
-    return cases
+    return [(f"{name}_{mode}", factory, mode)
+            for name, factory, modes in testing.every_learner(NUM_WAYS)
+            for mode in modes]
 
 
 class DeploymentTest(testing.TestCase):
