@@ -77,6 +77,7 @@ def main():
         # the same trained weights.
         transductive = learners["transductive"]
         inductive = factory("inductive")
+        inductive.compile(loss=loss)
         inductive.set_weights(transductive.get_weights())
         predictions = transductive.predict(inputs, verbose=0)
         scale = float(np.max(np.abs(predictions)))
