@@ -502,7 +502,7 @@ def _stream_source(source, *, split, classes, image_size, channels,
     return stream_episodes(
         dataset, ways_range=ways_range, shots_range=shots_range,
         num_queries=num_queries, batch_size=batch_size, rotations=rotations,
-        seed=seed, num_episodes=num_episodes, within_groups=within_groups,
+        seed=seed, num_episodes=num_episodes,
     )
 
 
