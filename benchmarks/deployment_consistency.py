@@ -2,7 +2,7 @@
 
 For each learner and `batch_norm` mode (Conv -> BatchNorm -> ReLU ->
 MaxPool -> Dropout -> Dense encoder, 3-way 2-shot 3-query episodes, after
-one training epoch), prints the largest difference between
+one training step on 4 tasks), prints the largest difference between
 `adapt(support).predict(queries)` and `predict(episode)`, relative to the
 largest prediction, over 4 tasks; in the inductive mode also the
 difference between a query predicted alone and in its batch; and, as the
@@ -49,7 +49,8 @@ def main():
                 num_tasks=4, num_ways=NUM_WAYS, num_shots=2, num_queries=3,
                 image_shape=(6, 6, channels - extra))
             learner.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
-            learner.fit(inputs, labels, epochs=1, batch_size=2, verbose=0)
+            # One step of the whole meta-batch moves every weight.
+            learner.fit(inputs, labels, epochs=1, batch_size=4, verbose=0)
             learners[mode] = learner
             predictions = learner.predict(inputs, verbose=0)
             scale = float(np.max(np.abs(predictions)))
