@@ -3,8 +3,12 @@
 The experiment of Finn et al. (2017), section 5.1: meta-train a 1-40-40-1
 MLP so that one gradient step on K=10 points of a new sine wave fits it.
 
-    python examples/sinusoid_maml.py            # about 3 minutes on 2 cores
+    python examples/sinusoid_maml.py            # several minutes, see below
     python examples/sinusoid_maml.py --steps 2000   # a quick look
+
+Its training is the main job's MAML training (70,000 steps: 198 s on 2 idle
+cores, 504 s on 2 busy ones, as measured for `keras-meta train`), followed
+by three evaluations of 600 tasks.
 """
 
 import argparse
