@@ -561,15 +561,15 @@ class MetaModel(keras.Model):
             )
         if not integer or keras.backend.backend() != "tensorflow":
             # JAX has no in-graph assertion: see `check_label_range`.
-            return
+            return labels
         num_outputs = self._num_outputs(
             tuple(example_inputs.shape[2:]), example_inputs.dtype)
         if num_outputs is None:
-            return
+            return labels
         what, fix = self.classes_limit() or (
             f"the wrapped model has {num_outputs} outputs",
             "give the model one output per way")
-        backend.check_label_range(
+        return backend.check_label_range(
             labels, num_outputs,
             f"`{owner}`: a batch of {name} holds labels outside "
             f"0..{num_outputs - 1} ({what}). Relabel each episode's classes "
@@ -577,8 +577,10 @@ class MetaModel(keras.Model):
 
     def call(self, inputs, training=False):
         episode.check_episode_inputs(inputs, type(self).__name__)
-        self._check_labels(inputs[episode.SUPPORT_LABELS], "support_labels",
-                           inputs[episode.SUPPORT_INPUTS])
+        inputs = dict(inputs)
+        inputs[episode.SUPPORT_LABELS] = self._check_labels(
+            inputs[episode.SUPPORT_LABELS], "support_labels",
+            inputs[episode.SUPPORT_INPUTS])
         params = self.meta_parameters()
         training = bool(training)
 
@@ -844,7 +846,7 @@ class MetaModel(keras.Model):
                      training=True):
         if y is not None and isinstance(x, dict) and (
                 episode.QUERY_INPUTS in x):
-            self._check_labels(y, "query_labels", x[episode.QUERY_INPUTS])
+            y = self._check_labels(y, "query_labels", x[episode.QUERY_INPUTS])
         if not isinstance(y_pred, dict):
             return super().compute_loss(x, y, y_pred, sample_weight, training)
         if "step_predictions" in y_pred:
@@ -904,6 +906,9 @@ class MetaModel(keras.Model):
         # first, then the per-episode statistics over all of them.
         if isinstance(y_pred, dict):
             y_pred = y_pred["predictions"]
+        if y is not None and isinstance(x, dict) and (
+                episode.QUERY_INPUTS in x):
+            y = self._check_labels(y, "query_labels", x[episode.QUERY_INPUTS])
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
         if not _in_train_step(self) and y is not None:
             values = self._per_episode_values(y, y_pred, sample_weight)

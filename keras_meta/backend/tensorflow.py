@@ -218,18 +218,22 @@ def local_batch(batch):
 
 
 def check_label_range(labels, num_classes, message):
-    """Fails the step with `message` unless `0 <= labels < num_classes`.
+    """`labels`, after checking in the graph that `0 <= labels <
+    num_classes`; fails the step with `message` otherwise.
 
-    An in-graph assertion, so every batch is checked, not only the first;
-    the error names the offending minimum and maximum.
+    Every batch is checked, not only the first; the error names the
+    offending minimum and maximum. Ops that read the returned labels run
+    after the check, so it fails before a loss sees a bad label.
     """
-    labels = tf.cast(labels, tf.int64)
-    low, high = tf.reduce_min(labels), tf.reduce_max(labels)
-    tf.debugging.Assert(
-        tf.logical_or(tf.equal(tf.size(labels), 0), tf.logical_and(
+    values = tf.cast(labels, tf.int64)
+    low, high = tf.reduce_min(values), tf.reduce_max(values)
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(tf.size(values), 0), tf.logical_and(
             low >= 0, high < num_classes)),
         [message, "Received labels in [min, max]:", low, high],
         summarize=2, name="label_range")
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
 
 
 def per_replica_logs(logs):
