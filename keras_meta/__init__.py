@@ -12,6 +12,7 @@ from keras_meta import inner
 from keras_meta import losses
 from keras_meta import metrics
 from keras_meta import models
+from keras_meta import rl
 from keras_meta.algorithms import ANIL
 from keras_meta.algorithms import BOIL
 from keras_meta.algorithms import CAVIA
@@ -56,4 +57,5 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "rl",
 ]

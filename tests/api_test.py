@@ -14,7 +14,7 @@ class APITest(testing.TestCase):
                 "R2D2", "RelationNet", "Reptile", "__version__", "backend",
                 "callbacks", "export",
                 "data",
-                "episode", "inner", "losses", "metrics", "models",
+                "episode", "inner", "losses", "metrics", "models", "rl",
             ]),
         )
         for name in keras_meta.__all__:
@@ -35,10 +35,19 @@ class APITest(testing.TestCase):
             ],
             keras_meta.models: ["BatchStatisticsModel", "conv4", "mlp",
                                 "neural_process_networks"],
+            keras_meta.rl: [
+                "AdaptationReturns", "GaussianPolicyHead", "MAMLRL",
+                "MetaPolicyGradient", "Navigation2D", "ProMP",
+                "PureFunctionEnvironment", "advantages", "gaussian_kl",
+                "gaussian_log_prob", "gaussian_mlp_policy", "split_gaussian",
+                "summarize_returns",
+            ],
             keras_meta.inner: [
                 "conjugate_gradient", "gradient_descent", "gradient_step"],
             keras_meta.backend: [
-                "check_label_range", "exact_moments", "implicit_solution", "map_tasks", "num_replicas",
+                "check_label_range", "compiled", "exact_moments",
+                "implicit_solution", "loss_and_gradients", "map_tasks",
+                "num_replicas",
                 "per_replica_logs", "read_value",
                 "value_and_grad",
             ],

@@ -12,8 +12,10 @@ _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import check_label_range
+    from keras_meta.backend.tensorflow import compiled
     from keras_meta.backend.tensorflow import exact_moments
     from keras_meta.backend.tensorflow import implicit_solution
+    from keras_meta.backend.tensorflow import loss_and_gradients
     from keras_meta.backend.tensorflow import map_tasks
     from keras_meta.backend.tensorflow import num_replicas
     from keras_meta.backend.tensorflow import per_replica_logs
@@ -21,8 +23,10 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
     from keras_meta.backend.jax import check_label_range
+    from keras_meta.backend.jax import compiled
     from keras_meta.backend.jax import exact_moments
     from keras_meta.backend.jax import implicit_solution
+    from keras_meta.backend.jax import loss_and_gradients
     from keras_meta.backend.jax import map_tasks
     from keras_meta.backend.jax import num_replicas
     from keras_meta.backend.jax import per_replica_logs
@@ -37,5 +41,6 @@ else:
     )
 
 __all__ = [
-    "check_label_range", "exact_moments", "implicit_solution", "map_tasks", "num_replicas", "per_replica_logs",
+    "check_label_range", "compiled", "exact_moments", "implicit_solution",
+    "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
     "read_value", "value_and_grad"]

@@ -149,3 +149,17 @@ def implicit_solution(solutions, weights, loss_fn, args, solve):
     attach.defvjp(forward, backward)
     solutions = [jax.lax.stop_gradient(s) for s in solutions]
     return list(attach(list(weights), solutions, tuple(args)))
+
+
+def loss_and_gradients(fn, variables):
+    """Not available on JAX, whose trainer is stateless (see the TensorFlow
+    version). `keras_meta.rl` checks the backend before it gets here."""
+    raise NotImplementedError(
+        "`loss_and_gradients` needs the TensorFlow backend: JAX trains "
+        "through a stateless `train_step`.")
+
+
+def compiled(fn):
+    """`fn` unchanged: JAX functions that read Keras variables are run
+    eagerly."""
+    return fn

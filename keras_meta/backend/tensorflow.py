@@ -252,3 +252,26 @@ def per_replica_logs(logs):
     if not multi_worker:
         return logs
     return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
+
+
+def loss_and_gradients(fn, variables):
+    """Evaluates `fn()` and the gradient of its loss w.r.t. `variables`.
+
+    `fn` takes no argument, reads the variables itself and returns
+    `(loss, aux)`. Inner-loop gradients taken inside `fn` (with
+    `value_and_grad`) are recorded, so the result is exact to second order.
+
+    Returns:
+        `((loss, aux), gradients)`.
+    """
+    variables = list(variables)
+    with tf.GradientTape() as tape:
+        loss, aux = fn()
+    gradients = tape.gradient(
+        loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return (loss, aux), gradients
+
+
+def compiled(fn):
+    """`fn` as a compiled graph function (here `tf.function`)."""
+    return tf.function(fn, reduce_retracing=True)

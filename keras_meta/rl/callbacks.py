@@ -1,0 +1,57 @@
+"""Callbacks for meta-reinforcement learning."""
+
+import keras
+import numpy as np
+
+
+class AdaptationReturns(keras.callbacks.Callback):
+    """Logs the returns after 0..`num_steps` adaptation steps on fixed tasks.
+
+    Every `every` epochs (and after the last), runs
+    `MetaPolicyGradient.adaptation_returns` on `tasks` with a fixed noise
+    seed and adds `return_step_{k}` (the mean over tasks) and
+    `return_step_{k}_ci95` (the half-width of its 95% confidence interval
+    over tasks) to the epoch's logs, so `History`, `CSVLogger`,
+    `ModelCheckpoint(monitor=...)` and TensorBoard see them.
+
+    Args:
+        tasks: Task parameters `[num_tasks, task_dim]`, e.g.
+            `environment.sample_tasks(40, seed=1)`.
+        num_steps: Int. Defaults to `3`.
+        every: Int, epochs between evaluations. Defaults to `1`.
+        seed: Int seeding the evaluation rollouts. Defaults to `0`.
+    """
+
+    def __init__(self, tasks, *, num_steps=3, every=1, seed=0):
+        super().__init__()
+        self.tasks = np.asarray(tasks, dtype="float32")
+        self.num_steps = num_steps
+        self.every = every
+        self.seed = seed
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params and epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        returns = self.model.adaptation_returns(
+            self.tasks, num_steps=self.num_steps, seed=self.seed)
+        summary = summarize_returns(returns)
+        self.history.append({"epoch": epoch + 1, **summary})
+        if logs is not None:
+            for step, (mean, ci) in enumerate(
+                    zip(summary["mean"], summary["ci95"])):
+                logs[f"return_step_{step}"] = mean
+                logs[f"return_step_{step}_ci95"] = ci
+
+
+def summarize_returns(returns):
+    """Mean and 95% confidence half-width over tasks, per adaptation step."""
+    returns = np.asarray(returns, dtype="float64")
+    count = returns.shape[0]
+    std = returns.std(axis=0, ddof=1) if count > 1 else np.zeros(
+        returns.shape[1])
+    return {
+        "mean": [float(v) for v in returns.mean(axis=0)],
+        "ci95": [float(v) for v in 1.96 * std / np.sqrt(count)],
+    }

@@ -1,0 +1,654 @@
+"""Meta-policy-gradient learners: MAML for reinforcement learning and ProMP."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_meta import backend
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.rl import advantages as adv
+from keras_meta.rl.environments import PureFunctionEnvironment
+from keras_meta.rl.policies import gaussian_kl
+from keras_meta.rl.policies import gaussian_log_prob
+from keras_meta.rl.policies import split_gaussian
+
+INNER_ESTIMATORS = ("vanilla", "lvc")
+
+
+def _check_positive(name, value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not value > 0):
+        raise ValueError(
+            f"`{name}` must be a positive number. Received: {name}={value!r}.")
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MetaPolicyGradient(keras.Model):
+    """Meta-learns a policy's initialization by policy gradients.
+
+    Every training step, for a batch of tasks from the dataset given to
+    `fit()`: roll out `num_trajectories` trajectories per task with the
+    current policy, adapt a copy of the policy's weights to each task by
+    `num_inner_steps` policy-gradient steps (fresh rollouts with the
+    adapted policy before each further step), roll out the adapted
+    policies, and update the initialization to improve the adapted
+    policies' objective, differentiating through the inner steps (second
+    order unless `first_order=True`). `num_outer_steps` optimizer updates
+    reuse one batch of rollouts, with importance ratios against the
+    sampling policy (clipped when `clip_ratio` is set).
+
+    **On-policy by construction.** The environment's dynamics are
+    `keras.ops` functions, so rollouts run inside the compiled training
+    step, with the variables as they are at that step; the dataset yields
+    only task parameters (`environment.task_dataset(...)`), which do not
+    depend on the policy, so Keras's prefetching cannot make a rollout
+    stale.
+
+    Advantages: discounted returns (`discount`), a linear feature baseline
+    refit per task on that task's trajectories (as in the MAML and ProMP
+    code), generalized advantage estimation (`gae_lambda`), and, when
+    `normalize_advantages`, centring and scaling per task.
+
+    The policy is any Keras model mapping observations to `[mean,
+    log_std]` of a diagonal Gaussian (see
+    `keras_meta.rl.gaussian_mlp_policy`); all its trainable weights are
+    adapted. Training runs on the TensorFlow backend.
+
+    Args:
+        policy: A built `keras.Model` from observations `[..., obs_dim]` to
+            `[..., 2 * action_dim]`.
+        environment: A `keras_meta.rl.PureFunctionEnvironment` (such as
+            `keras_meta.rl.Navigation2D`).
+        inner_learning_rate: Float, the inner policy-gradient step size.
+        num_inner_steps: Int, inner steps in training; `0` trains the
+            policy itself on all tasks (the multi-task "pretrained"
+            baseline). Defaults to `1`.
+        num_trajectories: Int, trajectories per task and adaptation step.
+            Defaults to `20`.
+        discount: Float. Defaults to `0.99`.
+        gae_lambda: Float. Defaults to `1.0` (returns minus the baseline).
+        normalize_advantages: Bool. Defaults to `True`.
+        inner_estimator: `"vanilla"`: the inner loss is the log-likelihood
+            surrogate `-mean(log pi(a|s) * A)` (MAML); `"lvc"`: ProMP's
+            low-variance curvature surrogate `-mean(pi(a|s) /
+            stop_gradient(pi_old(a|s)) * A)`, whose Hessian adds the
+            score's outer product to the vanilla one.
+        clip_ratio: Optional float: the outer objective is PPO's clipped
+            surrogate with this epsilon (ProMP). Defaults to `None` (the
+            plain importance-weighted surrogate).
+        kl_penalty: Float, weight of the mean KL divergence between the
+            sampling and the current pre-update policy in the outer loss
+            (ProMP's inner-policy trust region). Defaults to `0.0`.
+        num_outer_steps: Int, optimizer updates per batch of rollouts.
+            Defaults to `1`.
+        first_order: Bool, drop second derivatives through the inner
+            steps. Defaults to `False`.
+        eval_learning_rates: Optional list of step sizes for the steps of
+            `adaptation_returns()` and `adapt()`; the last one repeats.
+            Defaults to `[inner_learning_rate, inner_learning_rate / 2]`,
+            the MAML code's test-time schedule.
+        seed: Optional int seeding the training rollouts' noise.
+        **kwargs: Passed to `keras.Model`.
+
+    Example:
+
+    ```python
+    env = keras_meta.rl.Navigation2D()
+    learner = keras_meta.rl.ProMP(
+        keras_meta.rl.gaussian_mlp_policy(2, 2), env, inner_learning_rate=0.1)
+    learner.compile(optimizer=keras.optimizers.Adam(1e-3))
+    learner.fit(env.task_dataset(20), steps_per_epoch=50, epochs=6)
+    returns = learner.adaptation_returns(env.sample_tasks(40, seed=1))
+    ```
+
+    References:
+        - [Finn et al., 2017](https://arxiv.org/abs/1703.03400), section 3.3
+        - [Rothfuss et al., 2019](https://arxiv.org/abs/1810.06784) (ProMP)
+        - [Schulman et al., 2016](https://arxiv.org/abs/1506.02438) (GAE)
+    """
+
+    def __init__(
+        self,
+        policy,
+        environment,
+        *,
+        inner_learning_rate=0.1,
+        num_inner_steps=1,
+        num_trajectories=20,
+        discount=0.99,
+        gae_lambda=1.0,
+        normalize_advantages=True,
+        inner_estimator="vanilla",
+        clip_ratio=None,
+        kl_penalty=0.0,
+        num_outer_steps=1,
+        first_order=False,
+        eval_learning_rates=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                f"`{owner}` trains on the TensorFlow backend (its training "
+                "step runs rollouts and several optimizer updates, which the "
+                "stateless JAX trainer does not support yet). The active "
+                f"backend is '{keras.backend.backend()}': set "
+                "`KERAS_BACKEND=tensorflow`.")
+        if not isinstance(policy, keras.Model) or not policy.built:
+            raise ValueError(
+                f"`{owner}` needs a built `keras.Model` policy, for instance "
+                "`keras_meta.rl.gaussian_mlp_policy(obs_dim, action_dim)`. "
+                f"Received: {policy!r}.")
+        if not isinstance(environment, PureFunctionEnvironment):
+            raise ValueError(
+                f"`{owner}` rolls out inside its training step, so the "
+                "environment must be a `keras_meta.rl.PureFunctionEnvironment`"
+                f" (such as `keras_meta.rl.Navigation2D()`). Received: "
+                f"{type(environment).__name__}.")
+        try:
+            shape = policy.compute_output_shape(
+                (None, environment.observation_dim))
+        except Exception:  # noqa: BLE001 - report the expected contract.
+            shape = None
+        if shape is None or shape[-1] != 2 * environment.action_dim:
+            raise ValueError(
+                f"The policy '{policy.name}' must map observations of size "
+                f"{environment.observation_dim} to {2 * environment.action_dim}"
+                f" outputs (an action mean of size {environment.action_dim} "
+                "and its log standard deviation), the way "
+                "`keras_meta.rl.gaussian_mlp_policy` does. Its output shape "
+                f"is {shape}.")
+        _check_positive("inner_learning_rate", inner_learning_rate)
+        check_count("num_inner_steps", num_inner_steps, 0)
+        check_count("num_trajectories", num_trajectories, 1)
+        check_count("num_outer_steps", num_outer_steps, 1)
+        if not 0 < discount <= 1 or not 0 <= gae_lambda <= 1:
+            raise ValueError(
+                "`discount` must be in (0, 1] and `gae_lambda` in [0, 1]. "
+                f"Received: discount={discount!r}, gae_lambda={gae_lambda!r}.")
+        if inner_estimator not in INNER_ESTIMATORS:
+            raise ValueError(
+                f"`inner_estimator` must be one of {list(INNER_ESTIMATORS)}. "
+                f"Received: inner_estimator={inner_estimator!r}.")
+        if clip_ratio is not None:
+            _check_positive("clip_ratio", clip_ratio)
+        if kl_penalty < 0:
+            raise ValueError(
+                f"`kl_penalty` must be >= 0. Received: kl_penalty={kl_penalty!r}.")
+        if eval_learning_rates is None:
+            eval_learning_rates = [inner_learning_rate,
+                                   inner_learning_rate / 2.0]
+        eval_learning_rates = [float(r) for r in eval_learning_rates]
+        for rate in eval_learning_rates:
+            _check_positive("eval_learning_rates", rate)
+        self.policy = policy
+        self.environment = environment
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.num_inner_steps = num_inner_steps
+        self.num_trajectories = num_trajectories
+        self.discount = float(discount)
+        self.gae_lambda = float(gae_lambda)
+        self.normalize_advantages = bool(normalize_advantages)
+        self.inner_estimator = inner_estimator
+        self.clip_ratio = None if clip_ratio is None else float(clip_ratio)
+        self.kl_penalty = float(kl_penalty)
+        self.num_outer_steps = num_outer_steps
+        self.first_order = bool(first_order)
+        self.eval_learning_rates = eval_learning_rates
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.return_before_tracker = keras.metrics.Mean(name="return_before")
+        self.return_after_tracker = keras.metrics.Mean(name="return_after")
+        self._evaluators = {}
+        self.built = True
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.return_before_tracker]
+        if self.num_inner_steps:
+            trackers.append(self.return_after_tracker)
+        return trackers
+
+    def call(self, observations, training=False):
+        """The policy's outputs `[mean, log_std]` for `observations`."""
+        return self.policy(observations, training=training)
+
+    # ------------------------------------------------------------------
+    # Rollouts and advantages.
+    # ------------------------------------------------------------------
+
+    def _weights(self):
+        return [backend.read_value(v) for v in self.policy.trainable_variables]
+
+    def _policy_outputs(self, weights, observations):
+        state = [backend.read_value(v)
+                 for v in self.policy.non_trainable_variables]
+        # Functional models check the input rank: flatten the leading axes.
+        leading = ops.shape(observations)[:-1]
+        flat = ops.reshape(observations, (-1, observations.shape[-1]))
+        outputs, _ = self.policy.stateless_call(
+            weights, state, flat, training=False)
+        outputs = ops.reshape(outputs, tuple(leading) + (outputs.shape[-1],))
+        return split_gaussian(outputs)
+
+    def _per_task_outputs(self, weights, observations, per_task):
+        """Policy outputs for `observations [tasks, ..., obs_dim]`, with one
+        set of weights per task (`per_task`) or shared ones."""
+        if not per_task:
+            return self._policy_outputs(weights, observations)
+        return ops.vectorized_map(
+            lambda x: self._policy_outputs(x[0], x[1]),
+            (list(weights), observations))
+
+    def rollout(self, tasks, weights, noise, per_task=False):
+        """Rolls out `noise.shape[2]` trajectories per task.
+
+        Args:
+            tasks: Task parameters `[tasks, task_dim]`.
+            weights: The policy's trainable weights (each with a leading
+                task axis when `per_task`).
+            noise: Standard normal noise `[horizon, tasks, trajectories,
+                action_dim]`; the action is `mean + exp(log_std) * noise`.
+
+        Returns:
+            A dict of `observations`, `actions`, `means`, `log_stds`
+            (`[tasks, trajectories, horizon, dim]`), `rewards` and `mask`
+            (`[tasks, trajectories, horizon]`), all without gradient.
+        """
+        env = self.environment
+        weights = [ops.stop_gradient(w) for w in weights]
+        horizon = env.horizon
+        num_tasks, num_trajectories = noise.shape[1], noise.shape[2]
+        dtype = noise.dtype
+        state, observation = env.reset(tasks, num_trajectories)
+        obs_dim, act_dim = env.observation_dim, env.action_dim
+
+        def buffer(dim):
+            shape = (horizon, num_tasks, num_trajectories)
+            return ops.zeros(shape + ((dim,) if dim else ()), dtype=dtype)
+
+        carry = (state, observation,
+                 ops.ones((num_tasks, num_trajectories), dtype=dtype),
+                 buffer(obs_dim), buffer(act_dim), buffer(act_dim),
+                 buffer(act_dim), buffer(0), buffer(0))
+
+        def body(t, carry):
+            (state, observation, alive, observations, actions, means,
+             log_stds, rewards, masks) = carry
+            mean, log_std = self._per_task_outputs(
+                weights, observation, per_task)
+            action = mean + ops.exp(log_std) * noise[t]
+            state, next_observation, reward, done = env.step(
+                state, action, tasks)
+            start = [t, 0, 0]
+            observations = ops.slice_update(
+                observations, start + [0], observation[None])
+            actions = ops.slice_update(actions, start + [0], action[None])
+            means = ops.slice_update(means, start + [0], mean[None])
+            log_stds = ops.slice_update(
+                log_stds, start + [0], log_std[None])
+            rewards = ops.slice_update(
+                rewards, start, (ops.cast(reward, dtype) * alive)[None])
+            masks = ops.slice_update(masks, start, alive[None])
+            alive = alive * (1.0 - ops.cast(done, dtype))
+            return (state, next_observation, alive, observations, actions,
+                    means, log_stds, rewards, masks)
+
+        carry = ops.fori_loop(0, horizon, body, carry)
+        names = ("observations", "actions", "means", "log_stds", "rewards",
+                 "mask")
+        samples = {}
+        for name, value in zip(names, carry[3:]):
+            perm = (1, 2, 0) + tuple(range(3, len(value.shape)))
+            samples[name] = ops.stop_gradient(ops.transpose(value, perm))
+        return self.process(samples)
+
+    def process(self, samples):
+        """Adds `returns` (undiscounted, per trajectory), `log_probs` of the
+        sampling policy and `advantages` to a rollout's samples."""
+        mask = samples["mask"]
+        rewards = samples["rewards"]
+        discounted = adv.discounted_cumsum(rewards, self.discount) * mask
+        values = adv.fit_linear_baseline(
+            samples["observations"], discounted, mask)
+        advantages = adv.generalized_advantages(
+            rewards, values, mask, self.discount, self.gae_lambda)
+        if self.normalize_advantages:
+            advantages = adv.normalize_per_task(advantages, mask)
+        samples = dict(samples)
+        samples["advantages"] = ops.stop_gradient(advantages)
+        samples["log_probs"] = gaussian_log_prob(
+            samples["actions"], samples["means"], samples["log_stds"])
+        samples["returns"] = ops.sum(rewards, axis=-1)
+        return samples
+
+    def _noise(self, num_tasks, num_trajectories):
+        env = self.environment
+        return keras.random.normal(
+            (env.horizon, num_tasks, num_trajectories, env.action_dim),
+            seed=self.seed_generator)
+
+    # ------------------------------------------------------------------
+    # Objectives of one task (no task axis).
+    # ------------------------------------------------------------------
+
+    def inner_loss(self, weights, samples):
+        """The inner policy-gradient surrogate of one task's samples."""
+        mean, log_std = self._policy_outputs(
+            weights, samples["observations"])
+        log_probs = gaussian_log_prob(samples["actions"], mean, log_std)
+        if self.inner_estimator == "lvc":
+            objective = ops.exp(log_probs - samples["log_probs"])
+        else:
+            objective = log_probs
+        mask = samples["mask"]
+        total = ops.sum(objective * samples["advantages"] * mask)
+        return -total / ops.maximum(ops.sum(mask), 1.0)
+
+    def outer_loss(self, weights, samples):
+        """The outer surrogate of one task's post-adaptation samples."""
+        mean, log_std = self._policy_outputs(
+            weights, samples["observations"])
+        log_probs = gaussian_log_prob(samples["actions"], mean, log_std)
+        ratio = ops.exp(log_probs - samples["log_probs"])
+        advantages = samples["advantages"]
+        objective = ratio * advantages
+        if self.clip_ratio is not None:
+            clipped = ops.clip(
+                ratio, 1.0 - self.clip_ratio, 1.0 + self.clip_ratio)
+            objective = ops.minimum(objective, clipped * advantages)
+        mask = samples["mask"]
+        return -ops.sum(objective * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def _kl(self, weights, samples):
+        mean, log_std = self._policy_outputs(
+            weights, samples["observations"])
+        kl = gaussian_kl(samples["means"], samples["log_stds"], mean, log_std)
+        mask = samples["mask"]
+        return ops.sum(kl * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def inner_update(self, weights, samples, learning_rate, create_graph):
+        """One policy-gradient step on one task's samples."""
+        (_, _), gradients = backend.value_and_grad(
+            lambda w: (self.inner_loss(w, samples), ()), weights)
+        if not create_graph:
+            gradients = [ops.stop_gradient(g) for g in gradients]
+        return [w - learning_rate * g for w, g in zip(weights, gradients)]
+
+    # ------------------------------------------------------------------
+    # Training.
+    # ------------------------------------------------------------------
+
+    def collect(self, tasks, noise_fn, learning_rates):
+        """Samples for each adaptation step: `len(learning_rates) + 1`
+        rollouts, the first with the current weights, each next one with
+        the policy adapted on all earlier ones. Nothing is differentiated.
+
+        Returns:
+            The list of sample dicts and the final (per-task) weights.
+        """
+        weights = self._weights()
+        num_tasks = ops.shape(tasks)[0]
+        batches = [self.rollout(tasks, weights, noise_fn(), per_task=False)]
+        if not learning_rates:
+            return batches, weights
+        per_task = [ops.broadcast_to(w, (num_tasks,) + tuple(w.shape))
+                    for w in weights]
+        for rate in learning_rates:
+            samples = batches[-1]
+
+            def adapt_one(task, rate=rate):
+                task_weights, task_samples = task
+                return self.inner_update(
+                    task_weights, task_samples, rate, create_graph=False)
+
+            per_task = backend.map_tasks(
+                adapt_one, (per_task, samples),
+                [w.dtype for w in weights])
+            per_task = [ops.stop_gradient(w) for w in per_task]
+            batches.append(self.rollout(
+                tasks, per_task, noise_fn(), per_task=True))
+        return batches, per_task
+
+    def meta_loss(self, batches):
+        """The outer loss of a training step's samples, differentiable
+        w.r.t. the policy's variables through every inner step."""
+        weights = self._weights()
+        dtype = weights[0].dtype
+        if not self.num_inner_steps:
+            losses = backend.map_tasks(
+                lambda samples: self.outer_loss(weights, samples),
+                batches[0], dtype)
+            return ops.mean(losses)
+        rate = self.inner_learning_rate
+        create_graph = not self.first_order
+
+        def task_loss(task_batches):
+            task_weights = weights
+            for samples in task_batches[:-1]:
+                task_weights = self.inner_update(
+                    task_weights, samples, rate, create_graph)
+            loss = self.outer_loss(task_weights, task_batches[-1])
+            if self.kl_penalty:
+                loss = loss + self.kl_penalty * self._kl(
+                    weights, task_batches[0])
+            return loss
+
+        losses = backend.map_tasks(task_loss, list(batches), dtype)
+        return ops.mean(losses)
+
+    def train_step(self, data):
+        tasks = data[0] if isinstance(data, (tuple, list)) else data
+        tasks = ops.cast(tasks, "float32")
+        num_tasks = tasks.shape[0]
+        if num_tasks is None:
+            num_tasks = ops.shape(tasks)[0]
+        batches, _ = self.collect(
+            tasks,
+            lambda: self._noise(num_tasks, self.num_trajectories),
+            [self.inner_learning_rate] * self.num_inner_steps)
+        variables = self.trainable_variables
+        loss = None
+        for _ in range(self.num_outer_steps):
+            (loss, _), gradients = backend.loss_and_gradients(
+                lambda: (self.meta_loss(batches), ()), variables)
+            self.optimizer.apply(gradients, variables)
+        self.loss_tracker.update_state(loss)
+        self.return_before_tracker.update_state(
+            ops.mean(batches[0]["returns"]))
+        if self.num_inner_steps:
+            self.return_after_tracker.update_state(
+                ops.mean(batches[-1]["returns"]))
+        return {m.name: m.result() for m in self.metrics}
+
+    def fit(self, x=None, *args, **kwargs):
+        """Meta-trains on a dataset of task batches; see `keras.Model.fit`.
+
+        `x` yields task parameters `[meta_batch, task_dim]`, usually
+        `environment.task_dataset(meta_batch_size)`, which is endless: give
+        `steps_per_epoch`. Each step rolls out, adapts and updates.
+        """
+        kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
+
+    def test_step(self, data):
+        raise NotImplementedError(
+            f"`{type(self).__name__}` is evaluated by "
+            "`adaptation_returns(tasks)` (returns after 0, 1, 2, ... "
+            "adaptation steps on fixed test tasks), or during `fit()` by the "
+            "`keras_meta.rl.AdaptationReturns` callback; `evaluate()` does "
+            "not apply.")
+
+    # ------------------------------------------------------------------
+    # Evaluation and deployment.
+    # ------------------------------------------------------------------
+
+    def _step_rates(self, num_steps):
+        rates = self.eval_learning_rates
+        return [rates[min(i, len(rates) - 1)] for i in range(num_steps)]
+
+    def _evaluator(self, num_steps):
+        if num_steps not in self._evaluators:
+            rates = self._step_rates(num_steps)
+
+            def evaluate(tasks, noise):
+                index = [0]
+
+                def next_noise():
+                    value = noise[index[0]]
+                    index[0] += 1
+                    return value
+
+                batches, weights = self.collect(tasks, next_noise, rates)
+                returns = ops.stack(
+                    [ops.mean(b["returns"], axis=1) for b in batches], axis=1)
+                return returns, weights
+
+            self._evaluators[num_steps] = backend.compiled(evaluate)
+        return self._evaluators[num_steps]
+
+    def _check_tasks(self, tasks):
+        tasks = np.asarray(tasks, dtype="float32")
+        dim = self.environment.task_dim
+        if tasks.ndim == 1 and tasks.shape[0] == dim:
+            tasks = tasks[None]
+        if tasks.ndim != 2 or tasks.shape[1] != dim or not len(tasks):
+            raise ValueError(
+                "Expected task parameters of shape [num_tasks, "
+                f"{dim}] (from `environment.sample_tasks(...)`). Received "
+                f"shape {tasks.shape}.")
+        return tasks
+
+    def adaptation_returns(self, tasks, *, num_steps=3,
+                           num_trajectories=None, seed=0):
+        """Mean return per task after 0, 1, ..., `num_steps` adaptation
+        steps.
+
+        Each step adapts on fresh rollouts of the policy adapted so far
+        (step sizes `eval_learning_rates`), and the return "after k steps"
+        is that of new rollouts of the k-times adapted policy, never of the
+        rollouts it adapted on. The policy's variables are not changed.
+
+        Args:
+            tasks: Task parameters `[num_tasks, task_dim]`.
+            num_steps: Int, adaptation steps. Defaults to `3`.
+            num_trajectories: Trajectories per task and step. Defaults to
+                the training value.
+            seed: Int seeding the rollouts' noise (the same seed gives the
+                same numbers).
+
+        Returns:
+            A NumPy array `[num_tasks, num_steps + 1]` of mean undiscounted
+            returns.
+        """
+        returns, _ = self._adapt(tasks, num_steps, num_trajectories, seed)
+        return returns
+
+    def _adapt(self, tasks, num_steps, num_trajectories, seed):
+        check_count("num_steps", num_steps, 0)
+        tasks = self._check_tasks(tasks)
+        num_trajectories = num_trajectories or self.num_trajectories
+        env = self.environment
+        noise = np.random.default_rng(seed).standard_normal(
+            (num_steps + 1, env.horizon, len(tasks), num_trajectories,
+             env.action_dim)).astype("float32")
+        returns, weights = self._evaluator(num_steps)(
+            ops.convert_to_tensor(tasks), ops.convert_to_tensor(noise))
+        return ops.convert_to_numpy(returns), weights
+
+    def adapt(self, task, *, num_steps=1, num_trajectories=None, seed=0):
+        """Adapts the policy to one task from its own rollouts.
+
+        Returns an ordinary `keras.Model`, a copy of the policy holding the
+        adapted weights (the original is not changed), ready to act,
+        save or export. `adaptation_returns` evaluates exactly this
+        procedure.
+        """
+        tasks = self._check_tasks(task)
+        if len(tasks) != 1:
+            raise ValueError(
+                "`adapt()` takes one task's parameters, shape "
+                f"[{self.environment.task_dim}]. Received {len(tasks)} tasks;"
+                " adapt to each separately.")
+        _, weights = self._adapt(tasks, num_steps, num_trajectories, seed)
+        adapted = keras.models.clone_model(self.policy)
+        adapted.set_weights([v.numpy() for v in self.policy.weights])
+        for variable, value in zip(adapted.trainable_variables, weights):
+            value = ops.convert_to_numpy(value)
+            variable.assign(value[0] if num_steps else value)
+        return adapted
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            policy=keras.saving.serialize_keras_object(self.policy),
+            environment=keras.saving.serialize_keras_object(self.environment),
+            inner_learning_rate=self.inner_learning_rate,
+            num_inner_steps=self.num_inner_steps,
+            num_trajectories=self.num_trajectories,
+            discount=self.discount,
+            gae_lambda=self.gae_lambda,
+            normalize_advantages=self.normalize_advantages,
+            inner_estimator=self.inner_estimator,
+            clip_ratio=self.clip_ratio,
+            kl_penalty=self.kl_penalty,
+            num_outer_steps=self.num_outer_steps,
+            first_order=self.first_order,
+            eval_learning_rates=self.eval_learning_rates,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["policy"] = keras.saving.deserialize_keras_object(
+            config["policy"])
+        config["environment"] = keras.saving.deserialize_keras_object(
+            config["environment"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MAMLRL(MetaPolicyGradient):
+    """MAML for reinforcement learning with a vanilla policy-gradient inner
+    step, second order through it (Finn et al., 2017).
+
+    `MetaPolicyGradient` with `inner_estimator="vanilla"`, no clipping and
+    one outer update per batch of rollouts; the outer optimizer is the
+    compiled one (the paper's TRPO outer step is not implemented: use
+    `ProMP` for a trust-region-like outer objective). The inner step size
+    defaults to 0.1, the paper's value for its reinforcement-learning
+    experiments; see `MetaPolicyGradient` for every other argument.
+    """
+
+    def __init__(self, policy, environment, *, inner_learning_rate=0.1,
+                 **kwargs):
+        kwargs.setdefault("inner_estimator", "vanilla")
+        super().__init__(policy, environment,
+                         inner_learning_rate=inner_learning_rate, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class ProMP(MetaPolicyGradient):
+    """Proximal Meta-Policy Search (Rothfuss et al., 2019).
+
+    `MetaPolicyGradient` with the low-variance curvature inner surrogate
+    (`inner_estimator="lvc"`), PPO's clipped outer objective
+    (`clip_ratio=0.3`), a KL penalty between the sampling and the current
+    pre-update policy (`kl_penalty=5e-4`) and `num_outer_steps=5`
+    optimizer updates per batch of rollouts: the defaults of the ProMP
+    code. Any of them can be overridden.
+    """
+
+    def __init__(self, policy, environment, *, inner_learning_rate=0.1,
+                 **kwargs):
+        kwargs.setdefault("inner_estimator", "lvc")
+        kwargs.setdefault("clip_ratio", 0.3)
+        kwargs.setdefault("kl_penalty", 5e-4)
+        kwargs.setdefault("num_outer_steps", 5)
+        super().__init__(policy, environment,
+                         inner_learning_rate=inner_learning_rate, **kwargs)
