@@ -33,16 +33,27 @@ CLASSIFICATION_ONLY = {
     "protomaml": "Proto-MAML (Triantafillou et al., 2020)",
     "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
 }
-ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY}
+# Meta-reinforcement learning (`--task navigation2d`): `maml` is then
+# `keras_meta.rl.MAMLRL`.
+REINFORCEMENT = {
+    "promp": "ProMP: low-variance curvature inner step, clipped outer "
+             "objective (Rothfuss et al., 2019); reinforcement learning "
+             "only",
+}
+ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **REINFORCEMENT}
 
 
-DATASETS = ("sinusoid", "omniglot")
+DATASETS = ("sinusoid", "omniglot", "navigation2d")
 DEFAULTS = {
     "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
                  "inner_learning_rate": 0.01, "num_shots": 10},
     "omniglot": {"meta_steps": 2000, "meta_batch_size": 8,
                  "inner_learning_rate": 0.4, "num_shots": 1},
+    # The MAML paper's 2D navigation: 20 tasks of 20 trajectories per step.
+    "navigation2d": {"meta_steps": 300, "meta_batch_size": 20,
+                     "inner_learning_rate": 0.1, "num_shots": 20},
 }
+NUM_TEST_TASKS = {"sinusoid": 600, "omniglot": 600, "navigation2d": 40}
 
 
 def _algorithm_help():
@@ -64,17 +75,26 @@ def _train_parser(subparsers):
             "(the default for metric learners and LEO) it trains on "
             "images_background_small1 and reports query accuracy with a "
             "95% CI on 600 fixed episodes of the alphabets of "
-            "images_background_small2 that small1 lacks."
+            "images_background_small2 that small1 lacks. On navigation2d "
+            "(--task navigation2d; robot control, the MAML paper's 2D "
+            "navigation) it meta-trains a 100-100 ReLU Gaussian policy "
+            "with --algorithm promp (the default there) or maml, trains the "
+            "multi-task 'pretrained' baseline, and reports the mean return "
+            "on 40 fixed test goals after 0-3 policy-gradient steps, with "
+            "results.json, navigation2d.png and ALGORITHM.keras."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--algorithm", choices=sorted(ALGORITHMS), default="maml",
-        metavar="NAME", help=_algorithm_help(),
+        "--algorithm", choices=sorted(ALGORITHMS), default=None,
+        metavar="NAME",
+        help="maml, or promp on navigation2d; " + _algorithm_help(),
     )
     parser.add_argument(
-        "--dataset", choices=DATASETS, default=None,
-        help="sinusoid for gradient-based algorithms, omniglot otherwise",
+        "--dataset", "--task", dest="dataset", choices=DATASETS,
+        default=None,
+        help="sinusoid for gradient-based algorithms, omniglot for metric "
+             "ones, navigation2d for promp",
     )
     parser.add_argument(
         "--data-dir", default=os.environ.get("KERAS_META_OMNIGLOT_DIR"),
@@ -83,12 +103,14 @@ def _train_parser(subparsers):
     )
     parser.add_argument("--meta-steps", type=int, default=None,
                         help="outer steps (sinusoid 70000 as in the MAML "
-                             "paper; omniglot 2000)")
+                             "paper; omniglot 2000; navigation2d 300)")
     parser.add_argument("--meta-batch-size", type=int, default=None,
-                        help="tasks per step (sinusoid 25; omniglot 8)")
+                        help="tasks per step (sinusoid 25; omniglot 8; "
+                             "navigation2d 20)")
     parser.add_argument("--num-shots", type=int, default=None,
                         help="support examples per class (sinusoid K=10; "
-                             "omniglot 1)")
+                             "omniglot 1); navigation2d: trajectories per "
+                             "task and adaptation step (20)")
     parser.add_argument("--num-ways", type=int, default=5,
                         help="omniglot: classes per episode")
     parser.add_argument("--filters", type=int, default=64,
@@ -100,16 +122,17 @@ def _train_parser(subparsers):
              "statistics (inductive, the default) or their own batch's "
              "(transductive, as MAML's published numbers)")
     parser.add_argument("--inner-learning-rate", type=float, default=None,
-                        help="sinusoid 0.01; omniglot 0.4")
+                        help="sinusoid 0.01; omniglot 0.4; navigation2d 0.1")
     parser.add_argument("--num-inner-steps", type=int, default=None,
                         help="training inner steps (1; Reptile 5; MAML++ "
                              "5 on sinusoid, 3 on omniglot; iMAML 10 on "
                              "sinusoid, 5 on omniglot)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="Adam's learning rate for the outer update")
-    parser.add_argument("--num-test-tasks", type=int, default=600,
-                        help="fixed test tasks (sinusoid) or episodes "
-                             "(omniglot) scored after training")
+    parser.add_argument("--num-test-tasks", type=int, default=None,
+                        help="fixed test tasks (sinusoid 600, navigation2d "
+                             "40) or episodes (omniglot 600) scored after "
+                             "training")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="sinusoid 50; omniglot 10")
     parser.add_argument("--seed", type=int, default=0,
@@ -136,7 +159,9 @@ def _evaluate_parser(subparsers):
     parser.add_argument("checkpoint", help="path of the .keras file")
     parser.add_argument(
         "--benchmark", default="sinusoid",
-        help="sinusoid; omniglot-background (small2's alphabets that "
+        help="sinusoid; navigation2d (a keras_meta.rl learner: returns on "
+             "the 40 test goals of `keras-meta train --task navigation2d` "
+             "after 0-3 steps); omniglot-background (small2's alphabets that "
              "small1 lacks, from the zips in --data-dir); "
              "or a keras_meta.data.benchmarks name (omniglot, cifar_fs, "
              "fc100, cub, vgg_flower, mini_imagenet: its test split, via "
@@ -148,7 +173,8 @@ def _evaluate_parser(subparsers):
                         help="sinusoid K=10, otherwise 1")
     parser.add_argument("--num-queries", type=int, default=None,
                         help="sinusoid 100 points, otherwise 15 per class")
-    parser.add_argument("--num-episodes", type=int, default=600)
+    parser.add_argument("--num-episodes", type=int, default=None,
+                        help="600 (navigation2d: 40 test goals)")
     parser.add_argument("--inner-steps", default=None,
                         help="comma-separated step counts (default: 0, 1 "
                              "and 10 on sinusoid, as `keras-meta train` "

@@ -5,6 +5,8 @@ import sys
 
 from keras_meta.experiments import catalog
 from keras_meta_cli import DEFAULTS
+from keras_meta_cli import NUM_TEST_TASKS
+from keras_meta_cli import REINFORCEMENT
 from keras_meta_cli import build_parser
 
 def _evaluation_episodes(args):
@@ -42,9 +44,41 @@ def _evaluation_episodes(args):
     return test
 
 
+def _evaluate_navigation(args):
+    import keras
+
+    from keras_meta import rl
+    from keras_meta.experiments import navigation
+
+    learner = keras.models.load_model(args.checkpoint)
+    if not isinstance(learner, rl.MetaPolicyGradient):
+        raise ValueError(
+            f"{args.checkpoint} holds a {type(learner).__name__}, not a "
+            "keras_meta.rl learner; --benchmark navigation2d evaluates "
+            "the .keras files of `keras-meta train --task navigation2d`.")
+    steps = 3
+    if args.inner_steps:
+        steps = max(int(s) for s in args.inner_steps.split(","))
+    tasks = navigation.test_tasks(
+        learner.environment, args.num_episodes, args.seed)
+    summary = rl.summarize_returns(learner.adaptation_returns(
+        tasks, num_steps=steps, seed=args.seed + 2))
+    print(f"{type(learner).__name__} on navigation2d, {len(tasks)} test "
+          "goals: mean return (+- 95% CI)")
+    for step, (mean, ci) in enumerate(zip(summary["mean"], summary["ci95"])):
+        print(f"  after {step} steps: {mean:8.2f} +- {ci:.2f}")
+    return 0
+
+
 def _run_evaluate(parser, args):
     from keras_meta.experiments import evaluation
 
+    if args.num_episodes is None:
+        args.num_episodes = 40 if args.benchmark == "navigation2d" else 600
+    if args.benchmark == "navigation2d":
+        if args.num_episodes < 2:
+            parser.error("--num-episodes must be at least 2 for a CI")
+        return _evaluate_navigation(args)
     if args.num_episodes < 2:
         parser.error("--num-episodes must be at least 2 for a CI")
     steps = None
@@ -69,8 +103,24 @@ def _run_evaluate(parser, args):
 
 def _resolve(parser, args):
     if args.dataset is None:
-        args.dataset = ("omniglot" if args.algorithm
-                        in catalog.CLASSIFICATION_ONLY else "sinusoid")
+        args.dataset = (
+            "omniglot" if args.algorithm in catalog.CLASSIFICATION_ONLY
+            else "navigation2d" if args.algorithm in REINFORCEMENT
+            else "sinusoid")
+    if args.algorithm is None:
+        args.algorithm = "promp" if args.dataset == "navigation2d" else "maml"
+    if args.dataset == "navigation2d" and args.algorithm not in (
+            "promp", "maml"):
+        parser.error(
+            f"--task navigation2d trains a policy with --algorithm promp or "
+            f"maml; --algorithm {args.algorithm} learns from labelled "
+            "episodes (use --dataset sinusoid or omniglot)")
+    if args.algorithm in REINFORCEMENT and args.dataset != "navigation2d":
+        parser.error(
+            f"--algorithm {args.algorithm} is a reinforcement learner; use "
+            "--task navigation2d")
+    if args.num_test_tasks is None:
+        args.num_test_tasks = NUM_TEST_TASKS[args.dataset]
     if (args.dataset == "sinusoid"
             and args.algorithm in catalog.CLASSIFICATION_ONLY):
         parser.error(
@@ -148,6 +198,27 @@ def run(parsers, args, command=False):
         # The command itself (a process of its own); callers of `main`
         # with arguments keep their process's settings.
         _deterministic()
+    if args.dataset == "navigation2d":
+        from keras_meta.experiments import navigation
+
+        results = navigation.run(
+            learners=(args.algorithm, "pretrained", "random"),
+            output=os.path.join(args.output_dir, "results.json"),
+            iterations=args.meta_steps,
+            meta_batch_size=args.meta_batch_size,
+            num_trajectories=args.num_shots,
+            inner_learning_rate=args.inner_learning_rate,
+            learning_rate=args.learning_rate,
+            eval_every=max(1, min(25, args.meta_steps)),
+            num_test_tasks=args.num_test_tasks, seed=args.seed,
+            verbose=args.verbose, save_dir=args.output_dir,
+            plot_path=os.path.join(args.output_dir, "navigation2d.png"),
+            command="keras-meta " + " ".join(sys.argv[1:]) if command
+            else None)
+        print(navigation.format_table(results))
+        print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
+              f"{os.path.join(args.output_dir, 'navigation2d.png')}")
+        return 0
     if args.dataset == "omniglot":
         from keras_meta.experiments import omniglot
 

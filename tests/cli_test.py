@@ -1,6 +1,9 @@
 import json
 import os
 
+import keras
+import pytest
+
 from keras_meta import cli
 from keras_meta import testing
 
@@ -145,7 +148,47 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertTrue(os.path.exists(
             os.path.join(directory, "metasgd.keras")))
 
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="keras_meta.rl trains on TensorFlow")
+    def test_navigation2d_trains_promp_and_its_baselines(self):
+        import contextlib
+        import io
+
+        directory = self.get_temp_dir()
+        code = cli.main([
+            "train", "--task", "navigation2d", "--meta-steps", "2",
+            "--meta-batch-size", "2", "--num-shots", "2",
+            "--num-test-tasks", "3", "--output-dir", directory,
+            "--verbose", "0"])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            results = json.load(f)["results"]
+        self.assertEqual(sorted(results), ["pretrained", "promp", "random"])
+        for row in results.values():
+            self.assertEqual(len(row["returns"]["mean"]), 4)
+            self.assertTrue(all(-101 < v < 0 for v in row["returns"]["mean"]))
+        self.assertTrue(os.path.exists(
+            os.path.join(directory, "navigation2d.png")))
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main([
+                "evaluate", os.path.join(directory, "promp.keras"),
+                "--benchmark", "navigation2d", "--num-episodes", "3"])
+        self.assertEqual(code, 0)
+        # The saved learner scores the test goals as training did.
+        last = [line for line in output.getvalue().splitlines()
+                if "after 3 steps" in line][0]
+        self.assertAlmostEqual(float(last.split(":")[1].split("+-")[0]),
+                               results["promp"]["returns"]["mean"][3],
+                               places=2)
+
     def test_bad_combinations(self):
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--algorithm", "promp", "--dataset",
+                      "sinusoid"])
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--task", "navigation2d", "--algorithm",
+                      "protonet"])
         with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "protonet", "--dataset",
                       "sinusoid"])

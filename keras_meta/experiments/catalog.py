@@ -13,9 +13,13 @@ import keras
 from keras_meta import algorithms
 from keras_meta import models
 # The names and one-line descriptions, shared with the command line.
-from keras_meta_cli import ALGORITHMS
 from keras_meta_cli import CLASSIFICATION_ONLY
-from keras_meta_cli import GRADIENT_BASED  # noqa: F401
+from keras_meta_cli import GRADIENT_BASED
+
+# The learners of labelled episodes (the reinforcement learners of
+# `keras-meta train --task navigation2d` are built by
+# `keras_meta.experiments.navigation`).
+ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY}
 
 # Inner steps in training when the command line gives none (1 otherwise).
 # On Conv-4 the CPU budget keeps MAML++ and iMAML to fewer steps.
