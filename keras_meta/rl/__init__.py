@@ -2,7 +2,9 @@
 few rollouts.
 
 - Task families: `Navigation2D` (the MAML paper's 2D navigation, pure
-  `keras.ops`, rolled out inside the training step).
+  `keras.ops`, rolled out inside the training step); `HalfCheetahVelocity`
+  and `HalfCheetahDirection` (gymnasium MuJoCo, the `rl` extra, stepped in
+  Python by `fit`'s own loop).
 - Policies: `gaussian_mlp_policy`, `GaussianPolicyHead` (ordinary Keras
   models and layers).
 - Learners: `MAMLRL` (vanilla policy-gradient inner step, second order) and
@@ -17,8 +19,12 @@ few rollouts.
 from keras_meta.rl import advantages
 from keras_meta.rl.callbacks import AdaptationReturns
 from keras_meta.rl.callbacks import summarize_returns
+from keras_meta.rl.environments import HalfCheetahDirection
+from keras_meta.rl.environments import HalfCheetahVelocity
 from keras_meta.rl.environments import Navigation2D
 from keras_meta.rl.environments import PureFunctionEnvironment
+from keras_meta.rl.environments import SimulatorEnvironment
+from keras_meta.rl.environments import TaskFamily
 from keras_meta.rl.meta_policy_gradient import MAMLRL
 from keras_meta.rl.meta_policy_gradient import MetaPolicyGradient
 from keras_meta.rl.meta_policy_gradient import ProMP
@@ -31,11 +37,15 @@ from keras_meta.rl.policies import split_gaussian
 __all__ = [
     "AdaptationReturns",
     "GaussianPolicyHead",
+    "HalfCheetahDirection",
+    "HalfCheetahVelocity",
     "MAMLRL",
     "MetaPolicyGradient",
     "Navigation2D",
     "ProMP",
     "PureFunctionEnvironment",
+    "SimulatorEnvironment",
+    "TaskFamily",
     "advantages",
     "gaussian_kl",
     "gaussian_log_prob",

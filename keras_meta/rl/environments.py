@@ -15,7 +15,10 @@ task:
 
 `PureFunctionEnvironment`s write `reset` and `step` in `keras.ops`, so
 rollouts run inside the compiled training step with the weights of that
-very step (see `keras_meta.rl.MetaPolicyGradient`).
+very step. `SimulatorEnvironment`s (gymnasium's MuJoCo robots) step in
+Python; `MetaPolicyGradient.fit` then alternates sampling with the current
+(and adapted) weights and the outer update, in its own loop (see
+`keras_meta.rl.MetaPolicyGradient`).
 """
 
 import keras
@@ -23,13 +26,11 @@ import numpy as np
 from keras import ops
 
 
-class PureFunctionEnvironment:
-    """Base class of task families whose dynamics are `keras.ops` functions.
+class TaskFamily:
+    """Base class of task families: spaces, horizon, task sampling.
 
     Subclasses set `observation_dim`, `action_dim`, `task_dim` and
-    `horizon` and implement `sample_tasks`, `reset` and `step`. The state
-    is a tensor `[tasks, trajectories, ...]`; nothing is kept in the
-    object, so one instance serves any number of concurrent rollouts.
+    `horizon` and implement `sample_tasks`.
     """
 
     observation_dim = None
@@ -38,14 +39,6 @@ class PureFunctionEnvironment:
     horizon = None
 
     def sample_tasks(self, num_tasks, seed=None):
-        raise NotImplementedError
-
-    def reset(self, tasks, num_trajectories):
-        """Returns `(state, observation)` for `[tasks, num_trajectories]`."""
-        raise NotImplementedError
-
-    def step(self, state, actions, tasks):
-        """Returns `(state, observation, reward, done)`."""
         raise NotImplementedError
 
     def task_dataset(self, batch_size, *, seed=0, num_batches=None):
@@ -86,6 +79,39 @@ class PureFunctionEnvironment:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class PureFunctionEnvironment(TaskFamily):
+    """Base class of task families whose dynamics are `keras.ops` functions.
+
+    Subclasses implement `reset` and `step` in `keras.ops`. The state is a
+    tensor `[tasks, trajectories, ...]`; nothing is kept in the object, so
+    one instance serves any number of concurrent rollouts.
+    """
+
+    def reset(self, tasks, num_trajectories):
+        """Returns `(state, observation)` for `[tasks, num_trajectories]`."""
+        raise NotImplementedError
+
+    def step(self, state, actions, tasks):
+        """Returns `(state, observation, reward, done)`."""
+        raise NotImplementedError
+
+
+class SimulatorEnvironment(TaskFamily):
+    """Base class of task families stepped in Python (a simulator).
+
+    `reset(tasks, num_trajectories, seed)` starts one episode per task and
+    trajectory and returns the observations `[tasks, trajectories,
+    obs_dim]` (NumPy); `step(actions)` advances all of them and returns
+    `(observations, rewards, dones)`. The object holds the simulators.
+    """
+
+    def reset(self, tasks, num_trajectories, seed=None):
+        raise NotImplementedError
+
+    def step(self, actions):
+        raise NotImplementedError
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -154,3 +180,113 @@ class Navigation2D(PureFunctionEnvironment):
     def get_config(self):
         return {"horizon": self.horizon, "goal_range": self.goal_range,
                 "max_step": self.max_step}
+
+
+class _HalfCheetah(SimulatorEnvironment):
+    """gymnasium's `HalfCheetah-v5` with a task-dependent reward."""
+
+    observation_dim = 17
+    action_dim = 6
+    task_dim = 1
+
+    def __init__(self, horizon=200, control_cost=0.05):
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(
+                "`horizon` must be a positive int. Received: "
+                f"horizon={horizon!r}.")
+        self.horizon = horizon
+        self.control_cost = float(control_cost)
+        self._envs = []
+        self._tasks = None
+
+    def _gym(self):
+        try:
+            import gymnasium
+        except ImportError:
+            raise ImportError(
+                f"`keras_meta.rl.{type(self).__name__}` runs gymnasium's "
+                "MuJoCo HalfCheetah. Install the extra: "
+                '`pip install -e ".[rl]"` (gymnasium[mujoco]).') from None
+        return gymnasium
+
+    def reset(self, tasks, num_trajectories, seed=None):
+        tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
+        count = len(tasks) * num_trajectories
+        if len(self._envs) < count:
+            gymnasium = self._gym()
+            self._envs += [gymnasium.make("HalfCheetah-v5")
+                           for _ in range(count - len(self._envs))]
+        self._shape = (len(tasks), num_trajectories)
+        self._targets = np.repeat(tasks[:, 0], num_trajectories)
+        base = 0 if seed is None else int(seed) * 1_000_003
+        observations = [
+            self._envs[k].reset(seed=base + k)[0] for k in range(count)]
+        return np.array(observations, "float32").reshape(
+            self._shape + (self.observation_dim,))
+
+    def step(self, actions):
+        actions = np.clip(np.asarray(actions, "float64").reshape(
+            -1, self.action_dim), -1.0, 1.0)
+        observations, velocities = [], []
+        for env, action in zip(self._envs, actions):
+            observation, _, _, _, info = env.step(action)
+            observations.append(observation)
+            velocities.append(info["x_velocity"])
+        rewards = self._reward(np.array(velocities), self._targets) - (
+            self.control_cost * np.square(actions).sum(-1))
+        return (np.array(observations, "float32").reshape(
+                    self._shape + (self.observation_dim,)),
+                rewards.astype("float32").reshape(self._shape),
+                np.zeros(self._shape, bool))
+
+    def get_config(self):
+        return {"horizon": self.horizon, "control_cost": self.control_cost}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class HalfCheetahVelocity(_HalfCheetah):
+    """HalfCheetah running at a target velocity (MAML paper, section 5.3).
+
+    Tasks are target forward velocities, uniform in `[0, 2]`; the reward is
+    `-|forward velocity - target| - control_cost * |action|^2` with
+    `control_cost=0.05`, as in the paper's code, over `horizon=200` steps.
+    Runs on gymnasium's `HalfCheetah-v5` (17-dimensional observations; the
+    paper used rllab's model) with actions clipped to [-1, 1]. Needs the
+    `rl` extra (`pip install -e ".[rl]"`).
+    """
+
+    def __init__(self, horizon=200, control_cost=0.05, min_velocity=0.0,
+                 max_velocity=2.0):
+        super().__init__(horizon, control_cost)
+        self.min_velocity = float(min_velocity)
+        self.max_velocity = float(max_velocity)
+
+    def sample_tasks(self, num_tasks, seed=None):
+        rng = np.random.default_rng(seed)
+        return rng.uniform(self.min_velocity, self.max_velocity,
+                           size=(num_tasks, 1)).astype("float32")
+
+    def _reward(self, velocities, targets):
+        return -np.abs(velocities - targets)
+
+    def get_config(self):
+        return {**super().get_config(), "min_velocity": self.min_velocity,
+                "max_velocity": self.max_velocity}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class HalfCheetahDirection(_HalfCheetah):
+    """HalfCheetah running forward or backward (MAML paper, section 5.3).
+
+    Tasks are directions, +1 or -1 with equal probability; the reward is
+    `direction * forward velocity - control_cost * |action|^2`
+    (`control_cost=0.05`), over `horizon=200` steps, on gymnasium's
+    `HalfCheetah-v5`. Needs the `rl` extra.
+    """
+
+    def sample_tasks(self, num_tasks, seed=None):
+        rng = np.random.default_rng(seed)
+        return rng.choice([-1.0, 1.0], size=(num_tasks, 1)).astype("float32")
+
+    def _reward(self, velocities, targets):
+        return targets * velocities

@@ -8,6 +8,7 @@ from keras_meta import backend
 from keras_meta.algorithms.model_utils import check_count
 from keras_meta.rl import advantages as adv
 from keras_meta.rl.environments import PureFunctionEnvironment
+from keras_meta.rl.environments import SimulatorEnvironment
 from keras_meta.rl.policies import gaussian_kl
 from keras_meta.rl.policies import gaussian_log_prob
 from keras_meta.rl.policies import split_gaussian
@@ -141,11 +142,14 @@ class MetaPolicyGradient(keras.Model):
                 f"`{owner}` needs a built `keras.Model` policy, for instance "
                 "`keras_meta.rl.gaussian_mlp_policy(obs_dim, action_dim)`. "
                 f"Received: {policy!r}.")
-        if not isinstance(environment, PureFunctionEnvironment):
+        if not isinstance(environment, (PureFunctionEnvironment,
+                                        SimulatorEnvironment)):
             raise ValueError(
-                f"`{owner}` rolls out inside its training step, so the "
-                "environment must be a `keras_meta.rl.PureFunctionEnvironment`"
-                f" (such as `keras_meta.rl.Navigation2D()`). Received: "
+                f"`{owner}` needs a task family of environments: a "
+                "`keras_meta.rl.PureFunctionEnvironment` (such as "
+                "`keras_meta.rl.Navigation2D()`, rolled out inside the "
+                "training step) or a `keras_meta.rl.SimulatorEnvironment` "
+                "(such as `keras_meta.rl.HalfCheetahVelocity()`). Received: "
                 f"{type(environment).__name__}.")
         try:
             shape = policy.compute_output_shape(
@@ -203,6 +207,7 @@ class MetaPolicyGradient(keras.Model):
         self.return_before_tracker = keras.metrics.Mean(name="return_before")
         self.return_after_tracker = keras.metrics.Mean(name="return_after")
         self._evaluators = {}
+        self._simulator_functions = None
         self.built = True
 
     @property
@@ -470,7 +475,18 @@ class MetaPolicyGradient(keras.Model):
         `x` yields task parameters `[meta_batch, task_dim]`, usually
         `environment.task_dataset(meta_batch_size)`, which is endless: give
         `steps_per_epoch`. Each step rolls out, adapts and updates.
+
+        With a `SimulatorEnvironment` (gymnasium), rollouts cannot run in
+        the graph: `fit` then runs its own loop, which samples with the
+        current weights, adapts (compiled), samples with the adapted
+        weights and applies the outer update (compiled), step after step,
+        so no rollout is stale. It takes `x`, `steps_per_epoch`, `epochs`,
+        `initial_epoch`, `callbacks` and `verbose`, and drives the
+        callbacks (`History`, the progress bar, `ModelCheckpoint`,
+        `CSVLogger`, `EarlyStopping`, ...) as Keras does.
         """
+        if isinstance(self.environment, SimulatorEnvironment):
+            return self._fit_simulator(x, *args, **kwargs)
         kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
@@ -552,6 +568,13 @@ class MetaPolicyGradient(keras.Model):
         tasks = self._check_tasks(tasks)
         num_trajectories = num_trajectories or self.num_trajectories
         env = self.environment
+        if isinstance(env, SimulatorEnvironment):
+            batches, weights = self._collect_simulated(
+                tasks, num_trajectories, self._step_rates(num_steps),
+                np.random.default_rng(seed))
+            returns = np.stack([ops.convert_to_numpy(ops.mean(
+                b["returns"], axis=1)) for b in batches], axis=1)
+            return returns, weights
         noise = np.random.default_rng(seed).standard_normal(
             (num_steps + 1, env.horizon, len(tasks), num_trajectories,
              env.action_dim)).astype("float32")
@@ -580,6 +603,150 @@ class MetaPolicyGradient(keras.Model):
             value = ops.convert_to_numpy(value)
             variable.assign(value[0] if num_steps else value)
         return adapted
+
+    # ------------------------------------------------------------------
+    # Simulators: rollouts in Python, adaptation and updates compiled.
+    # ------------------------------------------------------------------
+
+    def _functions(self):
+        if self._simulator_functions is None:
+            def outputs_shared(weights, observations):
+                return self._per_task_outputs(weights, observations, False)
+
+            def outputs_per_task(weights, observations):
+                return self._per_task_outputs(weights, observations, True)
+
+            def adapt(per_task, samples, rate):
+                return backend.map_tasks(
+                    lambda task: self.inner_update(
+                        task[0], task[1], rate, create_graph=False),
+                    (per_task, samples), [w.dtype for w in per_task])
+
+            def update(batches):
+                variables = self.trainable_variables
+                loss = None
+                for _ in range(self.num_outer_steps):
+                    (loss, _), gradients = backend.loss_and_gradients(
+                        lambda: (self.meta_loss(batches), ()), variables)
+                    self.optimizer.apply(gradients, variables)
+                return loss
+
+            self._simulator_functions = {
+                False: backend.compiled(outputs_shared),
+                True: backend.compiled(outputs_per_task),
+                "process": backend.compiled(self.process),
+                "adapt": backend.compiled(adapt),
+                "update": backend.compiled(update),
+            }
+        return self._simulator_functions
+
+    def _simulate(self, tasks, weights, per_task, num_trajectories, rng):
+        """Rolls out in the simulator; returns processed samples."""
+        env = self.environment
+        functions = self._functions()
+        observation = env.reset(tasks, num_trajectories,
+                                seed=int(rng.integers(2 ** 31)))
+        alive = np.ones(observation.shape[:2], "float32")
+        columns = {k: [] for k in ("observations", "actions", "means",
+                                   "log_stds", "rewards", "mask")}
+        for _ in range(env.horizon):
+            mean, log_std = (ops.convert_to_numpy(v) for v in functions[
+                per_task](weights, ops.convert_to_tensor(observation)))
+            action = mean + np.exp(log_std) * rng.standard_normal(
+                mean.shape).astype("float32")
+            next_observation, reward, done = env.step(action)
+            for key, value in (("observations", observation),
+                               ("actions", action), ("means", mean),
+                               ("log_stds", log_std),
+                               ("rewards", reward * alive),
+                               ("mask", alive.copy())):
+                columns[key].append(np.asarray(value, "float32"))
+            alive = alive * (1.0 - np.asarray(done, "float32"))
+            observation = next_observation
+        samples = {k: ops.convert_to_tensor(np.stack(v, axis=2))
+                   for k, v in columns.items()}
+        return functions["process"](samples)
+
+    def _collect_simulated(self, tasks, num_trajectories, rates, rng):
+        """`collect` for simulators: the same samples, stepped in Python."""
+        functions = self._functions()
+        weights = [ops.convert_to_tensor(ops.convert_to_numpy(w))
+                   for w in self._weights()]
+        batches = [self._simulate(tasks, weights, False, num_trajectories,
+                                  rng)]
+        if not rates:
+            return batches, weights
+        per_task = [ops.convert_to_tensor(np.broadcast_to(
+            ops.convert_to_numpy(w), (len(tasks),) + tuple(w.shape)))
+            for w in weights]
+        for rate in rates:
+            per_task = functions["adapt"](
+                per_task, batches[-1], ops.convert_to_tensor(rate, "float32"))
+            batches.append(self._simulate(tasks, per_task, True,
+                                          num_trajectories, rng))
+        return batches, per_task
+
+    def _fit_simulator(self, x=None, *args, steps_per_epoch=None, epochs=1,
+                       initial_epoch=0, callbacks=None, verbose="auto",
+                       **kwargs):
+        owner = type(self).__name__
+        if args or kwargs:
+            raise ValueError(
+                f"`{owner}.fit()` with a simulator takes `x` (a dataset of "
+                "task batches), `steps_per_epoch`, `epochs`, "
+                "`initial_epoch`, `callbacks` and `verbose`; received also "
+                f"{sorted(kwargs) or args}.")
+        if x is None or not steps_per_epoch:
+            raise ValueError(
+                f"`{owner}.fit()` needs `x`, a dataset of task batches such "
+                "as `environment.task_dataset(meta_batch_size)`, and "
+                "`steps_per_epoch`.")
+        if getattr(self, "optimizer", None) is None:
+            raise ValueError(
+                f"Call `{owner}.compile(optimizer=...)` before `fit()`.")
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        verbose = 1 if verbose == "auto" else verbose
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0,
+            model=self, verbose=verbose, epochs=epochs,
+            steps=steps_per_epoch)
+        functions = self._functions()
+        iterator = iter(x)
+        self.stop_training = False
+        callback_list.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            for metric in self.metrics:
+                metric.reset_state()
+            callback_list.on_epoch_begin(epoch)
+            for step in range(steps_per_epoch):
+                callback_list.on_train_batch_begin(step)
+                tasks = np.asarray(next(iterator), "float32")
+                # Seeded by the update count: a resumed run draws the same
+                # rollouts as an uninterrupted one.
+                rng = np.random.default_rng(
+                    (self.seed or 0, int(self.optimizer.iterations)))
+                batches, _ = self._collect_simulated(
+                    tasks, self.num_trajectories,
+                    [self.inner_learning_rate] * self.num_inner_steps, rng)
+                loss = functions["update"](batches)
+                self.loss_tracker.update_state(loss)
+                self.return_before_tracker.update_state(
+                    ops.mean(batches[0]["returns"]))
+                if self.num_inner_steps:
+                    self.return_after_tracker.update_state(
+                        ops.mean(batches[-1]["returns"]))
+                logs = {m.name: float(m.result()) for m in self.metrics}
+                callback_list.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return self.history
 
     def get_config(self):
         config = super().get_config()
