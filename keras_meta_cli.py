@@ -33,17 +33,20 @@ CLASSIFICATION_ONLY = {
     "protomaml": "Proto-MAML (Triantafillou et al., 2020)",
     "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
 }
-# Meta-reinforcement learning (`--task navigation2d`): `maml` is then
-# `keras_meta.rl.MAMLRL`.
-REINFORCEMENT = {
+# Learners of the other uses: meta-reinforcement learning (`--task
+# navigation2d`, where `maml` is `keras_meta.rl.MAMLRL`) and cold-start
+# recommendation (`--task movielens`).
+OTHER_USES = {
     "promp": "ProMP: low-variance curvature inner step, clipped outer "
              "objective (Rothfuss et al., 2019); reinforcement learning "
              "only",
+    "melu": "MeLU: ANIL adapting a field recommender's decision layers "
+            "(Lee et al., 2019); --task movielens only",
 }
-ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **REINFORCEMENT}
+ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **OTHER_USES}
 
 
-DATASETS = ("sinusoid", "omniglot", "navigation2d")
+DATASETS = ("sinusoid", "omniglot", "navigation2d", "movielens")
 DEFAULTS = {
     "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
                  "inner_learning_rate": 0.01, "num_shots": 10},
@@ -52,8 +55,15 @@ DEFAULTS = {
     # The MAML paper's 2D navigation: 20 tasks of 20 trajectories per step.
     "navigation2d": {"meta_steps": 300, "meta_batch_size": 20,
                      "inner_learning_rate": 0.1, "num_shots": 20},
+    # MeLU's protocol on MovieLens: 30 epochs of 50 steps at most (the epoch
+    # with the best validation MAE is kept), 32 users per step.
+    "movielens": {"meta_steps": 1500, "meta_batch_size": 32,
+                  "inner_learning_rate": 0.1, "num_shots": 10},
 }
-NUM_TEST_TASKS = {"sinusoid": 600, "omniglot": 600, "navigation2d": 40}
+NUM_TEST_TASKS = {"sinusoid": 600, "omniglot": 600, "navigation2d": 40,
+                  "movielens": 600}
+# `--algorithm` on `--task movielens`: MeLU is ANIL on the decision layers.
+RECOMMENDATION = ("melu", "maml", "metasgd")
 
 
 def _algorithm_help():
@@ -81,7 +91,13 @@ def _train_parser(subparsers):
             "with --algorithm promp (the default there) or maml, trains the "
             "multi-task 'pretrained' baseline, and reports the mean return "
             "on 40 fixed test goals after 0-3 policy-gradient steps, with "
-            "results.json, navigation2d.png and ALGORITHM.keras."
+            "results.json, navigation2d.png and ALGORITHM.keras. On movielens "
+            "(--task movielens; cold-start recommendation with MeLU's "
+            "protocol, from --data-dir or the recbole wheel's "
+            "MovieLens-100K) it trains --algorithm melu (the default there), "
+            "maml or metasgd beside the global-mean and pretrained-then-"
+            "fine-tuned baselines, and reports per-user MAE, RMSE and "
+            "nDCG@5 on new users, new items and both."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -94,12 +110,14 @@ def _train_parser(subparsers):
         "--dataset", "--task", dest="dataset", choices=DATASETS,
         default=None,
         help="sinusoid for gradient-based algorithms, omniglot for metric "
-             "ones, navigation2d for promp",
+             "ones, navigation2d for promp, movielens for melu",
     )
     parser.add_argument(
-        "--data-dir", default=os.environ.get("KERAS_META_OMNIGLOT_DIR"),
+        "--data-dir", default=None,
         help="omniglot: folder holding images_background_small1.zip and "
-             "images_background_small2.zip (env KERAS_META_OMNIGLOT_DIR)",
+             "images_background_small2.zip (env KERAS_META_OMNIGLOT_DIR); "
+             "movielens: folder of ml-100k or ml-1m files (default: the "
+             "recbole package's MovieLens-100K)",
     )
     parser.add_argument("--meta-steps", type=int, default=None,
                         help="outer steps (sinusoid 70000 as in the MAML "

@@ -6,7 +6,7 @@ import sys
 from keras_meta.experiments import catalog
 from keras_meta_cli import DEFAULTS
 from keras_meta_cli import NUM_TEST_TASKS
-from keras_meta_cli import REINFORCEMENT
+from keras_meta_cli import RECOMMENDATION
 from keras_meta_cli import build_parser
 
 def _evaluation_episodes(args):
@@ -105,17 +105,27 @@ def _resolve(parser, args):
     if args.dataset is None:
         args.dataset = (
             "omniglot" if args.algorithm in catalog.CLASSIFICATION_ONLY
-            else "navigation2d" if args.algorithm in REINFORCEMENT
+            else "movielens" if args.algorithm == "melu"
+            else "navigation2d" if args.algorithm == "promp"
             else "sinusoid")
     if args.algorithm is None:
-        args.algorithm = "promp" if args.dataset == "navigation2d" else "maml"
+        args.algorithm = {"navigation2d": "promp", "movielens": "melu"}.get(
+            args.dataset, "maml")
+    if args.dataset == "omniglot" and not args.data_dir:
+        args.data_dir = os.environ.get("KERAS_META_OMNIGLOT_DIR")
+    if args.dataset == "movielens" and args.algorithm not in RECOMMENDATION:
+        parser.error(
+            f"--task movielens trains --algorithm {', '.join(RECOMMENDATION)}"
+            f"; --algorithm {args.algorithm} does not apply to it")
+    if args.algorithm == "melu" and args.dataset != "movielens":
+        parser.error("--algorithm melu recommends; use --task movielens")
     if args.dataset == "navigation2d" and args.algorithm not in (
             "promp", "maml"):
         parser.error(
             f"--task navigation2d trains a policy with --algorithm promp or "
             f"maml; --algorithm {args.algorithm} learns from labelled "
             "episodes (use --dataset sinusoid or omniglot)")
-    if args.algorithm in REINFORCEMENT and args.dataset != "navigation2d":
+    if args.algorithm == "promp" and args.dataset != "navigation2d":
         parser.error(
             f"--algorithm {args.algorithm} is a reinforcement learner; use "
             "--task navigation2d")
@@ -218,6 +228,29 @@ def run(parsers, args, command=False):
         print(navigation.format_table(results))
         print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
               f"{os.path.join(args.output_dir, 'navigation2d.png')}")
+        return 0
+    if args.dataset == "movielens":
+        from keras_meta.experiments import movielens
+
+        epochs = max(1, args.meta_steps // 50)
+        output = os.path.join(args.output_dir, "results.json")
+        try:
+            results = movielens.run(
+                source=args.data_dir,
+                learners=("global_mean", "pretrained", args.algorithm),
+                output=output, meta_epochs=epochs,
+                steps_per_epoch=min(50, args.meta_steps),
+                meta_batch_size=args.meta_batch_size,
+                inner_learning_rates=(args.inner_learning_rate,),
+                inner_steps=(args.num_inner_steps or 1,),
+                learning_rate=args.learning_rate, seed=args.seed,
+                verbose=args.verbose,
+                command="keras-meta " + " ".join(sys.argv[1:]) if command
+                else None)
+        except ValueError as error:
+            train_parser.error(str(error))
+        print(movielens.format_table(results))
+        print(f"wrote {output}")
         return 0
     if args.dataset == "omniglot":
         from keras_meta.experiments import omniglot

@@ -169,3 +169,99 @@ class IntervalCoverage(keras.metrics.MeanMetricWrapper):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class NormalizedDCG(keras.metrics.Metric):
+    """nDCG@k of each task's query items ranked by predicted score.
+
+    For a task with true ratings `r` and predictions `p` over its query
+    items: `DCG@k = sum_{i<k} gain(r[rank_i]) / log2(i + 2)`, where
+    `rank` orders the items by `p` descending (ties: the earlier item
+    first), and `nDCG@k = DCG@k / IDCG@k`, with `IDCG@k` the DCG of the
+    items ordered by their *true* ratings (0 when every gain is 0). The
+    metric is the mean over tasks. Query items with a sample weight of 0
+    (padding) are neither ranked nor counted.
+
+    `k` must be smaller than the number of query items, or every ranking
+    of the full list scores alike and the metric says nothing; the check
+    runs when the query size is known.
+
+    Args:
+        k: Int, the cut-off. Defaults to `5`.
+        gain: `"linear"` (the rating itself) or `"exponential"`
+            (`2 ** rating - 1`). Defaults to `"linear"`.
+        name, dtype: As for `keras.metrics.Metric`.
+
+    Labels and predictions are `[tasks, queries]` or `[tasks, queries, 1]`
+    (one task: `[queries]` or `[queries, 1]`).
+    """
+
+    def __init__(self, k=5, gain="linear", name=None, dtype=None):
+        super().__init__(name=name or f"ndcg_at_{k}", dtype=dtype)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
+        if gain not in ("linear", "exponential"):
+            raise ValueError(
+                "`gain` must be 'linear' or 'exponential'. Received: "
+                f"gain={gain!r}.")
+        self.k = k
+        self.gain = gain
+        self.total = self.add_variable((), initializer="zeros", name="total")
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def _per_task(self, y_true, y_pred, sample_weight):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        # A trailing axis of 1 (one rating per item) is dropped.
+        if len(y_pred.shape) >= 2 and y_pred.shape[-1] == 1:
+            y_pred = y_pred[..., 0]
+        if len(y_true.shape) >= 2 and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        if len(y_pred.shape) == 1:
+            y_pred, y_true = y_pred[None], y_true[None]
+            if sample_weight is not None:
+                sample_weight = ops.reshape(sample_weight, (1, -1))
+        queries = y_pred.shape[-1]
+        if queries is not None and self.k >= queries:
+            raise ValueError(
+                f"nDCG@{self.k} needs more than {self.k} query items per "
+                f"task to rank; the tasks have {queries}. Use k < {queries}:"
+                " with k >= the number of items every ordering of the full "
+                "list would be scored alike.")
+        if sample_weight is None:
+            valid = ops.ones_like(y_true)
+        else:
+            valid = ops.cast(ops.reshape(
+                ops.cast(sample_weight, "float32"), ops.shape(y_true)) > 0,
+                "float32")
+        gains = y_true if self.gain == "linear" else ops.power(
+            2.0, y_true) - 1.0
+        gains = gains * valid
+        lowest = -3.0e38
+        scores = ops.where(valid > 0, y_pred, lowest)
+        discounts = 1.0 / ops.log2(
+            ops.arange(self.k, dtype="float32") + 2.0)
+        _, ranked = ops.top_k(scores, self.k)
+        dcg = ops.sum(ops.take_along_axis(gains, ranked, axis=-1)
+                      * discounts, axis=-1)
+        ideal, _ = ops.top_k(ops.where(valid > 0, gains, lowest), self.k)
+        ideal = ops.maximum(ideal, 0.0)
+        idcg = ops.sum(ideal * discounts, axis=-1)
+        return ops.where(idcg > 0, dcg / ops.maximum(idcg, 1e-12), 0.0)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self._per_task(y_true, y_pred, sample_weight)
+        self.total.assign_add(ops.cast(ops.sum(values), self.dtype))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {"k": self.k, "gain": self.gain, "name": self.name,
+                "dtype": self.dtype}

@@ -182,7 +182,37 @@ class CLIAlgorithmsTest(testing.TestCase):
                                results["promp"]["returns"]["mean"][3],
                                places=2)
 
+    def test_movielens_trains_melu_and_its_baselines(self):
+        from tests.data.movielens_test import _generate
+        from tests.data.movielens_test import _write_100k
+
+        folder = os.path.join(self.get_temp_dir(), "ml-100k")
+        _write_100k(folder, _generate(num_users=150))
+        directory = os.path.join(self.get_temp_dir(), "run")
+        code = cli.main([
+            "train", "--task", "movielens", "--data-dir", folder,
+            "--meta-steps", "2", "--meta-batch-size", "4",
+            "--output-dir", directory, "--verbose", "0"])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            results = json.load(f)["results"]
+        self.assertEqual(sorted(results), ["global_mean", "melu",
+                                           "pretrained"])
+        scores = results["melu"]["scores"]["user_cold"]
+        self.assertTrue(0 < scores["mean_absolute_error"][0] < 4)
+        self.assertTrue(0 < scores["ndcg_at_5"][0] <= 1)
+        self.assertIn("user_cold", results["melu"]["mae_minus_pretrained"])
+
     def test_bad_combinations(self):
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--task", "movielens", "--algorithm",
+                      "protonet"])
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--algorithm", "melu", "--dataset",
+                      "sinusoid"])
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--task", "movielens", "--data-dir",
+                      "/nonexistent"])
         with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "promp", "--dataset",
                       "sinusoid"])

@@ -12,17 +12,25 @@ from keras_meta.data.episodes import ClassIndex
 from keras_meta.data.episodes import episodes
 from keras_meta.data.episodes import episodes_from_index
 from keras_meta.data.episodes import load_class_index
+from keras_meta.data.movielens import ColdStartTasks
+from keras_meta.data.movielens import MovieLensFeatures
+from keras_meta.data.movielens import load_movielens
+from keras_meta.data.movielens import movielens_cold_start
 from keras_meta.data.plotting import plot_episode
 from keras_meta.data.sinusoid import sinusoid
 from keras_meta.data.sinusoid import sinusoid_parameters
 
 __all__ = [
     "ClassIndex",
+    "ColdStartTasks",
+    "MovieLensFeatures",
     "benchmarks",
     "class_fingerprints",
     "episodes",
     "episodes_from_index",
     "load_class_index",
+    "load_movielens",
+    "movielens_cold_start",
     "plot_episode",
     "remove_shared_classes",
     "sinusoid",

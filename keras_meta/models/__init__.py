@@ -2,7 +2,10 @@
 
 from keras_meta.algorithms.normalization import BatchStatisticsModel
 from keras_meta.models.backbones import conv4
+from keras_meta.models.backbones import field_recommender
+from keras_meta.models.backbones import field_recommender_head
 from keras_meta.models.backbones import mlp
 from keras_meta.models.backbones import neural_process_networks
 
-__all__ = ["BatchStatisticsModel", "conv4", "mlp", "neural_process_networks"]
+__all__ = ["BatchStatisticsModel", "conv4", "field_recommender",
+           "field_recommender_head", "mlp", "neural_process_networks"]

@@ -1,0 +1,546 @@
+"""Cold-start recommendation tasks from MovieLens ratings.
+
+Each user is a task: a few of their ratings are the support set, held-out
+ratings the query set, and a recommender adapts to a new user (or to new
+items) from the support ratings. Every example is one (user, item) pair,
+encoded as a float vector of categorical feature codes and a genre
+multi-hot (see `MovieLensFeatures`); the label is the rating.
+
+The MovieLens licence forbids redistribution, so nothing here ships the
+data: `load_movielens` reads a folder of `ml-100k` or `ml-1m` files in
+their original formats, a folder of RecBole atomic files, or, with no
+argument, the MovieLens-100K copy inside an installed `recbole` 1.2.1
+package (`pip install --no-deps recbole==1.2.1`), located without
+importing it (and so without torch).
+"""
+
+import dataclasses
+import importlib.util
+import os
+
+import numpy as np
+
+# ml-1m's age groups, applied to ml-100k's ages in years.
+AGE_GROUP_STARTS = (0, 18, 25, 35, 45, 50, 56)
+# Release years: one bucket per five years from 1920 (earlier in the first,
+# later in the last), plus "unknown".
+YEAR_BUCKETS = tuple(range(1920, 2001, 5))
+USER_FIELDS = ("age", "gender", "occupation", "zip")
+ITEM_FIELDS = ("year",)
+PROTOCOLS = ("melu",)
+STATES = ("train", "warm", "user_cold", "item_cold", "user_item_cold")
+
+
+@dataclasses.dataclass
+class Ratings:
+    """MovieLens ratings with raw user and item features.
+
+    Attributes:
+        users, items, ratings, timestamps: One entry per rating (raw ids).
+        user_features: `{user_id: (age_in_years_or_group_start, gender,
+            occupation, zip_code)}`.
+        item_features: `{item_id: (release_year or None, [genres])}`.
+        name: The source's name (`ml-100k`, `ml-1m`).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+    user_features: dict
+    item_features: dict
+    name: str
+
+
+def _read_lines(path):
+    with open(path, encoding="latin-1") as f:
+        return [line.rstrip("\r\n") for line in f if line.strip()]
+
+
+def _require(folder, names):
+    missing = [n for n in names if not os.path.exists(os.path.join(folder, n))]
+    if missing:
+        raise ValueError(
+            f"The MovieLens folder {folder!r} lacks {missing}. Expected the "
+            "original ml-100k files (u.data, u.user, u.item), the ml-1m "
+            "files (ratings.dat, users.dat, movies.dat) or RecBole atomic "
+            "files (NAME.inter, NAME.user, NAME.item).")
+
+
+def _ratings_arrays(rows, source, columns=4):
+    try:
+        table = np.array(rows, dtype="float64")
+    except ValueError as error:
+        raise ValueError(
+            f"{source}: a rating line is not {columns} numbers "
+            f"(user, item, rating, timestamp): {error}") from None
+    if table.ndim != 2 or table.shape[1] < 4:
+        raise ValueError(
+            f"{source}: expected at least 4 columns (user, item, rating, "
+            f"timestamp); found shape {table.shape}.")
+    return (table[:, 0].astype("int64"), table[:, 1].astype("int64"),
+            table[:, 2].astype("float32"), table[:, 3].astype("int64"))
+
+
+def _load_100k(folder):
+    _require(folder, ["u.data", "u.user", "u.item"])
+    users, items, ratings, times = _ratings_arrays(
+        [line.split("\t") for line in _read_lines(
+            os.path.join(folder, "u.data"))], "u.data")
+    user_features = {}
+    for line in _read_lines(os.path.join(folder, "u.user")):
+        fields = line.split("|")
+        if len(fields) < 5:
+            raise ValueError(f"u.user: expected 5 '|'-separated fields "
+                             f"(id|age|gender|occupation|zip), got {line!r}")
+        user_features[int(fields[0])] = (
+            int(fields[1]), fields[2], fields[3], fields[4])
+    genre_names = None
+    if os.path.exists(os.path.join(folder, "u.genre")):
+        pairs = [line.split("|") for line in _read_lines(
+            os.path.join(folder, "u.genre"))]
+        genre_names = [name for name, _ in sorted(
+            pairs, key=lambda p: int(p[1]))]
+    item_features = {}
+    for line in _read_lines(os.path.join(folder, "u.item")):
+        fields = line.split("|")
+        if len(fields) < 6:
+            raise ValueError(f"u.item: expected id|title|release date|...|"
+                             f"genre flags, got {line!r}")
+        flags = fields[5:]
+        names = genre_names or [f"genre_{i}" for i in range(len(flags))]
+        date = fields[2]
+        year = int(date[-4:]) if len(date) >= 4 and date[-4:].isdigit() \
+            else None
+        item_features[int(fields[0])] = (
+            year, [n for n, f in zip(names, flags) if f.strip() == "1"])
+    return Ratings(users, items, ratings, times, user_features,
+                   item_features, "ml-100k")
+
+
+def _load_1m(folder):
+    _require(folder, ["ratings.dat", "users.dat", "movies.dat"])
+    users, items, ratings, times = _ratings_arrays(
+        [line.split("::") for line in _read_lines(
+            os.path.join(folder, "ratings.dat"))], "ratings.dat")
+    user_features = {}
+    for line in _read_lines(os.path.join(folder, "users.dat")):
+        fields = line.split("::")
+        if len(fields) < 5:
+            raise ValueError(f"users.dat: expected id::gender::age::"
+                             f"occupation::zip, got {line!r}")
+        user_features[int(fields[0])] = (
+            int(fields[2]), fields[1], fields[3], fields[4])
+    item_features = {}
+    for line in _read_lines(os.path.join(folder, "movies.dat")):
+        fields = line.split("::")
+        if len(fields) < 3:
+            raise ValueError(f"movies.dat: expected id::title (year)::"
+                             f"genres, got {line!r}")
+        title = fields[1].strip()
+        year = (int(title[-5:-1]) if title.endswith(")")
+                and title[-5:-1].isdigit() else None)
+        item_features[int(fields[0])] = (
+            year, [g for g in fields[2].split("|") if g])
+    return Ratings(users, items, ratings, times, user_features,
+                   item_features, "ml-1m")
+
+
+def _atomic_table(path):
+    lines = _read_lines(path)
+    header = [h.split(":")[0] for h in lines[0].split("\t")]
+    return header, [line.split("\t") for line in lines[1:]]
+
+
+def _load_atomic(folder, name):
+    _require(folder, [f"{name}.inter", f"{name}.user", f"{name}.item"])
+    header, rows = _atomic_table(os.path.join(folder, f"{name}.inter"))
+    needed = ["user_id", "item_id", "rating", "timestamp"]
+    if any(n not in header for n in needed):
+        raise ValueError(
+            f"{name}.inter must have the columns {needed}; found {header}.")
+    idx = [header.index(n) for n in needed]
+    users, items, ratings, times = _ratings_arrays(
+        [[r[i] for i in idx] for r in rows], f"{name}.inter")
+    header, rows = _atomic_table(os.path.join(folder, f"{name}.user"))
+    needed = ["user_id", "age", "gender", "occupation", "zip_code"]
+    if any(n not in header for n in needed):
+        raise ValueError(
+            f"{name}.user must have the columns {needed}; found {header}.")
+    idx = [header.index(n) for n in needed]
+    user_features = {}
+    for r in rows:
+        r = [r[i] for i in idx]
+        user_features[int(r[0])] = (int(r[1]), r[2], r[3], r[4])
+    header, rows = _atomic_table(os.path.join(folder, f"{name}.item"))
+    needed = ["item_id", "release_year", "class"]
+    if any(n not in header for n in needed):
+        raise ValueError(
+            f"{name}.item must have the columns {needed}; found {header}.")
+    idx = [header.index(n) for n in needed]
+    item_features = {}
+    for r in rows:
+        r = [r[i] if i < len(r) else "" for i in idx]
+        year = int(r[1]) if r[1].isdigit() else None
+        item_features[int(r[0])] = (year, r[2].split())
+    return Ratings(users, items, ratings, times, user_features,
+                   item_features, name)
+
+
+def recbole_movielens_folder():
+    """The folder of the MovieLens-100K copy inside an installed `recbole`
+    package, found without importing it; `None` when not installed."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        folder = os.path.join(root, "dataset_example", "ml-100k")
+        if os.path.exists(os.path.join(folder, "ml-100k.inter")):
+            return folder
+    return None
+
+
+def load_movielens(source=None):
+    """Reads MovieLens ratings and features.
+
+    Args:
+        source: A folder holding the original `ml-100k` files (`u.data`,
+            `u.user`, `u.item`), the `ml-1m` files (`ratings.dat`,
+            `users.dat`, `movies.dat`) or RecBole atomic files
+            (`ml-100k.inter`, `.user`, `.item`); or `None` for the
+            MovieLens-100K copy of an installed `recbole` package.
+
+    Returns:
+        A `Ratings`.
+    """
+    if source is None:
+        source = recbole_movielens_folder()
+        if source is None:
+            raise ValueError(
+                "No MovieLens source given and no `recbole` package found. "
+                "Pass the folder of ml-100k or ml-1m files (as downloaded "
+                "from grouplens.org), or install the package that ships "
+                "MovieLens-100K: `pip install --no-deps recbole==1.2.1`.")
+    if not os.path.isdir(source):
+        raise ValueError(
+            f"MovieLens source {source!r} is not a folder. Pass the folder "
+            "holding u.data/u.user/u.item (ml-100k), "
+            "ratings.dat/users.dat/movies.dat (ml-1m) or RecBole atomic "
+            "files.")
+    if os.path.exists(os.path.join(source, "u.data")):
+        return _load_100k(source)
+    if os.path.exists(os.path.join(source, "ratings.dat")):
+        return _load_1m(source)
+    atomic = [f[:-len(".inter")] for f in sorted(os.listdir(source))
+              if f.endswith(".inter")]
+    if atomic:
+        return _load_atomic(source, atomic[0])
+    _require(source, ["u.data", "u.user", "u.item"])
+
+
+@dataclasses.dataclass
+class MovieLensFeatures:
+    """How a (user, item) pair is encoded as a float vector.
+
+    The vector holds, in order, one integer code per field of `fields`
+    (as floats), then a multi-hot of `genres`. `cardinalities[i]` is the
+    number of codes of field `i` (the last one meaning unknown).
+    """
+
+    fields: tuple
+    cardinalities: tuple
+    genres: tuple
+
+    @property
+    def size(self):
+        return len(self.fields) + len(self.genres)
+
+    def get_config(self):
+        return {"fields": list(self.fields),
+                "cardinalities": list(self.cardinalities),
+                "genres": list(self.genres)}
+
+
+def _encoder(ratings):
+    occupations = sorted({f[2] for f in ratings.user_features.values()})
+    genders = sorted({f[1] for f in ratings.user_features.values()})
+    genres = sorted({g for f in ratings.item_features.values() for g in f[1]
+                     if g.lower() not in ("unknown", "(no genres listed)")})
+    features = MovieLensFeatures(
+        fields=USER_FIELDS + ITEM_FIELDS,
+        cardinalities=(len(AGE_GROUP_STARTS) + 1, len(genders) + 1,
+                       len(occupations) + 1, 11, len(YEAR_BUCKETS) + 2),
+        genres=tuple(genres))
+    occupation_code = {o: i for i, o in enumerate(occupations)}
+    gender_code = {g: i for i, g in enumerate(genders)}
+    genre_code = {g: i for i, g in enumerate(genres)}
+
+    def user_codes(user):
+        if user not in ratings.user_features:
+            return [len(AGE_GROUP_STARTS), len(genders), len(occupations), 10]
+        age, gender, occupation, zip_code = ratings.user_features[user]
+        age_group = int(np.searchsorted(AGE_GROUP_STARTS, age, "right")) - 1
+        zip_code = str(zip_code)
+        return [max(age_group, 0), gender_code.get(gender, len(genders)),
+                occupation_code.get(occupation, len(occupations)),
+                int(zip_code[0]) if zip_code[:1].isdigit() else 10]
+
+    def item_codes(item):
+        year, names = ratings.item_features.get(item, (None, []))
+        if year is None:
+            bucket = len(YEAR_BUCKETS) + 1
+        else:
+            bucket = int(np.searchsorted(YEAR_BUCKETS, year, "right"))
+        hot = np.zeros(len(genres), "float32")
+        for name in names:
+            if name in genre_code:
+                hot[genre_code[name]] = 1.0
+        return [bucket], hot
+
+    return features, user_codes, item_codes
+
+
+@dataclasses.dataclass
+class ColdStartTasks:
+    """User tasks of one MovieLens protocol, split into states.
+
+    Attributes:
+        features: The `MovieLensFeatures` of every example.
+        states: `{state: arrays}` for `train`, `warm`, `user_cold`,
+            `item_cold` and `user_item_cold` (validation states are
+            prefixed `validation_`), each a dict of `support_inputs`
+            `[users, max_support, size]`, `support_labels`
+            `[users, max_support, 1]`, `support_weights` (1 for a rating,
+            0 for padding), `query_inputs`, `query_labels`, and, not fed
+            to models, `users`, `support_items` and `query_items` (raw
+            ids, -1 for padding).
+        global_mean: The mean training rating.
+        description: The protocol, as applied, in words.
+    """
+
+    features: MovieLensFeatures
+    states: dict
+    global_mean: float
+    description: str
+
+    def episodes(self, state, *, batch_size=32, shuffle=None, repeat=None,
+                 seed=0):
+        """A `tf.data.Dataset` of episode batches of one state.
+
+        `train` shuffles (seeded, a new order each pass) and repeats by
+        default; evaluation states do neither, so every run scores the
+        same users in the same order.
+        """
+        import tensorflow as tf
+
+        if state not in self.states:
+            raise ValueError(
+                f"Unknown state {state!r}; this protocol has "
+                f"{sorted(self.states)}.")
+        arrays = self.states[state]
+        if not len(arrays["users"]):
+            raise ValueError(
+                f"The state {state!r} has no users that satisfy the "
+                f"protocol ({self.description}).")
+        training = state == "train"
+        shuffle = training if shuffle is None else shuffle
+        repeat = training if repeat is None else repeat
+        inputs = {k: arrays[k] for k in (
+            "support_inputs", "support_labels", "support_weights",
+            "query_inputs")}
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (inputs, arrays["query_labels"]))
+        if shuffle:
+            dataset = dataset.shuffle(
+                len(arrays["users"]), seed=seed,
+                reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        return dataset.batch(batch_size).prefetch(2)
+
+
+def _pad_tasks(tasks, max_support, size):
+    count = len(tasks)
+    out = {
+        "support_inputs": np.zeros((count, max_support, size), "float32"),
+        "support_labels": np.zeros((count, max_support, 1), "float32"),
+        "support_weights": np.zeros((count, max_support), "float32"),
+        "query_inputs": None, "query_labels": None,
+        "users": np.array([t[0] for t in tasks], "int64"),
+        "support_items": np.full((count, max_support), -1, "int64"),
+    }
+    queries = max((len(t[3]) for t in tasks), default=0)
+    out["query_inputs"] = np.zeros((count, queries, size), "float32")
+    out["query_labels"] = np.zeros((count, queries, 1), "float32")
+    out["query_items"] = np.full((count, queries), -1, "int64")
+    for i, (_, sx, sy, qx, qy, s_items, q_items) in enumerate(tasks):
+        n = len(sy)
+        out["support_inputs"][i, :n] = sx
+        out["support_labels"][i, :n, 0] = sy
+        out["support_weights"][i, :n] = 1.0
+        out["support_items"][i, :n] = s_items
+        out["query_inputs"][i] = qx
+        out["query_labels"][i, :, 0] = qy
+        out["query_items"][i] = q_items
+    return out
+
+
+def movielens_cold_start(source=None, *, protocol="melu", num_queries=10,
+                         min_ratings=13, max_ratings=100,
+                         cold_item_fraction=0.2,
+                         user_fractions=(0.8, 0.1, 0.1), seed=0):
+    """Cold-start user tasks from MovieLens, MeLU's protocol.
+
+    - Users are split, seeded and disjointly, into training, validation and
+      test users (`user_fractions`, 8:1:1).
+    - Items are split by release year: the newest (at most
+      `cold_item_fraction` of the items, whole years) are new items,
+      never seen in training; the rest are existing items.
+    - A user's task in a state uses their ratings of that state's items;
+      users with fewer than `min_ratings` or more than `max_ratings` such
+      ratings are left out (MeLU: 13 to 100). `num_queries` ratings (10)
+      are the query set, the rest the support set (3 to 90, padded with
+      `support_weights` 0).
+    - States: `train` (training users, existing items, less each user's
+      `num_queries` latest existing-item ratings), `warm` (training users:
+      those latest ratings as queries, the rest as support), `user_cold`
+      (test users, existing items), `item_cold` (training users, new
+      items), `user_item_cold` (test users, new items), and the same with
+      validation users as `validation_user_cold`, `validation_item_cold`
+      (training users' new-item ratings are then split between the two by
+      user), `validation_user_item_cold`. Query ratings are drawn at
+      random (seeded) except in `warm`, where they are the latest.
+
+    Args:
+        source: See `load_movielens`.
+        protocol: `"melu"`.
+        seed: Seeds the user split and the query draws.
+
+    Returns:
+        A `ColdStartTasks`.
+
+    Reference:
+        - [Lee et al., 2019](https://arxiv.org/abs/1908.00413) (MeLU)
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(
+            f"Unknown protocol {protocol!r}; expected one of "
+            f"{list(PROTOCOLS)} (MAMO's protocol is not implemented).")
+    if not 0 < num_queries < min_ratings <= max_ratings:
+        raise ValueError(
+            "Expected 0 < num_queries < min_ratings <= max_ratings, so that "
+            f"every task has a support set. Received num_queries="
+            f"{num_queries}, min_ratings={min_ratings}, "
+            f"max_ratings={max_ratings}.")
+    if len(user_fractions) != 3 or abs(sum(user_fractions) - 1) > 1e-6:
+        raise ValueError(
+            "`user_fractions` are the training, validation and test shares "
+            f"of users and must sum to 1. Received {user_fractions!r}.")
+    ratings = source if isinstance(source, Ratings) else load_movielens(
+        source)
+    features, user_codes, item_codes = _encoder(ratings)
+    rng = np.random.default_rng(seed)
+
+    # Items: the newest whole release years, up to the cold fraction.
+    items = np.unique(ratings.items)
+    years = np.array([ratings.item_features.get(i, (None, []))[0] or 0
+                      for i in items])
+    cold_items = set()
+    for year in sorted(set(years.tolist()), reverse=True):
+        candidate = items[years >= year]
+        if len(candidate) > cold_item_fraction * len(items):
+            break
+        cold_items = set(candidate.tolist())
+    cold_year = (min(ratings.item_features[i][0] for i in cold_items)
+                 if cold_items else None)
+
+    # Users: a seeded 8:1:1 split.
+    users = rng.permutation(np.unique(ratings.users))
+    n_train = int(round(user_fractions[0] * len(users)))
+    n_val = int(round(user_fractions[1] * len(users)))
+    groups = {"train": users[:n_train],
+              "validation": users[n_train:n_train + n_val],
+              "test": users[n_train + n_val:]}
+
+    order = np.lexsort((ratings.items, ratings.timestamps, ratings.users))
+    by_user = {}
+    for index in order:
+        by_user.setdefault(int(ratings.users[index]), []).append(index)
+    cold_mask = np.isin(ratings.items, list(cold_items))
+    item_cache = {}
+
+    def encode(user, indices):
+        codes = user_codes(user)
+        rows = []
+        for index in indices:
+            item = int(ratings.items[index])
+            if item not in item_cache:
+                item_cache[item] = item_codes(item)
+            item_fields, hot = item_cache[item]
+            rows.append(np.concatenate(
+                [np.array(codes + item_fields, "float32"), hot]))
+        return np.array(rows, "float32").reshape(len(indices), features.size)
+
+    def task(user, indices, latest_queries=False):
+        indices = np.array(indices)
+        if latest_queries:
+            query, support = indices[-num_queries:], indices[:-num_queries]
+        else:
+            chosen = rng.permutation(len(indices))
+            query = indices[np.sort(chosen[:num_queries])]
+            support = indices[np.sort(chosen[num_queries:])]
+        return (user, encode(user, support), ratings.ratings[support],
+                encode(user, query), ratings.ratings[query],
+                ratings.items[support], ratings.items[query])
+
+    def eligible(indices):
+        return min_ratings <= len(indices) <= max_ratings
+
+    states = {name: [] for name in (
+        "train", "warm", "user_cold", "item_cold", "user_item_cold",
+        "validation_user_cold", "validation_item_cold",
+        "validation_user_item_cold")}
+    train_ratings = []
+    item_cold_users = groups["train"]
+    # Training users' new-item tasks: half for validation, half for test.
+    split_point = len(item_cold_users) // 2
+    validation_item_users = set(item_cold_users[:split_point].tolist())
+    for group, members in groups.items():
+        for user in members:
+            indices = by_user.get(int(user), [])
+            warm = [i for i in indices if not cold_mask[i]]
+            cold = [i for i in indices if cold_mask[i]]
+            user = int(user)
+            if group == "train":
+                if eligible(warm):
+                    # The latest ratings are the warm state's queries and
+                    # never train.
+                    states["warm"].append(task(user, warm, True))
+                    history = warm[:-num_queries]
+                    if eligible(history):
+                        states["train"].append(task(user, history))
+                        train_ratings.extend(history)
+                if eligible(cold):
+                    name = ("validation_item_cold"
+                            if user in validation_item_users
+                            else "item_cold")
+                    states[name].append(task(user, cold))
+            else:
+                prefix = "validation_" if group == "validation" else ""
+                if eligible(warm):
+                    states[prefix + "user_cold"].append(task(user, warm))
+                if eligible(cold):
+                    states[prefix + "user_item_cold"].append(task(user, cold))
+    max_support = max_ratings - num_queries
+    arrays = {name: _pad_tasks(tasks, max_support, features.size)
+              for name, tasks in states.items()}
+    description = (
+        f"MeLU protocol on {ratings.name}: users with {min_ratings}-"
+        f"{max_ratings} ratings in a state, {num_queries} query ratings, "
+        f"users split {user_fractions} (seed {seed}), new items = released "
+        f"in {cold_year} or later ({len(cold_items)} of {len(items)} items)")
+    return ColdStartTasks(
+        features=features, states=arrays,
+        global_mean=float(np.mean(ratings.ratings[train_ratings]))
+        if train_ratings else float(np.mean(ratings.ratings)),
+        description=description)
