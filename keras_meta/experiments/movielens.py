@@ -253,12 +253,24 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
     if directory:
         os.makedirs(directory, exist_ok=True)
     with open(output, "w") as f:
-        json.dump({"command": command, "protocol": tasks.description,
-                   "users_per_state": counts, "config": config,
-                   "results": results,
-                   "seconds": round(time.perf_counter() - start, 1)},
-                  f, indent=1)
+        json.dump(strict({"command": command, "protocol": tasks.description,
+                          "users_per_state": counts, "config": config,
+                          "results": results,
+                          "seconds": round(time.perf_counter() - start, 1)}),
+                  f, indent=1, allow_nan=False)
     return results
+
+
+def strict(value):
+    """`value` with every non-finite float (a diverged configuration)
+    replaced by `None`, so that the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def format_table(results):

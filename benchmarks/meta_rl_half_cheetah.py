@@ -1,0 +1,137 @@
+"""Meta-reinforcement learning on HalfCheetah (MAML paper, section 5.3).
+
+Trains a 100-100 ReLU Gaussian policy with `keras_meta.rl.ProMP` (or
+`--learner maml`) on `HalfCheetahVelocity` (`--task velocity`, target
+velocities uniform in [0, 2]) or `HalfCheetahDirection` (`--task
+direction`), horizon 200, then scores it on `--num-test-tasks` fixed test
+tasks after 0..3 policy-gradient steps (each step on fresh rollouts, each
+score from new rollouts), beside the untrained policy. The paper's budget
+(meta-batch 40, 20 trajectories, about 1,000 meta-updates: tens of millions
+of simulator steps) is a GPU-cluster or multi-hour job: `--minutes` stops
+training when the time is spent, and the result file says how far it got.
+Needs the `rl` extra (`pip install -e ".[rl]"`).
+
+    python benchmarks/meta_rl_half_cheetah.py --task velocity --minutes 40
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import keras  # noqa: E402
+
+from keras_meta import rl  # noqa: E402
+
+# Mean return over test tasks after 0 / 1 / 2 / 3 steps, from the MAML
+# paper's result files.
+PAPER = {
+    "velocity": {"maml": [-129.5, -78.6, -66.6, -60.8],
+                 "pretrained": [-158.0, -135.4, -128.5, -133.6],
+                 "random": [-254.8]},
+    "direction": {"maml": [-50.7, 293.2, 313.5, 315.7]},
+}
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once `minutes` have passed."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = minutes * 60
+        self.start = None
+        self.iterations = 0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.iterations += 1
+        if time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=("velocity", "direction"),
+                        default="velocity")
+    parser.add_argument("--learner", choices=("promp", "maml"),
+                        default="promp")
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--minutes", type=float, default=40.0)
+    parser.add_argument("--meta-batch-size", type=int, default=40)
+    parser.add_argument("--trajectories", type=int, default=20)
+    parser.add_argument("--inner-learning-rate", type=float, default=0.1)
+    parser.add_argument("--outer-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--num-test-tasks", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    output = args.output or os.path.join(
+        os.path.dirname(__file__), "results",
+        f"meta_rl_half_cheetah_{args.task}.json")
+    env = (rl.HalfCheetahVelocity() if args.task == "velocity"
+           else rl.HalfCheetahDirection())
+    test_tasks = env.sample_tasks(args.num_test_tasks, seed=10_000 + args.seed)
+
+    def learner():
+        keras.utils.set_random_seed(args.seed)
+        policy = rl.gaussian_mlp_policy(
+            env.observation_dim, env.action_dim, seed=args.seed)
+        cls = rl.ProMP if args.learner == "promp" else rl.MAMLRL
+        model = cls(policy, env, inner_learning_rate=args.inner_learning_rate,
+                    num_trajectories=args.trajectories, seed=args.seed)
+        model.compile(optimizer=keras.optimizers.Adam(
+            args.outer_learning_rate))
+        return model
+
+    results = {}
+    start = time.perf_counter()
+    untrained = learner()
+    results["random"] = rl.summarize_returns(untrained.adaptation_returns(
+        test_tasks, num_steps=3, seed=args.seed + 2))
+    print("random:", results["random"], flush=True)
+    evaluation_seconds = time.perf_counter() - start
+    trained = learner()
+    limit = TimeLimit(args.minutes)
+    start = time.perf_counter()
+    history = trained.fit(
+        env.task_dataset(args.meta_batch_size, seed=args.seed),
+        steps_per_epoch=1, epochs=args.iterations, callbacks=[limit],
+        verbose=2).history
+    train_seconds = time.perf_counter() - start
+    results[args.learner] = rl.summarize_returns(trained.adaptation_returns(
+        test_tasks, num_steps=3, seed=args.seed + 2))
+    print(f"{args.learner}:", results[args.learner], flush=True)
+    steps = (2 * args.meta_batch_size * args.trajectories * env.horizon
+             * limit.iterations)
+    record = {
+        "command": "python " + " ".join(sys.argv),
+        "config": vars(args),
+        "iterations_completed": limit.iterations,
+        "iterations_planned": args.iterations,
+        "simulator_steps_in_training": steps,
+        "train_seconds": round(train_seconds, 1),
+        "evaluation_seconds": round(evaluation_seconds, 1),
+        "training_curve": {k: [round(v, 2) for v in vals]
+                           for k, vals in history.items()},
+        "results": results,
+        "paper": PAPER[args.task],
+    }
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"{limit.iterations} of {args.iterations} iterations "
+          f"({steps:,} simulator steps) in {train_seconds:.0f} s")
+    for name, row in results.items():
+        print(f"{name:>8}: " + " / ".join(
+            f"{m:.1f} +- {c:.1f}" for m, c in zip(row["mean"], row["ci95"])))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
