@@ -46,7 +46,10 @@ OTHER_USES = {
 ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **OTHER_USES}
 
 
-DATASETS = ("sinusoid", "omniglot", "navigation2d", "movielens")
+DATASETS = ("sinusoid", "omniglot", "navigation2d", "halfcheetah-vel",
+            "halfcheetah-dir", "movielens")
+# Tasks trained by `keras_meta.rl` (HalfCheetah needs the `rl` extra).
+CONTROL_TASKS = ("navigation2d", "halfcheetah-vel", "halfcheetah-dir")
 DEFAULTS = {
     "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
                  "inner_learning_rate": 0.01, "num_shots": 10},
@@ -55,12 +58,19 @@ DEFAULTS = {
     # The MAML paper's 2D navigation: 20 tasks of 20 trajectories per step.
     "navigation2d": {"meta_steps": 300, "meta_batch_size": 20,
                      "inner_learning_rate": 0.1, "num_shots": 20},
+    # The MAML paper's HalfCheetah runs: 40 tasks of 20 trajectories per
+    # step; about 1,000 steps is a multi-hour (GPU-cluster) budget.
+    "halfcheetah-vel": {"meta_steps": 1000, "meta_batch_size": 40,
+                        "inner_learning_rate": 0.1, "num_shots": 20},
+    "halfcheetah-dir": {"meta_steps": 1000, "meta_batch_size": 40,
+                        "inner_learning_rate": 0.1, "num_shots": 20},
     # MeLU's protocol on MovieLens: 30 epochs of 50 steps at most (the epoch
     # with the best validation MAE is kept), 32 users per step.
     "movielens": {"meta_steps": 1500, "meta_batch_size": 32,
                   "inner_learning_rate": 0.1, "num_shots": 10},
 }
 NUM_TEST_TASKS = {"sinusoid": 600, "omniglot": 600, "navigation2d": 40,
+                  "halfcheetah-vel": 40, "halfcheetah-dir": 40,
                   "movielens": 600}
 # `--algorithm` on `--task movielens`: MeLU is ANIL on the decision layers.
 RECOMMENDATION = ("melu", "maml", "metasgd")
@@ -91,7 +101,9 @@ def _train_parser(subparsers):
             "with --algorithm promp (the default there) or maml, trains the "
             "multi-task 'pretrained' baseline, and reports the mean return "
             "on 40 fixed test goals after 0-3 policy-gradient steps, with "
-            "results.json, navigation2d.png and ALGORITHM.keras. On movielens "
+            "results.json, navigation2d.png and ALGORITHM.keras; "
+            "halfcheetah-vel and halfcheetah-dir (the rl extra) do the same "
+            "on gymnasium's HalfCheetah. On movielens "
             "(--task movielens; cold-start recommendation with MeLU's "
             "protocol, from --data-dir or the recbole wheel's "
             "MovieLens-100K) it trains --algorithm melu (the default there), "

@@ -4,6 +4,7 @@ import os
 import sys
 
 from keras_meta.experiments import catalog
+from keras_meta_cli import CONTROL_TASKS
 from keras_meta_cli import DEFAULTS
 from keras_meta_cli import NUM_TEST_TASKS
 from keras_meta_cli import RECOMMENDATION
@@ -109,8 +110,9 @@ def _resolve(parser, args):
             else "navigation2d" if args.algorithm == "promp"
             else "sinusoid")
     if args.algorithm is None:
-        args.algorithm = {"navigation2d": "promp", "movielens": "melu"}.get(
-            args.dataset, "maml")
+        args.algorithm = ("promp" if args.dataset in CONTROL_TASKS
+                          else "melu" if args.dataset == "movielens"
+                          else "maml")
     if args.dataset == "omniglot" and not args.data_dir:
         args.data_dir = os.environ.get("KERAS_META_OMNIGLOT_DIR")
     if args.dataset == "movielens" and args.algorithm not in RECOMMENDATION:
@@ -119,16 +121,16 @@ def _resolve(parser, args):
             f"; --algorithm {args.algorithm} does not apply to it")
     if args.algorithm == "melu" and args.dataset != "movielens":
         parser.error("--algorithm melu recommends; use --task movielens")
-    if args.dataset == "navigation2d" and args.algorithm not in (
+    if args.dataset in CONTROL_TASKS and args.algorithm not in (
             "promp", "maml"):
         parser.error(
-            f"--task navigation2d trains a policy with --algorithm promp or "
+            f"--task {args.dataset} trains a policy with --algorithm promp or "
             f"maml; --algorithm {args.algorithm} learns from labelled "
             "episodes (use --dataset sinusoid or omniglot)")
-    if args.algorithm == "promp" and args.dataset != "navigation2d":
+    if args.algorithm == "promp" and args.dataset not in CONTROL_TASKS:
         parser.error(
             f"--algorithm {args.algorithm} is a reinforcement learner; use "
-            "--task navigation2d")
+            "--task navigation2d, halfcheetah-vel or halfcheetah-dir")
     if args.num_test_tasks is None:
         args.num_test_tasks = NUM_TEST_TASKS[args.dataset]
     if (args.dataset == "sinusoid"
@@ -208,10 +210,11 @@ def run(parsers, args, command=False):
         # The command itself (a process of its own); callers of `main`
         # with arguments keep their process's settings.
         _deterministic()
-    if args.dataset == "navigation2d":
+    if args.dataset in CONTROL_TASKS:
         from keras_meta.experiments import navigation
 
         results = navigation.run(
+            task=args.dataset,
             learners=(args.algorithm, "pretrained", "random"),
             output=os.path.join(args.output_dir, "results.json"),
             iterations=args.meta_steps,
@@ -222,12 +225,13 @@ def run(parsers, args, command=False):
             eval_every=max(1, min(25, args.meta_steps)),
             num_test_tasks=args.num_test_tasks, seed=args.seed,
             verbose=args.verbose, save_dir=args.output_dir,
-            plot_path=os.path.join(args.output_dir, "navigation2d.png"),
+            plot_path=os.path.join(args.output_dir, f"{args.dataset}.png"),
             command="keras-meta " + " ".join(sys.argv[1:]) if command
             else None)
-        print(navigation.format_table(results))
+        print(navigation.format_table(results,
+                                      navigation.PAPERS[args.dataset]))
         print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
-              f"{os.path.join(args.output_dir, 'navigation2d.png')}")
+              f"{os.path.join(args.output_dir, args.dataset + '.png')}")
         return 0
     if args.dataset == "movielens":
         from keras_meta.experiments import movielens

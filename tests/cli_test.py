@@ -208,6 +208,9 @@ class CLIAlgorithmsTest(testing.TestCase):
             cli.main(["train", "--task", "movielens", "--algorithm",
                       "protonet"])
         with self.assertRaises(SystemExit):
+            cli.main(["train", "--task", "halfcheetah-vel", "--algorithm",
+                      "melu"])
+        with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "melu", "--dataset",
                       "sinusoid"])
         with self.assertRaises(SystemExit):

@@ -1,5 +1,6 @@
-"""The MAML paper's 2D-navigation experiment, run by `keras-meta train
---task navigation2d` and `benchmarks/meta_rl_navigation.py`.
+"""The MAML paper's meta-reinforcement-learning experiments, run by
+`keras-meta train --task navigation2d|halfcheetah-vel|halfcheetah-dir` and
+`benchmarks/meta_rl_navigation.py`.
 
 Trains a 100-100 ReLU Gaussian policy with a meta-policy-gradient learner
 (`promp` or `maml`), the multi-task `pretrained` baseline (the same policy
@@ -27,6 +28,26 @@ PAPER = {
     "pretrained": [-40.8, -19.7, -11.7, -8.5],
     "random": [-82.7, -58.0, -53.8, -46.8],
 }
+# The same for the HalfCheetah tasks.
+PAPERS = {
+    "navigation2d": PAPER,
+    "halfcheetah-vel": {"maml": [-129.5, -78.6, -66.6, -60.8],
+                        "pretrained": [-158.0, -135.4, -128.5, -133.6],
+                        "random": [-254.8]},
+    "halfcheetah-dir": {"maml": [-50.7, 293.2, 313.5, 315.7]},
+}
+
+
+def environment(task):
+    """The task family of a `--task` name."""
+    if task == "navigation2d":
+        return rl.Navigation2D()
+    if task == "halfcheetah-vel":
+        return rl.HalfCheetahVelocity()
+    if task == "halfcheetah-dir":
+        return rl.HalfCheetahDirection()
+    raise ValueError(
+        f"Unknown task {task!r}; expected one of {sorted(PAPERS)}.")
 LEARNERS = ("promp", "maml", "pretrained", "random")
 
 
@@ -37,6 +58,8 @@ def test_tasks(env, num_tasks, seed):
 
 
 def build(name, env, *, inner_learning_rate, num_trajectories, seed):
+    """A learner (`promp`, `maml`, `pretrained` or `random`) with a 100-100
+    ReLU Gaussian policy for `env`."""
     policy = rl.gaussian_mlp_policy(
         env.observation_dim, env.action_dim, seed=seed)
     common = dict(inner_learning_rate=inner_learning_rate,
@@ -88,7 +111,7 @@ def train_and_score(name, env, tasks, *, iterations, meta_batch_size,
                      "train_seconds": round(seconds, 1)}
 
 
-def format_table(results):
+def format_table(results, paper=PAPER):
     lines = ["mean return over test tasks after 0 / 1 / 2 / 3 "
              "adaptation steps (+- 95% CI)",
              "| learner | keras_meta | MAML paper | train s |",
@@ -97,14 +120,14 @@ def format_table(results):
         ours = " / ".join(
             f"{m:.1f} +- {c:.1f}" for m, c in zip(
                 result["returns"]["mean"], result["returns"]["ci95"]))
-        paper = PAPER.get("maml" if name in ("promp", "maml") else name)
-        paper = " / ".join(str(v) for v in paper) if paper else ""
+        row = paper.get("maml" if name in ("promp", "maml") else name)
+        row = " / ".join(str(v) for v in row) if row else ""
         lines.append(
-            f"| {name} | {ours} | {paper} | {result['train_seconds']} |")
+            f"| {name} | {ours} | {row} | {result['train_seconds']} |")
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(results, path, paper=PAPER, title="2D navigation"):
     """Return against adaptation steps (left) and the test return after one
     step during training (right)."""
     import matplotlib
@@ -119,9 +142,9 @@ def plot(results, path):
         steps = np.arange(len(mean))
         line = left.errorbar(steps, mean, yerr=ci, marker="o", capsize=3,
                              label=name)
-        paper = PAPER.get("maml" if name in ("promp", "maml") else name)
-        if paper and name != "maml":
-            left.plot(steps[:len(paper)], paper[:len(steps)], ls=":",
+        row = paper.get("maml" if name in ("promp", "maml") else name)
+        if row and name != "maml":
+            left.plot(steps[:len(row)], row[:len(steps)], ls=":",
                       color=line.lines[0].get_color(), alpha=0.7)
         if result["history"] and len(mean) > 1:
             right.plot([h["iterations"] for h in result["history"]],
@@ -129,7 +152,7 @@ def plot(results, path):
                        marker=".", label=name)
     left.set_xlabel("policy-gradient adaptation steps")
     left.set_ylabel("mean return over test goals")
-    left.set_title("2D navigation (dotted: MAML paper)")
+    left.set_title(f"{title} (dotted: MAML paper)")
     left.legend()
     right.set_xlabel("meta-training iterations")
     right.set_ylabel("test return after one adaptation step")
@@ -142,18 +165,20 @@ def plot(results, path):
 def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
         num_trajectories=20, inner_learning_rate=0.1, learning_rate=1e-3,
         eval_every=25, eval_steps=3, num_test_tasks=40, seed=0, verbose=2,
-        save_dir=None, command=None, plot_path=None):
+        save_dir=None, command=None, plot_path=None, task="navigation2d"):
     """Trains and scores `learners`; writes JSON to `output` and a PNG to
     `plot_path` (default: beside it), and each trained learner's `.keras`
     to `save_dir`."""
-    env = rl.Navigation2D()
+    env = environment(task)
+    paper = PAPERS[task]
     tasks = test_tasks(env, num_test_tasks, seed)
     config = dict(iterations=iterations, meta_batch_size=meta_batch_size,
                   num_trajectories=num_trajectories,
                   inner_learning_rate=inner_learning_rate,
                   learning_rate=learning_rate, eval_every=eval_every,
                   eval_steps=eval_steps, num_test_tasks=num_test_tasks,
-                  seed=seed, horizon=env.horizon, policy="100-100 ReLU")
+                  seed=seed, horizon=env.horizon, policy="100-100 ReLU",
+                  task=task)
     results = {}
     for name in learners:
         learner, results[name] = train_and_score(
@@ -174,7 +199,8 @@ def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
     if directory:
         os.makedirs(directory, exist_ok=True)
     with open(output, "w") as f:
-        json.dump({"command": command, "config": config, "paper": PAPER,
+        json.dump({"command": command, "config": config, "paper": paper,
                    "results": results}, f, indent=1)
-    plot(results, plot_path or os.path.splitext(output)[0] + ".png")
+    plot(results, plot_path or os.path.splitext(output)[0] + ".png",
+         paper=paper, title=task)
     return results
