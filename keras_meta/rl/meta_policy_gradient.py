@@ -485,10 +485,27 @@ class MetaPolicyGradient(keras.Model):
         callbacks (`History`, the progress bar, `ModelCheckpoint`,
         `CSVLogger`, `EarlyStopping`, ...) as Keras does.
         """
+        x = self._resume_position(x, kwargs.get("callbacks"),
+                                  kwargs.get("steps_per_epoch"))
         if isinstance(self.environment, SimulatorEnvironment):
             return self._fit_simulator(x, *args, **kwargs)
         kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
+
+    def _resume_position(self, x, callbacks, steps_per_epoch):
+        """With `keras_meta.callbacks.BackupAndRestore`, skips the task
+        batches a resumed run has trained on, so that it sees the tasks an
+        uninterrupted run would (`task_dataset` batch `i` is a pure function
+        of its seed and `i`); the rollouts' noise generator is restored with
+        the weights. Resuming is then exact."""
+        from keras_meta.callbacks import BackupAndRestore
+
+        backups = [c for c in callbacks or []
+                   if isinstance(c, BackupAndRestore)]
+        if not backups or not steps_per_epoch or not hasattr(x, "skip"):
+            return x
+        epoch = backups[0].restored_epoch()
+        return x.skip(epoch * steps_per_epoch) if epoch > 0 else x
 
     def test_step(self, data):
         raise NotImplementedError(
@@ -715,6 +732,8 @@ class MetaPolicyGradient(keras.Model):
         iterator = iter(x)
         self.stop_training = False
         callback_list.on_train_begin()
+        # `BackupAndRestore` sets the epoch to resume from.
+        initial_epoch = self._initial_epoch or initial_epoch
         logs = {}
         for epoch in range(initial_epoch, epochs):
             for metric in self.metrics:
@@ -747,6 +766,22 @@ class MetaPolicyGradient(keras.Model):
                 break
         callback_list.on_train_end(logs)
         return self.history
+
+    # Keras does not save `SeedGenerator` states with the weights; the
+    # rollouts' generator is saved here, so that `BackupAndRestore` and
+    # `load_weights` resume the same noise stream.
+    _SEED_KEY = "rollout_seed_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self._SEED_KEY] = ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self._SEED_KEY in keys:
+            self.seed_generator.state.assign(np.asarray(store[self._SEED_KEY]))
+        super().load_own_variables(
+            {k: store[k] for k in keys if k != self._SEED_KEY})
 
     def get_config(self):
         config = super().get_config()

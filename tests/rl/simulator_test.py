@@ -125,3 +125,48 @@ class SimulatorTest(testing.TestCase):
                             np.array([-1.0, 1.0]) * velocities - 0.05 * 1.5,
                             atol=1e-3)
         self.assertFalse(done.any())
+
+
+class ResumeTest(testing.TestCase):
+    def _learner(self, env):
+        keras.utils.set_random_seed(0)
+        learner = rl.MAMLRL(
+            rl.gaussian_mlp_policy(2, 2, hidden_units=(8,), seed=0), env,
+            num_trajectories=2, seed=0)
+        learner.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return learner
+
+    def _check_exact_resume(self, env):
+        import keras_meta
+
+        data = env.task_dataset(3, seed=1)
+        reference = self._learner(env)
+        reference.fit(data, steps_per_epoch=2, epochs=3, verbose=0)
+        backup_dir = self.get_temp_dir()
+
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 2:
+                    raise KeyboardInterrupt("interrupted")
+
+        interrupted = self._learner(env)
+        with self.assertRaises(KeyboardInterrupt):
+            interrupted.fit(
+                env.task_dataset(3, seed=1), steps_per_epoch=2, epochs=3,
+                verbose=0, callbacks=[
+                    keras_meta.callbacks.BackupAndRestore(backup_dir),
+                    Interrupt()])
+        resumed = self._learner(env)
+        resumed.fit(env.task_dataset(3, seed=1), steps_per_epoch=2, epochs=3,
+                    verbose=0, callbacks=[
+                        keras_meta.callbacks.BackupAndRestore(backup_dir)])
+        self.assertEqual(int(resumed.optimizer.iterations), 6)
+        for a, b in zip(resumed.policy.get_weights(),
+                        reference.policy.get_weights()):
+            self.assertAllClose(a, b, atol=1e-6)
+
+    def test_backup_and_restore_is_exact_in_graph(self):
+        self._check_exact_resume(rl.Navigation2D(horizon=10))
+
+    def test_backup_and_restore_is_exact_with_a_simulator(self):
+        self._check_exact_resume(NumpyNavigation(horizon=10))
