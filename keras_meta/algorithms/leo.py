@@ -8,6 +8,7 @@ from keras_meta import backend
 from keras_meta import inner
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.model_utils import SavesSeedGenerator
 from keras_meta.algorithms.model_utils import check_count
 from keras_meta.algorithms.model_utils import mask_absent_classes
 from keras_meta.algorithms.model_utils import positive_number
@@ -31,7 +32,7 @@ def _log_std(raw):
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class LEO(MetaModel):
+class LEO(SavesSeedGenerator, MetaModel):
     """Latent Embedding Optimization: adapt a low-dimensional code.
 
     On top of features from the wrapped model (any Keras feature extractor,

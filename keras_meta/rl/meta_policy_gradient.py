@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
+from keras_meta.algorithms.model_utils import SavesSeedGenerator
 from keras_meta.algorithms.model_utils import check_count
 from keras_meta.rl import advantages as adv
 from keras_meta.rl.environments import PureFunctionEnvironment
@@ -24,7 +25,7 @@ def _check_positive(name, value):
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class MetaPolicyGradient(keras.Model):
+class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
     """Meta-learns a policy's initialization by policy gradients.
 
     Every training step, for a batch of tasks from the dataset given to
@@ -766,22 +767,6 @@ class MetaPolicyGradient(keras.Model):
                 break
         callback_list.on_train_end(logs)
         return self.history
-
-    # Keras does not save `SeedGenerator` states with the weights; the
-    # rollouts' generator is saved here, so that `BackupAndRestore` and
-    # `load_weights` resume the same noise stream.
-    _SEED_KEY = "rollout_seed_state"
-
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store[self._SEED_KEY] = ops.convert_to_numpy(self.seed_generator.state)
-
-    def load_own_variables(self, store):
-        keys = list(store.keys())
-        if self._SEED_KEY in keys:
-            self.seed_generator.state.assign(np.asarray(store[self._SEED_KEY]))
-        super().load_own_variables(
-            {k: store[k] for k in keys if k != self._SEED_KEY})
 
     def get_config(self):
         config = super().get_config()

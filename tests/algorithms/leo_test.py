@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 
@@ -100,6 +102,26 @@ class LEOTest(testing.TestCase):
             loss=LOSS,
             metrics=["accuracy"],
         )
+
+    def test_weights_carry_the_noise_generator(self):
+        # A resumed run must continue LEO's noise stream, which Keras's
+        # weight files leave out by default.
+        def leo():
+            return LEO(_features(), num_ways=3, latent_dim=2, seed=4)
+
+        trained = leo()
+        for _ in range(3):
+            trained.seed_generator.next()
+        path = os.path.join(self.get_temp_dir(), "leo.weights.h5")
+        trained.save_weights(path)
+        restored = leo()
+        self.assertFalse(np.allclose(
+            keras.ops.convert_to_numpy(restored.seed_generator.state),
+            keras.ops.convert_to_numpy(trained.seed_generator.state)))
+        restored.load_weights(path)
+        self.assertAllClose(
+            keras.ops.convert_to_numpy(restored.seed_generator.state),
+            keras.ops.convert_to_numpy(trained.seed_generator.state))
 
     def test_adapted_model_matches(self):
         leo = LEO(_features(), num_ways=3, latent_dim=2)
