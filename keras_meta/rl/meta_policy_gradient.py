@@ -181,7 +181,8 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
             _check_positive("clip_ratio", clip_ratio)
         if kl_penalty < 0:
             raise ValueError(
-                f"`kl_penalty` must be >= 0. Received: kl_penalty={kl_penalty!r}.")
+                "`kl_penalty` must be >= 0. Received: "
+                f"kl_penalty={kl_penalty!r}.")
         if eval_learning_rates is None:
             eval_learning_rates = [inner_learning_rate,
                                    inner_learning_rate / 2.0]

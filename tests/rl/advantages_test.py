@@ -84,7 +84,8 @@ class AdvantagesTest(testing.TestCase):
             valid = got[k][mask[k] > 0]
             self.assertAllClose(valid.mean(), 0.0, atol=1e-10)
             self.assertAllClose(valid.std(), 1.0, atol=1e-6)
-            self.assertAllClose(got[k][mask[k] == 0], 0.0 * got[k][mask[k] == 0])
+            padded = got[k][mask[k] == 0]
+            self.assertAllClose(padded, np.zeros_like(padded))
 
 
 class Navigation2DTest(testing.TestCase):
@@ -106,7 +107,8 @@ class Navigation2DTest(testing.TestCase):
         state, _, _, done = env.step(
             ops.convert_to_tensor(np.zeros((2, 3, 2))),
             ops.convert_to_tensor(np.array(
-                [[[3.0, -2.0], [0, 0], [0, 0]], [[0.0, 0.45], [0, 0], [0, 0]]])),
+                [[[3.0, -2.0], [0, 0], [0, 0]],
+                 [[0.0, 0.45], [0, 0], [0, 0]]])),
             ops.convert_to_tensor(np.array([[0.1, -0.1], [0.0, 0.05]])))
         self.assertEqual(
             ops.convert_to_numpy(done).tolist(),
