@@ -457,19 +457,27 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
             tasks,
             lambda: self._noise(num_tasks, self.num_trajectories),
             [self.inner_learning_rate] * self.num_inner_steps)
+        self._track(self.update(batches), batches)
+        return {m.name: m.result() for m in self.metrics}
+
+    def update(self, batches):
+        """`num_outer_steps` optimizer updates on one batch of samples
+        (from `collect`); returns the last meta-loss."""
         variables = self.trainable_variables
         loss = None
         for _ in range(self.num_outer_steps):
             (loss, _), gradients = backend.loss_and_gradients(
                 lambda: (self.meta_loss(batches), ()), variables)
             self.optimizer.apply(gradients, variables)
+        return loss
+
+    def _track(self, loss, batches):
         self.loss_tracker.update_state(loss)
         self.return_before_tracker.update_state(
             ops.mean(batches[0]["returns"]))
         if self.num_inner_steps:
             self.return_after_tracker.update_state(
                 ops.mean(batches[-1]["returns"]))
-        return {m.name: m.result() for m in self.metrics}
 
     def fit(self, x=None, *args, **kwargs):
         """Meta-trains on a dataset of task batches; see `keras.Model.fit`.
@@ -641,21 +649,12 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
                         task[0], task[1], rate, create_graph=False),
                     (per_task, samples), [w.dtype for w in per_task])
 
-            def update(batches):
-                variables = self.trainable_variables
-                loss = None
-                for _ in range(self.num_outer_steps):
-                    (loss, _), gradients = backend.loss_and_gradients(
-                        lambda: (self.meta_loss(batches), ()), variables)
-                    self.optimizer.apply(gradients, variables)
-                return loss
-
             self._simulator_functions = {
                 False: backend.compiled(outputs_shared),
                 True: backend.compiled(outputs_per_task),
                 "process": backend.compiled(self.process),
                 "adapt": backend.compiled(adapt),
-                "update": backend.compiled(update),
+                "update": backend.compiled(self.update),
             }
         return self._simulator_functions
 
@@ -751,13 +750,7 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
                 batches, _ = self._collect_simulated(
                     tasks, self.num_trajectories,
                     [self.inner_learning_rate] * self.num_inner_steps, rng)
-                loss = functions["update"](batches)
-                self.loss_tracker.update_state(loss)
-                self.return_before_tracker.update_state(
-                    ops.mean(batches[0]["returns"]))
-                if self.num_inner_steps:
-                    self.return_after_tracker.update_state(
-                        ops.mean(batches[-1]["returns"]))
+                self._track(functions["update"](batches), batches)
                 logs = {m.name: float(m.result()) for m in self.metrics}
                 callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:
