@@ -44,10 +44,9 @@ def main():
             keras.utils.set_random_seed(0)
             learner = factory(mode)
             channels = learner.model.input_shape[-1]
-            extra = 2 if name == "cavia" else 0
             inputs, labels = testing.toy_episodes(
                 num_tasks=4, num_ways=NUM_WAYS, num_shots=2, num_queries=3,
-                image_shape=(6, 6, channels - extra))
+                image_shape=(6, 6, channels))
             learner.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
             # One step of the whole meta-batch moves every weight.
             learner.fit(inputs, labels, epochs=1, batch_size=4, verbose=0)

@@ -38,10 +38,6 @@ class DeploymentTest(testing.TestCase):
         inputs, labels = testing.toy_episodes(
             num_tasks=2, num_ways=NUM_WAYS, num_shots=2, num_queries=3,
             image_shape=(6, 6, channels))
-        if isinstance(meta_model, keras_meta.CAVIA):
-            inputs, labels = testing.toy_episodes(
-                num_tasks=2, num_ways=NUM_WAYS, num_shots=2, num_queries=3,
-                image_shape=(6, 6, channels - 2))
         meta_model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS,
                            metrics=["accuracy"])
         # One training step moves every weight, BatchNorm's included.
