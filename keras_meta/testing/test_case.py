@@ -242,6 +242,8 @@ def meta_loss_function(meta_model, loss, inputs, labels):
     `meta_model.trainable_variables` (NumPy arrays) and returning the
     compiled `loss` of the query predictions in training mode, as a float.
     It runs through `stateless_call`, so the variables are never touched.
+    Learners whose training outputs carry an `"auxiliary_loss"` have it
+    added, as `fit()` does.
     """
     state = [v.value for v in meta_model.non_trainable_variables]
 
@@ -249,7 +251,13 @@ def meta_loss_function(meta_model, loss, inputs, labels):
         predictions, _ = meta_model.stateless_call(
             values, state, inputs, training=True
         )
-        return loss(labels, predictions)
+        if not isinstance(predictions, dict):
+            return loss(labels, predictions)
+        value = loss(labels, predictions["predictions"])
+        if "auxiliary_loss" in predictions:
+            value = value + keras.ops.cast(
+                keras.ops.mean(predictions["auxiliary_loss"]), value.dtype)
+        return value
 
     if keras.backend.backend() == "jax":
         import jax
