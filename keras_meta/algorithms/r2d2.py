@@ -16,13 +16,22 @@ from keras_meta.algorithms.proto_net import ProtoNet
 class R2D2(ProtoNet):
     """Ridge regression to one-hot labels on support embeddings.
 
-    For each episode the head `W` minimises
-    `|X W - Y|^2 + lambda |W|^2` over the support embeddings `X` and one-hot
-    labels `Y`, in closed form: `W = X^T (X X^T + lambda I)^-1 Y` when the
-    support set is smaller than the embedding (the Woodbury form, a solve
-    of support size), else `(X^T X + lambda I)^-1 X^T Y`. Query logits are
-    `scale * Q W + bias`. The solve is differentiable, so the encoder,
-    `lambda`, `scale` and `bias` are all meta-learned, as in the paper.
+    For each episode the head `W` (with a per-class bias `b`) minimises
+    `|X W + 1 b - Y|^2 + lambda (|W|^2 + |b|^2)` over the support
+    embeddings `X` and one-hot labels `Y`: as in the paper, the bias is a
+    column of ones appended to the embeddings and is penalized with the
+    weights. The solve is in closed form: `W = X^T (X X^T + lambda I)^-1 Y`
+    when the support set is smaller than the embedding (the Woodbury form,
+    a solve of support size), else `(X^T X + lambda I)^-1 X^T Y`. Query
+    logits are `scale * (Q W + b)`. The solve is differentiable, so the
+    encoder, `lambda` and `scale` are meta-learned, as in the paper (a
+    scalar offset of all logits, the paper's other calibration parameter,
+    changes no softmax probability and is left out).
+
+    `lambda` weighs the penalty against the *sum* of squared errors over
+    the support examples, in the embedding's own units: with `n` support
+    examples of embeddings of typical squared norm `s`, the ridge term
+    matters when `lambda` is comparable to `n * s / dims`.
 
     Args:
         model: A built `keras.Model` mapping inputs to embeddings.
@@ -49,7 +58,7 @@ class R2D2(ProtoNet):
         import math
 
         # Meta-learned, as in the paper: lambda (kept positive through its
-        # logarithm), and the output scale and bias.
+        # logarithm) and the output scale.
         self.log_lambda = self.add_weight(
             shape=(), name="log_lambda",
             initializer=keras.initializers.Constant(math.log(l2_regularizer)),
@@ -58,13 +67,10 @@ class R2D2(ProtoNet):
             shape=(), name="scale",
             initializer=keras.initializers.Constant(1.0),
         )
-        self.bias = self.add_weight(
-            shape=(), name="bias", initializer="zeros",
-        )
 
     def meta_parameters(self):
         params = super().meta_parameters()
-        for name in ("log_lambda", "scale", "bias"):
+        for name in ("log_lambda", "scale"):
             params[name] = backend.read_value(getattr(self, name))
         return params
 
@@ -73,6 +79,7 @@ class R2D2(ProtoNet):
         x = self.embed(params, support_inputs, training)
         y, present = support_classes(support_labels, self.num_ways, x.dtype,
                                      support_weights)
+        x = _with_ones(x)
         if support_weights is not None:
             # Zero rows add nothing to X^T X or X^T Y: padding drops out.
             x = x * ops.cast(support_weights, x.dtype)[:, None]
@@ -89,21 +96,21 @@ class R2D2(ProtoNet):
     def predict_task(self, params, task_state, query_inputs, training,
                      support_inputs):
         solution, present = task_state
-        queries = self.embed_queries(params, query_inputs, training,
-                                     support_inputs)
+        queries = _with_ones(self.embed_queries(
+            params, query_inputs, training, support_inputs))
         return mask_absent_classes(
             ops.cast(params["scale"], queries.dtype)
-            * ops.matmul(queries, solution)
-            + ops.cast(params["bias"], queries.dtype), present)
+            * ops.matmul(queries, solution), present)
 
     def build_adapted_model(self, task_state, support_inputs):
-        """The encoder followed by a dense layer holding `scale * W`."""
+        """The encoder followed by a dense layer holding `scale * W` and
+        `scale * b`."""
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
         solution, present = (ops.convert_to_numpy(t) for t in task_state)
-        kernel = solution * float(self.scale.numpy()) * present
-        bias = np.where(present > 0, float(self.bias.numpy()),
-                        ABSENT_CLASS_LOGIT)
+        solution = solution * float(self.scale.numpy())
+        kernel = solution[:-1] * present
+        bias = np.where(present > 0, solution[-1], ABSENT_CLASS_LOGIT)
         return with_linear_head(
             self.copy_model(weights, support_inputs),
             support_inputs.shape[1:], kernel, bias,
@@ -115,3 +122,10 @@ class R2D2(ProtoNet):
         config.pop("distance")
         config["l2_regularizer"] = self.l2_regularizer
         return config
+
+
+def _with_ones(embeddings):
+    """`embeddings` with a column of ones appended: the bias feature."""
+    return ops.concatenate(
+        [embeddings, ops.ones((ops.shape(embeddings)[0], 1),
+                              dtype=embeddings.dtype)], axis=-1)

@@ -21,8 +21,9 @@ class R2D2Test(testing.TestCase):
     @parameterized.named_parameters(
         ("woodbury", 16, 2), ("primal", 4, 3))
     def test_ridge_solution_matches_numpy(self, units, num_shots):
-        # 3 ways x num_shots support examples against `units` dimensions:
-        # 6 < 16 takes the Woodbury form, 9 > 4 the primal one.
+        # 3 ways x num_shots support examples against `units` dimensions
+        # plus the bias column: 6 < 17 takes the Woodbury form, 9 > 5 the
+        # primal one.
         encoder = _encoder(units)
         r2d2 = R2D2(encoder, num_ways=3, l2_regularizer=0.5)
         r2d2.compile(loss=LOSS)
@@ -31,8 +32,10 @@ class R2D2Test(testing.TestCase):
         for t in range(2):
             x = np.array(encoder(inputs["support_inputs"][t]), "float64")
             q = np.array(encoder(inputs["query_inputs"][t]), "float64")
+            x = np.concatenate([x, np.ones((len(x), 1))], 1)
+            q = np.concatenate([q, np.ones((len(q), 1))], 1)
             y = np.eye(3)[inputs["support_labels"][t]]
-            w = np.linalg.solve(x.T @ x + 0.5 * np.eye(units), x.T @ y)
+            w = np.linalg.solve(x.T @ x + 0.5 * np.eye(units + 1), x.T @ y)
             expected.append(q @ w)
         self.assertAllClose(r2d2.predict(inputs, verbose=0),
                             np.stack(expected), atol=1e-4, rtol=1e-3)
@@ -49,6 +52,15 @@ class R2D2Test(testing.TestCase):
         r2d2.compile(loss=loss)
         self.assertLess(
             testing.meta_gradient_error(r2d2, loss, inputs, labels), 1e-6)
+
+    def test_every_weight_gets_a_gradient(self):
+        # A scalar offset of all logits would get none under softmax.
+        r2d2 = R2D2(_encoder(8), num_ways=3)
+        r2d2.compile(loss=LOSS)
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        gradient = testing.meta_gradient(r2d2, inputs, labels)
+        for variable, value in zip(r2d2.trainable_variables, gradient):
+            self.assertGreater(np.abs(value).max(), 0.0, variable.path)
 
     def test_basics(self):
         self.run_meta_model_test(
