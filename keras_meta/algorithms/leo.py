@@ -48,15 +48,21 @@ class LEO(SavesSeedGenerator, MetaModel):
        `k`'s classifier weights `w_k` (sampled in training), and the
        logits are `features . w_k`.
     3. The inner loop takes `num_latent_steps` gradient steps on the latents
-       (support loss through the decoder), then `num_finetune_steps` steps
-       on the decoded weights themselves. Both step sizes are meta-learned.
+       (support loss through the decoder, whose weights are sampled afresh
+       at every step in training), then `num_finetune_steps` steps on the
+       decoded weights themselves. Both step sizes are meta-learned per
+       dimension (one rate per latent dimension, one per feature).
 
     The training loss adds, as in the paper, `kl_weight` times the KL
-    divergence of the latent distributions from `N(0, I)`,
-    `encoder_penalty_weight` times `|stop_gradient(z') - z|^2` (keeping the
-    encoder's codes near the adapted ones) and `orthogonality_weight` times
-    the squared deviation of the decoder's row correlations from the
-    identity. The meta-gradient is second order through both inner loops.
+    divergence of the latent distributions from `N(0, I)` and
+    `encoder_penalty_weight` times `(stop_gradient(z') - z)^2` (keeping the
+    encoder's codes near the adapted ones), both as means over classes and
+    latent dimensions, `orthogonality_weight` times the squared deviation
+    of the decoder's row correlations from the identity and `l2_weight`
+    times the L2 loss (half the sum of squares) of the encoder, relation
+    network and decoder weights. The meta-gradient is second order through
+    both inner loops. The paper also clips gradients; pass `clipvalue=` or
+    `clipnorm=` to the Keras optimizer for that.
 
     Args:
         model: A built `keras.Model` mapping inputs to features
@@ -75,7 +81,11 @@ class LEO(SavesSeedGenerator, MetaModel):
         kl_weight: Float. Defaults to `0.001`.
         encoder_penalty_weight: Float. Defaults to `1e-9`.
         orthogonality_weight: Float. Defaults to `0.001`.
-        seed: Optional int for the latent and weight sampling.
+        l2_weight: Float. Defaults to `0.0`.
+        dropout_rate: Float in `[0, 1)`, dropout on the (unit-norm)
+            features of support and query examples in training, as the
+            paper applies to its embeddings. Defaults to `0.0`.
+        seed: Optional int for the latent, weight and dropout sampling.
         batch_norm, inner_loss: See `keras_meta.MetaModel`.
 
     Reference:
@@ -88,7 +98,7 @@ class LEO(SavesSeedGenerator, MetaModel):
                  num_finetune_steps=5, inner_learning_rate=1.0,
                  finetune_learning_rate=0.001, kl_weight=0.001,
                  encoder_penalty_weight=1e-9, orthogonality_weight=0.001,
-                 seed=None, **kwargs):
+                 l2_weight=0.0, dropout_rate=0.0, seed=None, **kwargs):
         super().__init__(model, **kwargs)
         check_count("num_ways", num_ways)
         check_count("latent_dim", latent_dim)
@@ -104,7 +114,8 @@ class LEO(SavesSeedGenerator, MetaModel):
             "finetune_learning_rate", finetune_learning_rate)
         for name, value in (("kl_weight", kl_weight),
                             ("encoder_penalty_weight", encoder_penalty_weight),
-                            ("orthogonality_weight", orthogonality_weight)):
+                            ("orthogonality_weight", orthogonality_weight),
+                            ("l2_weight", l2_weight)):
             if isinstance(value, bool) or not isinstance(
                     value, (int, float)) or value < 0:
                 raise ValueError(
@@ -113,6 +124,13 @@ class LEO(SavesSeedGenerator, MetaModel):
         self.kl_weight = float(kl_weight)
         self.encoder_penalty_weight = float(encoder_penalty_weight)
         self.orthogonality_weight = float(orthogonality_weight)
+        self.l2_weight = float(l2_weight)
+        if isinstance(dropout_rate, bool) or not isinstance(
+                dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
+            raise ValueError(
+                "`dropout_rate` must be a number in [0, 1). Received: "
+                f"dropout_rate={dropout_rate!r}.")
+        self.dropout_rate = float(dropout_rate)
         self.seed = seed
 
         feature_shape = model.compute_output_spec(
@@ -131,10 +149,10 @@ class LEO(SavesSeedGenerator, MetaModel):
         self.decoder = _dense(2 * self.feature_dim, name="decoder")
         self.decoder.build((None, latent_dim))
         self.latent_learning_rate = self.add_weight(
-            shape=(), name="latent_learning_rate",
+            shape=(latent_dim,), name="latent_learning_rate",
             initializer=keras.initializers.Constant(inner_learning_rate))
         self.weight_learning_rate = self.add_weight(
-            shape=(), name="weight_learning_rate",
+            shape=(self.feature_dim,), name="weight_learning_rate",
             initializer=keras.initializers.Constant(finetune_learning_rate))
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -167,8 +185,13 @@ class LEO(SavesSeedGenerator, MetaModel):
                 params["weights"], params["state"], inputs, training,
                 support_inputs)
         outputs = ops.reshape(outputs, (ops.shape(outputs)[0], -1))
-        return outputs / ops.sqrt(ops.maximum(
+        outputs = outputs / ops.sqrt(ops.maximum(
             ops.sum(ops.square(outputs), axis=-1, keepdims=True), 1e-12))
+        key = "support_dropout" if support_inputs is None else (
+            "query_dropout")
+        if training and key in params:
+            outputs = outputs * ops.cast(params[key], outputs.dtype)
+        return outputs
 
     def latent_distribution(self, params, features, labels,
                             support_weights=None):
@@ -219,22 +242,25 @@ class LEO(SavesSeedGenerator, MetaModel):
                                      features.dtype, support_weights)
         mean, log_std = self.latent_distribution(
             params, features, support_labels, support_weights)
-        noise = params.get("task_noise")
         latents = mean
-        if noise is not None:
+        weight_noise = params.get("weight_noise")
+        if "latent_noise" in params:
             latents = mean + ops.exp(log_std) * ops.cast(
-                noise[:, :self.latent_dim], mean.dtype)
-        weight_noise = None if noise is None else noise[:, self.latent_dim:]
+                params["latent_noise"], mean.dtype)
         loss_fn = self.inner_loss_fn()
 
-        def latent_objective(values, state):
-            classifier = self.decode(params, values[0], weight_noise)
+        def noise_at(step):
+            return None if weight_noise is None else weight_noise[step]
+
+        def latent_objective(values, step):
+            # The state is the step: each step decodes with its own noise.
+            classifier = self.decode(params, values[0], noise_at(step))
             return self.support_loss(
                 support_labels, self._logits(features, classifier, present),
-                loss_fn, support_weights), state
+                loss_fn, support_weights), step + 1
 
         (adapted,), _ = inner.gradient_descent(
-            latent_objective, [latents], None,
+            latent_objective, [latents], 0,
             learning_rate=params["latent_learning_rate"],
             num_steps=self.num_latent_steps,
         )
@@ -245,7 +271,8 @@ class LEO(SavesSeedGenerator, MetaModel):
                 loss_fn, support_weights), state
 
         (classifier,), _ = inner.gradient_descent(
-            weight_objective, [self.decode(params, adapted, weight_noise)],
+            weight_objective,
+            [self.decode(params, adapted, noise_at(self.num_latent_steps))],
             None, learning_rate=params["weight_learning_rate"],
             num_steps=self.num_finetune_steps,
         )
@@ -262,16 +289,21 @@ class LEO(SavesSeedGenerator, MetaModel):
         if not training:
             return predictions
         mean, log_std = task_state["mean"], task_state["log_std"]
-        kl = ops.mean(ops.sum(
+        # Means over classes and latent dimensions, as in the paper.
+        kl = ops.mean(
             0.5 * (ops.square(mean) + ops.exp(2.0 * log_std) - 1.0)
-            - log_std, axis=-1))
-        penalty = ops.mean(ops.sum(ops.square(
+            - log_std)
+        penalty = ops.mean(ops.square(
             ops.stop_gradient(task_state["adapted_latents"])
-            - task_state["latents"]), axis=-1))
+            - task_state["latents"]))
         auxiliary = (self.kl_weight * kl
                      + self.encoder_penalty_weight * penalty
                      + self.orthogonality_weight
                      * self.orthogonality_penalty(params))
+        if self.l2_weight:
+            auxiliary = auxiliary + self.l2_weight * 0.5 * sum(
+                ops.sum(ops.square(v)) for name in
+                ("encoder", "relation", "decoder") for v in params[name])
         return {"predictions": predictions,
                 "auxiliary_loss": ops.cast(auxiliary, self.variable_dtype)}
 
@@ -290,12 +322,29 @@ class LEO(SavesSeedGenerator, MetaModel):
     def per_task_parameters(self, inputs, training):
         if not training:
             return None
-        # Sampling noise for every task, `[tasks, num_ways, latent_dim +
-        # feature_dim]`, drawn once per step.
+        # Sampling noise for every task, drawn once per step: the latents',
+        # the decoded weights' at each latent step and after the last, and
+        # the dropout masks.
         num_tasks = ops.shape(inputs["support_inputs"])[0]
-        return {"task_noise": keras.random.normal(
-            (num_tasks, self.num_ways, self.latent_dim + self.feature_dim),
-            seed=self.seed_generator, dtype=self.variable_dtype)}
+        dtype = self.variable_dtype
+        values = {
+            "latent_noise": keras.random.normal(
+                (num_tasks, self.num_ways, self.latent_dim),
+                seed=self.seed_generator, dtype=dtype),
+            "weight_noise": keras.random.normal(
+                (num_tasks, self.num_latent_steps + 1, self.num_ways,
+                 self.feature_dim), seed=self.seed_generator, dtype=dtype),
+        }
+        if self.dropout_rate:
+            keep = 1.0 - self.dropout_rate
+            for key, examples in (("support_dropout", "support_inputs"),
+                                  ("query_dropout", "query_inputs")):
+                shape = tuple(ops.shape(inputs[examples])[:2]) + (
+                    self.feature_dim,)
+                kept = keras.random.uniform(
+                    shape, seed=self.seed_generator, dtype=dtype) < keep
+                values[key] = ops.cast(kept, dtype) / keep
+        return values
 
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways
@@ -324,6 +373,8 @@ class LEO(SavesSeedGenerator, MetaModel):
             "kl_weight": self.kl_weight,
             "encoder_penalty_weight": self.encoder_penalty_weight,
             "orthogonality_weight": self.orthogonality_weight,
+            "l2_weight": self.l2_weight,
+            "dropout_rate": self.dropout_rate,
             "seed": self.seed,
         })
         return config

@@ -79,6 +79,48 @@ class LEOTest(testing.TestCase):
                 return_dict=True)["loss"])
         self.assertLess(losses[1], losses[0] - 1e-4)
 
+    def test_meta_gradient_finite_differences(self):
+        # Through both inner loops, the sampled latents and weights (noise
+        # fixed by the generator's state), dropout, the KL and L2 terms, and
+        # the per-dimension rates. (The encoder penalty stops the gradient
+        # through the adapted latents by design, so finite differences of
+        # the whole loss would not match it.)
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.toy_episodes(num_tasks=2, num_shots=2,
+                                              dtype="float64")
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        features = keras.Sequential([
+            keras.Input((6, 6, 1)), keras.layers.Flatten(dtype="float64"),
+            keras.layers.Dense(5, activation="tanh", dtype="float64",
+                               kernel_initializer=keras.initializers
+                               .GlorotUniform(seed=3)),
+        ])
+        leo = LEO(features, num_ways=3, latent_dim=2, num_latent_steps=2,
+                  num_finetune_steps=1, inner_learning_rate=0.5,
+                  finetune_learning_rate=0.1, kl_weight=0.1,
+                  encoder_penalty_weight=0.0, l2_weight=0.01,
+                  dropout_rate=0.25, seed=7)
+        leo.compile(loss=loss)
+        # Nonzero biases: zero ones put dropped-out examples exactly on a
+        # ReLU's kink, where finite differences are meaningless.
+        rng = np.random.default_rng(0)
+        for layer in (leo.encoder, leo.relation):
+            for variable in layer.trainable_variables:
+                if "bias" in variable.path:
+                    variable.assign(rng.normal(0.0, 0.3, variable.shape))
+        state = [v.numpy() for v in leo.non_trainable_variables]
+        gradient = testing.meta_gradient(leo, inputs, labels)
+        for variable, value in zip(leo.non_trainable_variables, state):
+            variable.assign(value)
+
+        numeric = testing.finite_difference_gradient(
+            testing.meta_loss_function(leo, loss, inputs, labels),
+            [v.numpy() for v in leo.trainable_variables])
+        flat = np.concatenate([g.ravel() for g in gradient])
+        flat_numeric = np.concatenate([g.ravel() for g in numeric])
+        self.assertLess(np.linalg.norm(flat - flat_numeric)
+                        / np.linalg.norm(flat_numeric), 1e-6)
+
     def test_frozen_feature_extractor(self):
         features = _features(trainable=False)
         leo = LEO(features, num_ways=3, latent_dim=2, num_latent_steps=1,
