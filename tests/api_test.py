@@ -48,7 +48,8 @@ class APITest(testing.TestCase):
                 "summarize_returns",
             ],
             keras_meta.inner: [
-                "conjugate_gradient", "gradient_descent", "gradient_step"],
+                "adam", "conjugate_gradient", "gradient_descent",
+                "gradient_step"],
             keras_meta.backend: [
                 "check_label_range", "compiled", "exact_moments",
                 "implicit_solution", "loss_and_gradients", "map_tasks",

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_meta import episode
 from keras_meta import inner
 from keras_meta.algorithms.gradient_steps import GradientStepsMetaModel
 
@@ -23,16 +24,35 @@ class Reptile(GradientStepsMetaModel):
     inner steps.
 
     The logged `loss` and metrics are those of the query set after
-    adaptation (the meta-gradient itself does not use the query set).
+    adaptation (the meta-gradient itself does not use the query set, unless
+    `adapt_on_queries`).
+
+    The paper's Omniglot setup is this class with `inner_optimizer="adam"`
+    (`beta_1=0`, rate 0.001), `adapt_on_queries=True` and
+    `SGD(keras.optimizers.schedules.PolynomialDecay(1.0, total_steps,
+    0.0))` as the outer optimizer (the interpolation step annealed linearly
+    from 1 to 0); `keras-meta train --algorithm reptile` on images builds
+    exactly that.
 
     Args:
         model: A built `keras.Model`.
-        inner_learning_rate: Float, the inner SGD step size. Defaults to
+        inner_learning_rate: Float, the inner step size. Defaults to
             `0.01`.
         num_inner_steps: Int, inner steps per task in training. Defaults to
             `5`.
         eval_inner_steps: Int, inner steps when evaluating and in
             `adapt()`. Defaults to `num_inner_steps`.
+        inner_optimizer: `"sgd"` (plain gradient steps) or `"adam"`
+            (`keras_meta.inner.adam` with `beta_1=0`, as the reference code;
+            its moments start afresh for every task, where the reference's
+            optimizer carries its second-moment estimates from task to
+            task). Defaults to `"sgd"`.
+        adapt_on_queries: Bool. If `True`, training adapts each task on its
+            support and query examples together (the paper trains the
+            inner loop on all of a task's training examples; `fit()` passes
+            the query labels in), and the logged training loss is then
+            measured on examples the inner loop has seen. Evaluation and
+            `adapt()` use the support set only. Defaults to `False`.
         batch_norm, inner_loss: See `keras_meta.MetaModel`.
 
     Reference:
@@ -40,9 +60,48 @@ class Reptile(GradientStepsMetaModel):
     """
 
     def __init__(self, model, *, inner_learning_rate=0.01, num_inner_steps=5,
-                 **kwargs):
+                 inner_optimizer="sgd", adapt_on_queries=False, **kwargs):
         super().__init__(model, inner_learning_rate=inner_learning_rate,
                          num_inner_steps=num_inner_steps, **kwargs)
+        if inner_optimizer not in _INNER_OPTIMIZERS:
+            raise ValueError(
+                f"`inner_optimizer` must be one of {list(_INNER_OPTIMIZERS)}."
+                f" Received: inner_optimizer={inner_optimizer!r}.")
+        self.inner_optimizer = inner_optimizer
+        self.adapt_on_queries = bool(adapt_on_queries)
+
+    def train_step(self, *args, **kwargs):
+        if not self.adapt_on_queries:
+            return super().train_step(*args, **kwargs)
+        # The query labels join the inputs, for `call()` to adapt on.
+        *rest, data = args
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, dict) and y is not None:
+            x = {**x, _QUERY_LABELS: y}
+        data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        return super().train_step(*rest, data, **kwargs)
+
+    def call(self, inputs, training=False):
+        if not (training and isinstance(inputs, dict)
+                and _QUERY_LABELS in inputs):
+            return super().call(inputs, training=training)
+        inputs = dict(inputs)
+        query_labels = inputs.pop(_QUERY_LABELS)
+        support_labels = inputs[episode.SUPPORT_LABELS]
+        joined = dict(inputs)
+        joined[episode.SUPPORT_INPUTS] = ops.concatenate(
+            [inputs[episode.SUPPORT_INPUTS],
+             ops.cast(inputs[episode.QUERY_INPUTS],
+                      inputs[episode.SUPPORT_INPUTS].dtype)], axis=1)
+        joined[episode.SUPPORT_LABELS] = ops.concatenate(
+            [support_labels, ops.cast(query_labels, support_labels.dtype)],
+            axis=1)
+        weights = inputs.get(episode.SUPPORT_WEIGHTS)
+        if weights is not None:
+            joined[episode.SUPPORT_WEIGHTS] = ops.concatenate(
+                [weights, ops.ones(ops.shape(query_labels)[:2],
+                                   dtype=weights.dtype)], axis=1)
+        return super().call(joined, training=True)
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
@@ -55,6 +114,11 @@ class Reptile(GradientStepsMetaModel):
                 support_labels, predictions, loss_fn, support_weights), state
 
         weights = [ops.stop_gradient(w) for w in params["weights"]]
+        if self.inner_optimizer == "adam":
+            return inner.adam(
+                support_objective, weights, params["state"],
+                learning_rate=self.inner_learning_rate,
+                num_steps=self.inner_steps(training))
         return inner.gradient_descent(
             support_objective, weights, params["state"],
             learning_rate=self.inner_learning_rate,
@@ -81,3 +145,15 @@ class Reptile(GradientStepsMetaModel):
             for theta, phi in zip(params["weights"], weights)
         )
         return {"predictions": predictions, "auxiliary_loss": surrogate}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "inner_optimizer": self.inner_optimizer,
+            "adapt_on_queries": self.adapt_on_queries,
+        }
+
+
+_INNER_OPTIMIZERS = ("sgd", "adam")
+# The key under which `train_step` passes the query labels to `call()`.
+_QUERY_LABELS = "query_labels"

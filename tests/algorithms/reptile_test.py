@@ -33,6 +33,51 @@ class ReptileTest(testing.TestCase):
             np.concatenate([gradient[0], gradient[1][:, None]]), expected,
             rtol=1e-10, atol=1e-12)
 
+    def _numpy_adapted(self, theta, xs, ys, steps, adam):
+        a = np.concatenate([xs, np.ones((len(xs), 1))], 1)
+        phi, second = theta.copy(), np.zeros_like(theta)
+        for step in range(1, steps + 1):
+            g = 2.0 / len(a) * a.T @ (a @ phi - ys)
+            if not adam:
+                phi = phi - 0.1 * g
+                continue
+            # beta_1 = 0: the first moment is the gradient itself.
+            second = 0.999 * second + 0.001 * g ** 2
+            phi = phi - 0.1 * g / (
+                np.sqrt(second / (1.0 - 0.999 ** step)) + 1e-8)
+        return phi
+
+    def test_inner_adam_and_adapting_on_queries_closed_form(self):
+        # Adam (beta_1 = 0, fresh moments per task) on the support and
+        # query examples together, against NumPy.
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.linear_regression_episodes()
+        model = testing.linear_regressor()
+        reptile = Reptile(model, inner_learning_rate=0.1, num_inner_steps=3,
+                          inner_optimizer="adam", adapt_on_queries=True)
+        reptile.compile(loss="mse")
+        kernel, bias = (v.numpy() for v in model.trainable_variables)
+        theta = np.concatenate([kernel, bias[:, None]])
+        adapted = []
+        for t in range(len(labels)):
+            xs = np.concatenate([inputs["support_inputs"][t],
+                                 inputs["query_inputs"][t]])
+            ys = np.concatenate([inputs["support_labels"][t], labels[t]])
+            adapted.append(self._numpy_adapted(theta, xs, ys, 3, True))
+        expected = theta - np.mean(adapted, axis=0)
+        gradient = testing.meta_gradient(reptile, inputs, labels)
+        np.testing.assert_allclose(
+            np.concatenate([gradient[0], gradient[1][:, None]]), expected,
+            rtol=1e-6, atol=1e-12)
+        # Evaluation adapts on the support set alone.
+        reptile.eval_inner_steps = 3
+        learner = reptile.adapt(inputs["support_inputs"][0],
+                                inputs["support_labels"][0])
+        phi = self._numpy_adapted(theta, inputs["support_inputs"][0],
+                                  inputs["support_labels"][0], 3, True)
+        np.testing.assert_allclose(learner.layers[-1].kernel.numpy(),
+                                   phi[:-1], rtol=1e-6, atol=1e-12)
+
     def test_reported_loss_is_the_query_loss(self):
         reptile = Reptile(testing.tiny_classifier(), inner_learning_rate=0.3,
                           num_inner_steps=2)
@@ -82,3 +127,5 @@ class ReptileTest(testing.TestCase):
             Reptile(testing.tiny_classifier(), inner_learning_rate=0)
         with self.assertRaisesRegex(ValueError, "num_inner_steps"):
             Reptile(testing.tiny_classifier(), num_inner_steps=0)
+        with self.assertRaisesRegex(ValueError, "inner_optimizer"):
+            Reptile(testing.tiny_classifier(), inner_optimizer="rmsprop")
