@@ -1,4 +1,5 @@
-"""Losses for meta-learners whose predictions are distributions."""
+"""Losses of the meta-learners: Gaussian likelihoods for predictions that
+are distributions, and the Relation Networks objective."""
 
 import math
 
@@ -48,6 +49,45 @@ class GaussianNegativeLogLikelihood(keras.losses.Loss):
         return ops.sum(
             0.5 * ops.log(2.0 * math.pi * variance)
             + ops.square(y_true - mean) / (2.0 * variance), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("fn", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class RelationMeanSquaredError(keras.losses.Loss):
+    """The Relation Networks objective: squared error of `sigmoid(score)`
+    against the one-hot label.
+
+    `y_true` holds integer class labels `[..., ]` and `y_pred` one relation
+    score per class `[..., num_ways]` (the logits `keras_meta.RelationNet`
+    returns). Per example: `mean_k (sigmoid(score_k) - [y == k])^2`, then
+    reduced as every Keras loss. Classes an episode lacks (scores of
+    -1e9) contribute zero.
+
+    Example:
+
+    ```python
+    relation_net.compile(optimizer="adam",
+                         loss=keras_meta.losses.RelationMeanSquaredError(),
+                         metrics=["accuracy"])
+    ```
+
+    Reference:
+        - [Sung et al., 2018](https://arxiv.org/abs/1711.06025)
+    """
+
+    def __init__(self, name="relation_mse", reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        scores = ops.sigmoid(y_pred)
+        one_hot = ops.one_hot(ops.cast(y_true, "int32"), y_pred.shape[-1],
+                              dtype=scores.dtype)
+        return ops.mean(ops.square(scores - one_hot), axis=-1)
 
     def get_config(self):
         config = super().get_config()

@@ -44,10 +44,10 @@ class RelationNet(MetaModel):
     scores as logits `[tasks, num_query, num_ways]`. The embedding model and
     the relation module are trained together.
 
-    Train with `SparseCategoricalCrossentropy(from_logits=True)`; the
-    paper's objective, the mean squared error between `sigmoid(score)` and
-    the one-hot labels, trains the same modules and ranks classes the same
-    way.
+    Train with `SparseCategoricalCrossentropy(from_logits=True)`, or with
+    the paper's objective, the mean squared error between `sigmoid(score)`
+    and the one-hot labels (`keras_meta.losses.RelationMeanSquaredError`);
+    either trains the same modules and ranks classes the same way.
 
     Args:
         model: A built `keras.Model` mapping inputs to embeddings: vectors
