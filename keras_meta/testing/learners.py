@@ -11,8 +11,8 @@ def every_learner(num_ways=3, dropout=0.5):
 
     `factory(batch_norm)` builds the learner around a Conv -> BatchNorm ->
     ReLU -> MaxPool -> Dropout -> Dense network (`tiny_classifier`) for
-    `num_ways`-way 6x6x1 episodes (CAVIA's network takes two more context
-    channels); `modes` lists the `batch_norm` modes it accepts.
+    `num_ways`-way 6x6x1 episodes; `modes` lists the `batch_norm` modes it
+    accepts.
     """
     def encoder(**kwargs):
         return tiny_classifier(num_ways=num_ways, dropout=dropout, **kwargs)
@@ -36,13 +36,13 @@ def every_learner(num_ways=3, dropout=0.5):
         ("boil", lambda bn: keras_meta.BOIL(
             encoder(), inner_learning_rate=0.3, batch_norm=bn)),
         ("cavia", lambda bn: keras_meta.CAVIA(
-            encoder(image_shape=(6, 6, 3)), num_context_params=2,
-            inner_learning_rate=0.3, batch_norm=bn)),
+            encoder(), num_context_params=8,
+            inner_learning_rate=1.0, batch_norm=bn)),
         ("reptile", lambda bn: keras_meta.Reptile(
             encoder(), inner_learning_rate=0.3, num_inner_steps=2,
             batch_norm=bn)),
         ("imaml", lambda bn: keras_meta.IMAML(
-            encoder(), inner_learning_rate=0.3, num_inner_steps=2,
+            encoder(), inner_learning_rate=0.3, num_inner_steps=8,
             batch_norm=bn)),
         ("protonet", lambda bn: keras_meta.ProtoNet(
             encoder(), batch_norm=bn, **ways)),

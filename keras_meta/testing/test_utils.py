@@ -75,7 +75,8 @@ def tiny_classifier(
     """Conv -> normalization -> ReLU -> MaxPool -> Dense, the few-shot block.
 
     Args:
-        normalization: `"batch"`, `"layer"` or `None`.
+        normalization: `"batch"`, `"layer"`, `"group"` (two groups of
+            channels) or `None`.
         dropout: Optional float, the rate of a `Dropout` layer before the
             dense layer.
     """
@@ -95,6 +96,19 @@ def tiny_classifier(
     if normalization == "batch":
         layers.append(
             keras.layers.BatchNormalization(
+                beta_initializer=keras.initializers.RandomNormal(
+                    stddev=0.1, seed=seed + 2
+                ),
+                gamma_initializer=keras.initializers.RandomUniform(
+                    0.5, 1.5, seed=seed + 3
+                ),
+                dtype=dtype,
+            )
+        )
+    elif normalization == "group":
+        layers.append(
+            keras.layers.GroupNormalization(
+                groups=2,
                 beta_initializer=keras.initializers.RandomNormal(
                     stddev=0.1, seed=seed + 2
                 ),

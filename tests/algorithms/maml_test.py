@@ -160,6 +160,7 @@ class MAMLOracleTest(testing.TestCase):
         ("batch_norm_two_steps", "batch", 2),
         ("layer_norm_one_step", "layer", 1),
         ("layer_norm_two_steps", "layer", 2),
+        ("group_norm_two_steps", "group", 2),
         ("no_norm_two_steps", None, 2),
     )
     def test_finite_differences(self, normalization, steps):
