@@ -7,7 +7,7 @@ def _dot(a, b):
     return sum(ops.sum(x * y) for x, y in zip(a, b))
 
 
-def conjugate_gradient(matvec, b, num_steps, tolerance=1e-10,
+def conjugate_gradient(matvec, b, num_steps, tolerance=1e-24,
                        min_curvature=0.0):
     """Approximately solves `A x = b` for a symmetric `A`.
 
@@ -29,8 +29,10 @@ def conjugate_gradient(matvec, b, num_steps, tolerance=1e-10,
             returning `A` times it, in the same structure.
         b: List of tensors, the right-hand side.
         num_steps: Python int, the number of iterations.
-        tolerance: Float; once the squared residual norm falls below it, the
-            remaining iterations leave `x` unchanged (no division by zero).
+        tolerance: Float; once the squared residual norm falls below
+            `tolerance` times that of `b`, the remaining iterations leave
+            `x` unchanged (no division by zero). The default, a relative
+            residual of 1e-12, stops only at float64 rounding.
         min_curvature: Float, the smallest Rayleigh quotient
             `d^T A d / d^T d` a direction may have. A positive floor keeps
             a nearly singular `A` from sending `x` far away. Defaults to
@@ -43,6 +45,7 @@ def conjugate_gradient(matvec, b, num_steps, tolerance=1e-10,
     residual = list(b)
     direction = list(b)
     residual_norm = _dot(residual, residual)
+    threshold = ops.cast(tolerance, residual_norm.dtype) * residual_norm
     alive = ops.ones_like(residual_norm)
     first_stop = ops.zeros_like(residual_norm)
     for iteration in range(num_steps):
@@ -54,7 +57,7 @@ def conjugate_gradient(matvec, b, num_steps, tolerance=1e-10,
         if iteration == 0:
             first_stop = 1.0 - positive
         alive = alive * positive
-        active = alive * ops.cast(residual_norm > tolerance,
+        active = alive * ops.cast(residual_norm > threshold,
                                   residual_norm.dtype)
         step = active * residual_norm / ops.where(
             active > 0, curvature, ops.ones_like(curvature))

@@ -120,14 +120,14 @@ class IMAMLTest(testing.TestCase):
         return cosine, residual
 
     def test_implicit_gradient_of_a_solved_nonconvex_inner_problem(self):
-        # The inner problem solved (residual below 1e-3) and lambda large
+        # The inner problem solved (residual below 1e-2) and lambda large
         # enough for `I + H / lambda` to be positive definite; 21 CG steps
         # solve exactly for the 21 weights. The finite differences differentiate
         # the solved inner problem itself.
         cosine, residual = self._network_gradients(
-            inner_learning_rate=0.1, num_inner_steps=30,
-            l2_regularizer=4.0, cg_steps=21)
-        self.assertLess(residual, 1e-3)
+            inner_learning_rate=0.1, num_inner_steps=15,
+            l2_regularizer=8.0, cg_steps=21)
+        self.assertLess(residual, 1e-2)
         self.assertGreater(cosine, 0.99)
 
     def test_unsolved_inner_problem_is_reported(self):
