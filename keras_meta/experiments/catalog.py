@@ -3,9 +3,9 @@
 `build_regressor` makes a learner for sinusoid regression around the MAML
 paper's 1-40-40-1 network; `build_classifier` one for N-way image
 classification around the Conv-4 backbone. Settings that the papers fix
-(CAVIA's context size and step, Reptile's several inner steps, iMAML's
-proximal strength) are the defaults here; the command line can override
-the shared ones.
+(CAVIA's context size, steps and FiLM placement, Reptile's inner Adam and
+annealed outer step, iMAML's proximal strength) are the defaults here; the
+command line can override the shared ones.
 """
 
 import keras
@@ -25,11 +25,12 @@ ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY}
 # On Conv-4 the CPU budget keeps MAML++ and iMAML to fewer steps.
 _TRAIN_STEPS = {
     "regression": {"reptile": 5, "imaml": 10, "maml++": 5},
-    "classification": {"reptile": 5, "imaml": 5, "maml++": 3},
+    "classification": {"reptile": 5, "imaml": 5, "maml++": 3, "cavia": 2},
 }
-# CAVIA's context: 4 values for regression (as in the paper), 16 extra
-# input channels for images.
-_CONTEXT = {"regression": 4, "classification": 16}
+# CAVIA's context, as in the paper: 4 values appended to the inputs for
+# regression; 100 values conditioning the third convolutional block's
+# normalized features by FiLM for images.
+_CONTEXT = {"regression": 4, "classification": 100}
 
 
 def default_inner_steps(name, task="regression"):
@@ -72,7 +73,7 @@ def _gradient_based(name, model, *, inner_learning_rate, num_inner_steps,
     if name == "reptile":
         return algorithms.Reptile(model, **common)
     if name == "imaml":
-        return algorithms.IMAML(model, l2_regularizer=1.0, cg_steps=5,
+        return algorithms.IMAML(model, l2_regularizer=10.0, cg_steps=5,
                                 **common)
     raise AssertionError(name)
 
@@ -135,14 +136,24 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
                                   seed=seed)
         raise AssertionError(name)
     if name == "cavia":
-        context = _CONTEXT["classification"]
-        shape = tuple(image_shape[:-1]) + (image_shape[-1] + context,)
         return algorithms.CAVIA(
-            models.conv4(num_outputs=num_ways, input_shape=shape,
+            models.conv4(num_outputs=num_ways, input_shape=image_shape,
                          filters=filters, seed=seed),
-            num_context_params=context, inner_learning_rate=1.0,
+            num_context_params=_CONTEXT["classification"],
+            film_layer="batch_norm_2", inner_learning_rate=1.0,
             num_inner_steps=steps)
-    if name in ("reptile", "imaml") and num_inner_steps is None:
+    if name == "reptile":
+        # The paper's Omniglot setup: inner Adam (beta_1 = 0) at 0.001 on
+        # all of each task's training examples, 5 steps in training and 50
+        # when evaluating; the outer step is SGD annealed from 1 to 0 (see
+        # `outer_optimizer`).
+        return algorithms.Reptile(
+            models.conv4(num_outputs=num_ways, input_shape=image_shape,
+                         filters=filters, seed=seed),
+            inner_optimizer="adam", inner_learning_rate=0.001,
+            num_inner_steps=steps, eval_inner_steps=50,
+            adapt_on_queries=True)
+    if name == "imaml" and num_inner_steps is None:
         # Several steps of the one-step rate overshoot on Conv-4.
         inner_learning_rate = min(inner_learning_rate, 0.1)
     return _gradient_based(
@@ -152,8 +163,14 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
         epochs=epochs, head=-1)
 
 
-def outer_optimizer(name, learning_rate, total_steps):
-    """Adam, with MAML++'s cosine-annealed rate for `maml++`."""
+def outer_optimizer(name, learning_rate, total_steps, task="regression"):
+    """Adam, with MAML++'s cosine-annealed rate for `maml++`; for Reptile
+    on images, the paper's SGD interpolation step annealed linearly from 1
+    to 0 over `total_steps` (`learning_rate` is then not used)."""
+    if name == "reptile" and task == "classification":
+        return keras.optimizers.SGD(
+            keras.optimizers.schedules.PolynomialDecay(
+                1.0, max(1, total_steps), end_learning_rate=0.0))
     if name == "maml++":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, max(1, total_steps), alpha=0.01)

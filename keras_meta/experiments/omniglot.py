@@ -142,7 +142,8 @@ def run(
         batch_norm=batch_norm)
     learner.compile(
         optimizer=catalog.outer_optimizer(
-            algorithm, learning_rate, epochs * steps_per_epoch),
+            algorithm, learning_rate, epochs * steps_per_epoch,
+            task="classification"),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
