@@ -56,6 +56,7 @@ def main():
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
+        _write(args, rows)
         print(f"{name:<9} 1 step {row['mse_1_step']:.3f} +- "
               f"{row['ci95_1_step']:.3f}   10 steps {row['mse_10_steps']:.3f}"
               f" +- {row['ci95_10_steps']:.3f}   ({row['seconds']:.0f} s)",
@@ -73,12 +74,21 @@ def main():
               f"{row['mse_10_steps']:>10.3f} +- {row['ci95_10_steps']:<5.3f}"
               f"{'' if published is None else published:>11}"
               f"{row['seconds']:>9.0f}")
+    print(f"wrote {args.output}")
+
+
+def _write(args, rows):
+    """Writes the rows so far (a cut-short run keeps them); a diverged
+    value is written as null."""
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    rows = [{key: sinusoid.finite_or_none(value)
+             if isinstance(value, float) else value
+             for key, value in row.items()} for row in rows]
     with open(args.output, "w") as f:
         json.dump({"meta_steps": args.meta_steps,
                    "num_test_tasks": args.num_test_tasks,
-                   "seed": args.seed, "rows": rows}, f, indent=2)
-    print(f"wrote {args.output}")
+                   "seed": args.seed, "rows": rows}, f, indent=2,
+                  allow_nan=False)
 
 
 if __name__ == "__main__":
