@@ -319,10 +319,7 @@ class _FiLMNetwork:
 
     def weights(self, model_weights, scale, shift):
         """The network's trainable values, in its order."""
-        extra = {"kernel": ops.cast(scale, model_weights[0].dtype)
-                 if model_weights else scale,
-                 "bias": ops.cast(shift, model_weights[0].dtype)
-                 if model_weights else shift}
+        extra = {"kernel": scale, "bias": shift}
         return [extra[i] if isinstance(i, str) else model_weights[i]
                 for i in self._trainable]
 
