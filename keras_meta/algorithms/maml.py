@@ -51,6 +51,12 @@ class MAML(MetaModel):
             first-order for this many epochs of `fit()`, then second order
             (the training step is retraced once at the switch). Defaults to
             `0`.
+        adapt_normalization: Bool. If `False`, the scales and offsets of
+            the normalization layers (BatchNormalization,
+            LayerNormalization, GroupNormalization) stay out of the inner
+            loop and are learned by the outer loop alone, as in the MAML
+            paper's reference code. Defaults to `True` (every trainable
+            weight adapts).
         batch_norm: See `keras_meta.MetaModel`. Defaults to
             `"transductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
             statistics are those of each step's batch (support set at inner
@@ -106,6 +112,7 @@ class MAML(MetaModel):
         learn_inner_learning_rates=False,
         multi_step_loss_epochs=None,
         first_order_epochs=0,
+        adapt_normalization=True,
         **kwargs,
     ):
         super().__init__(model, **kwargs)
@@ -132,6 +139,16 @@ class MAML(MetaModel):
         self.multi_step_loss_epochs = multi_step_loss_epochs
         self.first_order_epochs = first_order_epochs
         self._use_first_order = self.first_order or first_order_epochs > 0
+        self.adapt_normalization = bool(adapt_normalization)
+        self._fixed_norm_indices = []
+        if not self.adapt_normalization:
+            self._fixed_norm_indices = _normalization_weight_indices(model)
+            if not self._fixed_norm_indices:
+                raise ValueError(
+                    "adapt_normalization=False keeps the normalization "
+                    "layers' scales and offsets out of the inner loop, but "
+                    f"the model '{model.name}' has no trainable "
+                    "normalization weights. Leave adapt_normalization=True.")
         if self.learn_inner_learning_rates:
             self.step_learning_rates = self.add_weight(
                 shape=(num_inner_steps, len(model.trainable_variables)),
@@ -217,11 +234,12 @@ class MAML(MetaModel):
 
     def _adapted_mask(self):
         mask = self.inner_mask()
-        if not self._norm_indices:
+        fixed = self._norm_indices + self._fixed_norm_indices
+        if not fixed:
             return mask
         count = len(self.model.trainable_variables)
         mask = [True] * count if mask is None else list(mask)
-        for index in self._norm_indices:
+        for index in fixed:
             mask[index] = False
         return mask
 
@@ -332,6 +350,7 @@ class MAML(MetaModel):
                 "learn_inner_learning_rates": self.learn_inner_learning_rates,
                 "multi_step_loss_epochs": self.multi_step_loss_epochs,
                 "first_order_epochs": self.first_order_epochs,
+                "adapt_normalization": self.adapt_normalization,
             }
         )
         return config
@@ -357,6 +376,20 @@ def step_loss_importance(epoch, num_steps, num_epochs):
         1.0 / num_steps - epoch / (num_steps * num_epochs), floor)
     weights[-1] = 1.0 - weights[:-1].sum()
     return weights
+
+
+def _normalization_weight_indices(model):
+    """Indices in `model.trainable_variables` of the normalization layers'
+    scales and offsets."""
+    kinds = (keras.layers.BatchNormalization,
+             keras.layers.LayerNormalization,
+             keras.layers.GroupNormalization)
+    owned = set()
+    for layer in walk_layers(model):
+        if isinstance(layer, kinds):
+            owned.update(id(v) for v in layer.trainable_variables)
+    return [i for i, v in enumerate(model.trainable_variables)
+            if id(v) in owned]
 
 
 def _batch_norm_weight_indices(model):

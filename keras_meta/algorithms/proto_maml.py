@@ -27,7 +27,8 @@ class ProtoMAML(MAML):
         num_ways: Int, the largest number of classes per episode (see
             `keras_meta.ProtoNet`).
         inner_learning_rate, num_inner_steps, eval_inner_steps,
-        first_order, batch_norm, inner_loss: As for `keras_meta.MAML`.
+        first_order, adapt_normalization, batch_norm, inner_loss: As for
+            `keras_meta.MAML`.
 
     Reference:
         - [Triantafillou et al., 2020](https://arxiv.org/abs/1903.03096)
@@ -71,6 +72,7 @@ class ProtoMAML(MAML):
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
         loss_fn = self.inner_loss_fn()
+        mask = self._adapted_mask()
         embeddings, _ = self._embed(params["weights"], params["state"],
                                     support_inputs, training)
         kernel, bias = self.prototype_head(embeddings, support_labels,
@@ -91,6 +93,7 @@ class ProtoMAML(MAML):
             learning_rate=self.inner_learning_rate,
             num_steps=self.inner_steps(training),
             first_order=self.first_order,
+            mask=None if mask is None else list(mask) + [True, True],
         )
 
     def predict_task(self, params, task_state, query_inputs, training,

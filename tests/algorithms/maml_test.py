@@ -128,7 +128,8 @@ class MAMLOracleTest(testing.TestCase):
             / np.linalg.norm(gradients[False]), 0.05)
 
     def _finite_difference_check(self, normalization, steps, exact=True,
-                                 batch_norm="inductive", dropout=None):
+                                 batch_norm="inductive", dropout=None,
+                                 **options):
         keras.config.set_floatx("float64")
         inputs, labels = testing.toy_episodes(
             num_tasks=2,
@@ -150,6 +151,7 @@ class MAMLOracleTest(testing.TestCase):
             inner_learning_rate=0.5,
             num_inner_steps=steps,
             batch_norm=batch_norm,
+            **options,
         )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         maml.compile(loss=loss)
@@ -179,6 +181,46 @@ class MAMLOracleTest(testing.TestCase):
         error = self._finite_difference_check(
             "batch", 2, batch_norm=batch_norm, dropout=dropout)
         self.assertLess(error, 1e-6)
+
+    @parameterized.named_parameters(
+        ("batch_norm", "batch"), ("layer_norm", "layer"))
+    def test_normalization_kept_out_of_the_inner_loop(self, normalization):
+        # The MAML reference code's setup: the normalization layers' scale
+        # and offset are learned by the outer loop alone. Its meta-gradient
+        # matches finite differences, and adapting leaves them unchanged
+        # while every other weight moves.
+        error = self._finite_difference_check(
+            normalization, 2, adapt_normalization=False)
+        self.assertLess(error, 1e-6)
+        inputs, _ = testing.toy_episodes(
+            num_tasks=1, num_ways=3, num_shots=2, num_queries=2,
+            image_shape=(8, 8, 1), dtype="float64")
+        model = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization=normalization, dtype="float64")
+        maml = MAML(model, inner_learning_rate=0.5, num_inner_steps=2,
+                    adapt_normalization=False)
+        maml.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        adapted = maml.adapt(inputs["support_inputs"][0],
+                             inputs["support_labels"][0])
+        norm_layer = model.layers[1]
+        self.assertIn("normalization", norm_layer.name)
+        for before, after in zip(model.trainable_variables,
+                                 adapted.trainable_variables):
+            moved = np.abs(np.asarray(after) - np.asarray(before)).max()
+            if any(before is v for v in norm_layer.trainable_variables):
+                self.assertEqual(moved, 0.0)
+            elif "kernel" in before.path:
+                # (A convolution bias before BatchNorm has no gradient.)
+                self.assertGreater(moved, 1e-4)
+        config = MAML.from_config(maml.get_config()).get_config()
+        self.assertFalse(config["adapt_normalization"])
+
+    def test_adapt_normalization_needs_normalization_layers(self):
+        with self.assertRaisesRegex(ValueError, "no trainable normalization"):
+            MAML(testing.tiny_classifier(normalization=None),
+                 adapt_normalization=False)
 
     @pytest.mark.tensorflow_only
     def test_finite_differences_catch_stock_moments(self):
