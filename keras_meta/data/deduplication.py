@@ -4,8 +4,6 @@ import hashlib
 
 import numpy as np
 
-from keras_meta.data.episodes import ClassIndex
-
 
 def class_fingerprints(index):
     """A content hash per class of an in-memory `ClassIndex`.
@@ -49,21 +47,10 @@ def remove_shared_classes(index, reference):
                if c not in set(keep)]
     if not removed:
         return index, []
-    examples, labels = [], []
-    for new_label, c in enumerate(keep):
-        start, count = index.offsets[c], index.counts[c]
-        examples.append(index.examples[start:start + count])
-        labels.append(np.full(count, new_label))
     if not keep:
         raise ValueError(
             "Every class of the index also appears in the reference: no "
             "class is left to test on."
         )
-    groups = None
-    if index.groups is not None:
-        groups = np.concatenate([
-            np.full(index.counts[c], index.groups[c]) for c in keep])
-    filtered = ClassIndex(
-        np.concatenate(examples), np.concatenate(labels),
-        class_names=[index.class_names[c] for c in keep], groups=groups)
+    filtered = index.subset(keep)
     return filtered, removed

@@ -65,6 +65,33 @@ class ClassIndex:
     def num_classes(self):
         return len(self.counts)
 
+    def subset(self, classes):
+        """A `ClassIndex` of the classes `classes` (integer class ids, in
+        the order given), relabelled `0..len(classes) - 1`, with their
+        names and groups."""
+        classes = [int(c) for c in classes]
+        if not classes:
+            raise ValueError("`classes` selects no class.")
+        bad = [c for c in classes if not 0 <= c < self.num_classes]
+        if bad:
+            raise ValueError(
+                f"Class ids must lie in [0, {self.num_classes}). Received "
+                f"{bad[:5]}.")
+        if len(set(classes)) != len(classes):
+            raise ValueError("`classes` names a class more than once.")
+        examples, labels, groups = [], [], []
+        for new_label, c in enumerate(classes):
+            start, count = self.offsets[c], self.counts[c]
+            examples.append(self.examples[start:start + count])
+            labels.append(np.full(count, new_label))
+            if self.groups is not None:
+                groups.append(np.full(count, self.groups[c]))
+        return ClassIndex(
+            np.concatenate(examples), np.concatenate(labels),
+            class_names=[self.class_names[c] for c in classes],
+            groups=np.concatenate(groups) if groups else None,
+            decode=self.decode)
+
     def check_counts(self, num_per_class):
         short = np.flatnonzero(self.counts < num_per_class)
         if len(short):

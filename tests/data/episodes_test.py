@@ -98,6 +98,23 @@ class EpisodesTest(testing.TestCase):
                 drawn.update(labels[_ids(task) - 1].tolist())
         self.assertEqual(drawn, {2, 5, 7, 9})
 
+    def test_class_index_subset(self):
+        examples = np.arange(12, dtype="float32")[:, None]
+        labels = np.repeat([0, 1, 2], [3, 4, 5])
+        index = data.ClassIndex(examples, labels,
+                                class_names=["a", "b", "c"],
+                                groups=np.repeat([7, 8, 9], [3, 4, 5]))
+        subset = index.subset([2, 0])
+        self.assertEqual(subset.class_names, ["c", "a"])
+        np.testing.assert_array_equal(subset.counts, [5, 3])
+        np.testing.assert_array_equal(subset.groups, [9, 7])
+        np.testing.assert_array_equal(
+            subset.examples[:, 0], [7, 8, 9, 10, 11, 0, 1, 2])
+        with self.assertRaisesRegex(ValueError, "must lie in"):
+            index.subset([3])
+        with self.assertRaisesRegex(ValueError, "more than once"):
+            index.subset([1, 1])
+
     def test_rotations_are_classes(self):
         # One class with one asymmetric image per example.
         base = np.zeros((6, 3, 3, 1), "float32")
