@@ -16,6 +16,7 @@ from keras_meta import rl
 from keras_meta.algorithms import ANIL
 from keras_meta.algorithms import BOIL
 from keras_meta.algorithms import CAVIA
+from keras_meta.algorithms import ANP
 from keras_meta.algorithms import CNP
 from keras_meta.algorithms import IMAML
 from keras_meta.algorithms import LEO
@@ -35,6 +36,7 @@ __all__ = [
     "ANIL",
     "BOIL",
     "CAVIA",
+    "ANP",
     "CNP",
     "IMAML",
     "LEO",

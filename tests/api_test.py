@@ -9,7 +9,7 @@ class APITest(testing.TestCase):
         self.assertEqual(
             sorted(keras_meta.__all__),
             sorted([
-                "ANIL", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
+                "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile", "__version__", "backend",
                 "callbacks", "export",
@@ -23,7 +23,7 @@ class APITest(testing.TestCase):
     def test_submodules(self):
         expected = {
             keras_meta.algorithms: [
-                "ANIL", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
+                "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile",
             ],
@@ -35,7 +35,8 @@ class APITest(testing.TestCase):
                 "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "splits",
             ],
-            keras_meta.models: ["BatchStatisticsModel", "conv4",
+            keras_meta.models: ["BatchStatisticsModel",
+                                "attentive_neural_process_networks", "conv4",
                                 "field_recommender", "field_recommender_head",
                                 "mlp", "neural_process_networks"],
             keras_meta.rl: [

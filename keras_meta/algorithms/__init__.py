@@ -3,6 +3,7 @@
 from keras_meta.algorithms.anil import ANIL
 from keras_meta.algorithms.anil import BOIL
 from keras_meta.algorithms.cavia import CAVIA
+from keras_meta.algorithms.anp import ANP
 from keras_meta.algorithms.cnp import CNP
 from keras_meta.algorithms.imaml import IMAML
 from keras_meta.algorithms.leo import LEO
@@ -18,6 +19,7 @@ from keras_meta.algorithms.reptile import Reptile
 
 __all__ = [
     "ANIL",
+    "ANP",
     "BOIL",
     "CAVIA",
     "CNP",

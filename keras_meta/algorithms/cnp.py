@@ -83,6 +83,10 @@ class CNP(MetaModel):
                 f"{outputs}."
             )
         self.target_dim = outputs // 2
+        self._check_dimensions(encoder, model)
+
+    def _check_dimensions(self, encoder, model):
+        # The decoder takes a query and the representation.
         self.representation_dim = encoder.output_shape[-1]
         self.input_dim = model.input_shape[-1] - self.representation_dim
         if self.input_dim < 1 or encoder.input_shape[-1] != (
@@ -90,8 +94,8 @@ class CNP(MetaModel):
             raise ValueError(
                 f"The encoder takes {encoder.input_shape[-1]} features and "
                 f"returns {self.representation_dim}; the decoder takes "
-                f"{model.input_shape[-1]} and returns {outputs}. For "
-                "x_dim-dimensional inputs and d-dimensional targets the "
+                f"{model.input_shape[-1]} and returns {2 * self.target_dim}. "
+                "For x_dim-dimensional inputs and d-dimensional targets the "
                 "encoder takes x_dim + d features and the decoder x_dim + "
                 "r_dim (see `keras_meta.models.neural_process_networks`)."
             )
@@ -149,6 +153,10 @@ class CNP(MetaModel):
             params["weights"], params["state"],
             ops.concatenate([query_inputs, representation], axis=-1),
             training)
+        return self.gaussian(raw)
+
+    def gaussian(self, raw):
+        """`[mean, std]` from the decoder's raw outputs, with the floor."""
         mean = raw[:, :self.target_dim]
         std = self.min_std + (1.0 - self.min_std) * ops.softplus(
             raw[:, self.target_dim:])
@@ -171,20 +179,8 @@ class CNP(MetaModel):
             trainable=False, name="representation")
         raw = decoder(keras.layers.Concatenate(axis=-1)(
             [inputs, constant(inputs)]))
-        d = self.target_dim
-        select = np.eye(2 * d, dtype="float32")
-        means = keras.layers.Dense(d, use_bias=False, trainable=False,
-                                   name="mean")
-        raw_std = keras.layers.Dense(d, use_bias=False, trainable=False,
-                                     name="raw_std")
-        mean = means(raw)
-        std = keras.layers.Rescaling(
-            1.0 - self.min_std, offset=self.min_std, name="std")(
-                keras.layers.Activation("softplus")(raw_std(raw)))
-        outputs = keras.layers.Concatenate(axis=-1)([mean, std])
+        outputs = gaussian_outputs(raw, self.target_dim, self.min_std)
         constant.bias.assign(representation.astype(constant.bias.dtype))
-        means.set_weights([select[:, :d]])
-        raw_std.set_weights([select[:, d:]])
         return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
 
     def get_config(self):
@@ -201,3 +197,21 @@ class CNP(MetaModel):
         config["encoder"] = keras.saving.deserialize_keras_object(
             config["encoder"])
         return super().from_config(config)
+
+
+def gaussian_outputs(raw, target_dim, min_std):
+    """`[mean, std]` from a decoder's raw outputs in a Keras graph, with stock
+    layers: fixed selection `Dense` layers split the means from the raw
+    standard deviations, and `Rescaling` applies the floor."""
+    d = target_dim
+    select = np.eye(2 * d, dtype="float32")
+    means = keras.layers.Dense(d, use_bias=False, trainable=False,
+                               name="mean")
+    raw_std = keras.layers.Dense(d, use_bias=False, trainable=False,
+                                 name="raw_std")
+    mean = means(raw)
+    std = keras.layers.Rescaling(1.0 - min_std, offset=min_std, name="std")(
+        keras.layers.Activation("softplus")(raw_std(raw)))
+    means.set_weights([select[:, :d]])
+    raw_std.set_weights([select[:, d:]])
+    return keras.layers.Concatenate(axis=-1)([mean, std])

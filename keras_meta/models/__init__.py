@@ -5,7 +5,9 @@ from keras_meta.models.backbones import conv4
 from keras_meta.models.backbones import field_recommender
 from keras_meta.models.backbones import field_recommender_head
 from keras_meta.models.backbones import mlp
+from keras_meta.models.backbones import attentive_neural_process_networks
 from keras_meta.models.backbones import neural_process_networks
 
-__all__ = ["BatchStatisticsModel", "conv4", "field_recommender",
-           "field_recommender_head", "mlp", "neural_process_networks"]
+__all__ = ["BatchStatisticsModel", "attentive_neural_process_networks",
+           "conv4", "field_recommender", "field_recommender_head", "mlp",
+           "neural_process_networks"]

@@ -128,6 +128,20 @@ def conv4(
     return keras.Sequential(layers, name=name)
 
 
+def _relu_network(inputs, outputs, hidden_units, name, seed, offset):
+    """ReLU layers of `hidden_units`, then a linear layer of `outputs`."""
+    layers = [keras.Input(shape=(inputs,))]
+    for i, units in enumerate(hidden_units):
+        layers.append(keras.layers.Dense(
+            units, activation="relu",
+            kernel_initializer=keras.initializers.GlorotUniform(
+                None if seed is None else seed + offset + i)))
+    layers.append(keras.layers.Dense(
+        outputs, kernel_initializer=keras.initializers.GlorotUniform(
+            None if seed is None else seed + offset + len(hidden_units))))
+    return keras.Sequential(layers, name=name)
+
+
 def neural_process_networks(*, x_dim=1, y_dim=1, representation_dim=128,
                             hidden_units=(128, 128), seed=None):
     """The encoder and decoder of a Conditional Neural Process.
@@ -142,20 +156,37 @@ def neural_process_networks(*, x_dim=1, y_dim=1, representation_dim=128,
     Returns:
         `(encoder, decoder)`, two built `keras.Sequential` models.
     """
-    def network(inputs, outputs, name, offset):
-        layers = [keras.Input(shape=(inputs,))]
-        for i, units in enumerate(hidden_units):
-            layers.append(keras.layers.Dense(
-                units, activation="relu",
-                kernel_initializer=keras.initializers.GlorotUniform(
-                    None if seed is None else seed + offset + i)))
-        layers.append(keras.layers.Dense(
-            outputs, kernel_initializer=keras.initializers.GlorotUniform(
-                None if seed is None else seed + offset + len(hidden_units))))
-        return keras.Sequential(layers, name=name)
+    return (_relu_network(x_dim + y_dim, representation_dim, hidden_units,
+                          "encoder", seed, 0),
+            _relu_network(x_dim + representation_dim, 2 * y_dim,
+                          hidden_units, "decoder", seed, 100))
 
-    return (network(x_dim + y_dim, representation_dim, "encoder", 0),
-            network(x_dim + representation_dim, 2 * y_dim, "decoder", 100))
+
+def attentive_neural_process_networks(*, x_dim=1, y_dim=1,
+                                      representation_dim=128, latent_dim=128,
+                                      hidden_units=(128, 128), seed=None):
+    """The encoders and decoder of an Attentive Neural Process.
+
+    The deterministic encoder and the latent encoder each map a support pair
+    (`x_dim + y_dim` features) through ReLU layers of `hidden_units` to
+    `representation_dim` (values for the attention) and `latent_dim`
+    features (averaged for the latent variable); the decoder maps `x_dim +
+    representation_dim + latent_dim` features through the same widths to
+    `2 * y_dim` values, as in Kim et al. (2019).
+
+    Returns:
+        `(encoder, latent_encoder, decoder)`, built `keras.Sequential`
+        models (pass `latent_dim` to `keras_meta.ANP` too); with
+        `latent_dim=0` there is no latent path and `latent_encoder` is
+        `None`.
+    """
+    pair = x_dim + y_dim
+    return (_relu_network(pair, representation_dim, hidden_units, "encoder",
+                          seed, 0),
+            _relu_network(pair, latent_dim, hidden_units, "latent_encoder",
+                          seed, 50) if latent_dim else None,
+            _relu_network(x_dim + representation_dim + latent_dim,
+                          2 * y_dim, hidden_units, "decoder", seed, 100))
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
