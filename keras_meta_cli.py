@@ -156,7 +156,7 @@ def _train_parser(subparsers):
     parser.add_argument("--num-inner-steps", type=int, default=None,
                         help="training inner steps (1; Reptile 5; MAML++ "
                              "5 on sinusoid, 3 on omniglot; iMAML 10 on "
-                             "sinusoid, 5 on omniglot)")
+                             "sinusoid, 16 on omniglot)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="Adam's learning rate for the outer update")
     parser.add_argument("--num-test-tasks", type=int, default=None,
