@@ -29,6 +29,7 @@ from keras_meta.algorithms import ProtoNet
 from keras_meta.algorithms import R2D2
 from keras_meta.algorithms import RelationNet
 from keras_meta.algorithms import Reptile
+from keras_meta.algorithms import SNAIL
 from keras_meta.export import export
 from keras_meta.version import __version__
 
@@ -49,6 +50,7 @@ __all__ = [
     "R2D2",
     "RelationNet",
     "Reptile",
+    "SNAIL",
     "__version__",
     "backend",
     "callbacks",

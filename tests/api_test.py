@@ -11,7 +11,8 @@ class APITest(testing.TestCase):
             sorted([
                 "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
-                "R2D2", "RelationNet", "Reptile", "__version__", "backend",
+                "R2D2", "RelationNet", "Reptile", "SNAIL", "__version__",
+                "backend",
                 "callbacks", "export",
                 "data",
                 "episode", "inner", "losses", "metrics", "models", "rl",
@@ -25,7 +26,7 @@ class APITest(testing.TestCase):
             keras_meta.algorithms: [
                 "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
-                "R2D2", "RelationNet", "Reptile",
+                "R2D2", "RelationNet", "Reptile", "SNAIL",
             ],
             keras_meta.data: [
                 "ClassIndex", "ColdStartTasks", "MovieLensFeatures",
@@ -38,7 +39,8 @@ class APITest(testing.TestCase):
             keras_meta.models: ["BatchStatisticsModel",
                                 "attentive_neural_process_networks", "conv4",
                                 "field_recommender", "field_recommender_head",
-                                "mlp", "neural_process_networks"],
+                                "mlp", "neural_process_networks",
+                                "snail_sequence_model"],
             keras_meta.rl: [
                 "AdaptationReturns", "GaussianPolicyHead",
                 "HalfCheetahDirection", "HalfCheetahVelocity", "MAMLRL",

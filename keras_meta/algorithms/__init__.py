@@ -16,6 +16,7 @@ from keras_meta.algorithms.proto_net import ProtoNet
 from keras_meta.algorithms.r2d2 import R2D2
 from keras_meta.algorithms.relation_net import RelationNet
 from keras_meta.algorithms.reptile import Reptile
+from keras_meta.algorithms.snail import SNAIL
 
 __all__ = [
     "ANIL",
@@ -34,4 +35,5 @@ __all__ = [
     "R2D2",
     "RelationNet",
     "Reptile",
+    "SNAIL",
 ]

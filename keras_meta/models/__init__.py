@@ -7,7 +7,8 @@ from keras_meta.models.backbones import field_recommender_head
 from keras_meta.models.backbones import mlp
 from keras_meta.models.backbones import attentive_neural_process_networks
 from keras_meta.models.backbones import neural_process_networks
+from keras_meta.models.backbones import snail_sequence_model
 
 __all__ = ["BatchStatisticsModel", "attentive_neural_process_networks",
            "conv4", "field_recommender", "field_recommender_head", "mlp",
-           "neural_process_networks"]
+           "neural_process_networks", "snail_sequence_model"]

@@ -1,5 +1,7 @@
 """Standard backbones, built and ready to wrap in a `MetaModel`."""
 
+import math
+
 import keras
 
 
@@ -290,3 +292,79 @@ def field_recommender_head(model):
     updated layers)."""
     return [layer.name for layer in model.layers
             if layer.name.startswith("decision_") or layer.name == "rating"]
+
+
+def snail_sequence_model(*, num_ways, feature_dim, max_sequence_length,
+                         seed=None, name="snail"):
+    """SNAIL's sequence network for few-shot classification.
+
+    Takes sequences `[batch, time, feature_dim + num_ways]` (an embedded
+    example with its one-hot label; zeros for the query's label) and
+    returns `[batch, time, num_ways]` logits, each time step seeing only the
+    steps before it. The Omniglot architecture of Mishra et al. (2018):
+    attention block (keys 64, values 32), temporal-convolution block (128
+    filters), attention block (256, 128), temporal-convolution block (128),
+    attention block (512, 256), then a 1x1 convolution to `num_ways`.
+
+    A temporal-convolution block stacks `ceil(log2(max_sequence_length))`
+    dense blocks of dilation 1, 2, 4, ...: a causal `Conv1D` of kernel 2,
+    gated as `tanh(f) * sigmoid(g)`, concatenated to its input. An attention
+    block is single-head causal dot-product attention (scaled by the key
+    size's square root) whose read is concatenated to its input. Stock
+    Keras layers only.
+
+    Args:
+        num_ways: Int, the classes (the label width and the outputs).
+        feature_dim: Int, the embedding's width.
+        max_sequence_length: Int, the longest sequence (support examples
+            plus one query), which sets the dilations.
+        seed: Optional int, for the initial weights.
+
+    Returns:
+        A built functional `keras.Model`.
+    """
+    counter = iter(range(10_000))
+
+    def initializer():
+        return keras.initializers.GlorotUniform(
+            None if seed is None else seed + next(counter))
+
+    def tc_block(x, filters):
+        for i in range(max(1, math.ceil(math.log2(max_sequence_length)))):
+            x = _snail_dense_block(x, 2 ** i, filters, initializer)
+        return x
+
+    def attention_block(x, key_size, value_size):
+        return _snail_attention_block(x, key_size, value_size, initializer)
+
+    inputs = keras.Input(shape=(None, feature_dim + num_ways))
+    x = attention_block(inputs, 64, 32)
+    x = tc_block(x, 128)
+    x = attention_block(x, 256, 128)
+    x = tc_block(x, 128)
+    x = attention_block(x, 512, 256)
+    outputs = keras.layers.Conv1D(num_ways, 1,
+                                  kernel_initializer=initializer())(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _snail_attention_block(x, key_size, value_size, initializer):
+    """Causal single-head attention; its read concatenated to `x`."""
+    query = keras.layers.Dense(key_size, kernel_initializer=initializer())(x)
+    query = keras.layers.Rescaling(1.0 / math.sqrt(key_size))(query)
+    key = keras.layers.Dense(key_size, kernel_initializer=initializer())(x)
+    value = keras.layers.Dense(value_size, kernel_initializer=initializer())(x)
+    read = keras.layers.Attention(score_mode="dot")(
+        [query, value, key], use_causal_mask=True)
+    return keras.layers.Concatenate()([x, read])
+
+
+def _snail_dense_block(x, dilation, filters, initializer):
+    """A gated causal convolution of kernel 2, concatenated to `x`."""
+    def conv(activation):
+        return keras.layers.Conv1D(
+            filters, 2, dilation_rate=dilation, padding="causal",
+            activation=activation, kernel_initializer=initializer())(x)
+
+    gated = keras.layers.Multiply()([conv("tanh"), conv("sigmoid")])
+    return keras.layers.Concatenate()([x, gated])

@@ -1,0 +1,215 @@
+"""SNAIL: a simple neural attentive meta-learner."""
+
+import copy
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_meta import backend
+from keras_meta.algorithms.meta_model import MetaModel
+from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.model_utils import SavesSeedGenerator
+from keras_meta.algorithms.model_utils import check_count
+from keras_meta.algorithms.model_utils import clone_with_weights
+from keras_meta.algorithms.model_utils import mask_absent_classes
+from keras_meta.algorithms.model_utils import support_classes
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class SNAIL(SavesSeedGenerator, MetaModel):
+    """SNAIL: the support set as a sequence, read by causal convolutions and
+    attention.
+
+    Every support example is embedded by the wrapped model and paired with
+    its one-hot label; each query, embedded, is appended with a zero label,
+    and the sequence network (causal temporal convolutions interleaved with
+    causal attention, `keras_meta.models.snail_sequence_model`) predicts the
+    query's class at the last step. Nothing adapts by gradient: the
+    sequence network learns to learn from what precedes the query. Each
+    query gets its own sequence, so queries never see one another.
+
+    In training the support examples' order is shuffled for every task, so
+    that the network reads the labels and not the positions (episodes list
+    their support examples class by class); in evaluation and `adapt()`
+    the order given is used. Padded support examples (`support_weights` 0)
+    enter the sequence as zeros, and classes without support examples are
+    never predicted.
+
+    Args:
+        model: A built `keras.Model` mapping examples to embeddings
+            `[batch, dims]` (or any shape, flattened).
+        num_ways: Int, the largest number of classes per episode.
+        num_shots: Int, the largest number of support examples per class;
+            with `num_ways` it sets the longest sequence (and so the
+            dilations) of the default sequence network.
+        sequence_model: Optional built `keras.Model` mapping sequences
+            `[batch, time, dims + num_ways]` to logits `[batch, time,
+            num_ways]`, causal in time. Defaults to the paper's Omniglot
+            network.
+        seed: Optional int, for the default sequence network's initial
+            weights and the support order's shuffling.
+        batch_norm: See `keras_meta.MetaModel`.
+
+    Training details the paper leaves out, as chosen here: the loss is the
+    compiled loss on the queries' last-step logits only; support order is
+    shuffled per task in training.
+
+    Reference:
+        - [Mishra et al., 2018](https://arxiv.org/abs/1707.03141)
+    """
+
+    def __init__(self, model, *, num_ways, num_shots=1, sequence_model=None,
+                 seed=None, **kwargs):
+        super().__init__(model, **kwargs)
+        check_count("num_ways", num_ways)
+        check_count("num_shots", num_shots)
+        self.num_ways = num_ways
+        self.num_shots = num_shots
+        self.seed = seed
+        embedding = model.output_shape
+        if any(d is None for d in embedding[1:]):
+            raise ValueError(
+                f"`SNAIL` needs the embedding size of '{model.name}'; its "
+                f"output shape is {embedding}.")
+        self.feature_dim = int(np.prod(embedding[1:]))
+        if sequence_model is None:
+            from keras_meta import models
+
+            sequence_model = models.snail_sequence_model(
+                num_ways=num_ways, feature_dim=self.feature_dim,
+                max_sequence_length=num_ways * num_shots + 1, seed=seed)
+        elif not isinstance(sequence_model, keras.Model) or (
+                not sequence_model.built):
+            raise ValueError(
+                "`sequence_model` must be a built `keras.Model` mapping "
+                "[batch, time, dims + num_ways] to [batch, time, num_ways]. "
+                f"Received: {sequence_model!r}.")
+        expected = self.feature_dim + num_ways
+        if (sequence_model.input_shape[-1] != expected
+                or sequence_model.output_shape[-1] != num_ways):
+            raise ValueError(
+                f"The sequence model takes {sequence_model.input_shape} and "
+                f"returns {sequence_model.output_shape}; with {num_ways} "
+                f"ways and {self.feature_dim}-d embeddings it must take "
+                f"[batch, time, {expected}] and return [batch, time, "
+                f"{num_ways}].")
+        self.sequence_model = sequence_model
+        self.prepare_normalization(sequence_model)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def meta_parameters(self):
+        params = super().meta_parameters()
+        params["sequence_weights"] = [
+            backend.read_value(v)
+            for v in self.sequence_model.trainable_variables]
+        params["sequence_state"] = [
+            backend.read_value(v)
+            for v in self.sequence_model.non_trainable_variables]
+        return params
+
+    def per_task_parameters(self, inputs, training):
+        if not training:
+            return None
+        support = inputs["support_inputs"]
+        shape = tuple(ops.shape(support)[:2])
+        # A random order of each task's support examples.
+        return {"support_order": ops.argsort(keras.random.uniform(
+            shape, seed=self.seed_generator), axis=-1)}
+
+    def _flat(self, embeddings):
+        return ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
+
+    def adapt_task(self, params, support_inputs, support_labels, training,
+                   support_weights=None):
+        embeddings, _ = self.run_model(params["weights"], params["state"],
+                                       support_inputs, training)
+        embeddings = self._flat(embeddings)
+        one_hot, present = support_classes(
+            support_labels, self.num_ways, embeddings.dtype, support_weights)
+        sequence = ops.concatenate([embeddings, one_hot], axis=-1)
+        if support_weights is not None:
+            sequence = sequence * ops.cast(support_weights,
+                                           sequence.dtype)[:, None]
+        if "support_order" in params:
+            sequence = ops.take(sequence, params["support_order"], axis=0)
+        return sequence, present
+
+    def predict_task(self, params, task_state, query_inputs, training,
+                     support_inputs):
+        prefix, present = task_state
+        embeddings, _ = self.run_query(params["weights"], params["state"],
+                                       query_inputs, training, support_inputs)
+        embeddings = self._flat(embeddings)
+        num_query = ops.shape(embeddings)[0]
+        queries = ops.concatenate(
+            [embeddings, ops.zeros((num_query, self.num_ways),
+                                   embeddings.dtype)], axis=-1)
+        sequences = ops.concatenate(
+            [ops.broadcast_to(prefix[None], (num_query,)
+                              + tuple(ops.shape(prefix))),
+             queries[:, None]], axis=1)
+        logits, _ = self.run_model(params["sequence_weights"],
+                                   params["sequence_state"], sequences,
+                                   training, model=self.sequence_model)
+        return mask_absent_classes(logits[:, -1], present)
+
+    def _num_outputs(self, example_shape, dtype):
+        return self.num_ways
+
+    def build_adapted_model(self, task_state, support_inputs):
+        """A stock Keras model: the embedding network, the support sequence
+        as the bias of a `Dense` layer with a zero kernel (reshaped and
+        placed before each query), the sequence network, and the last
+        step's logits (absent classes' logits at -1e9)."""
+        prefix, present = (ops.convert_to_numpy(t) for t in task_state)
+        weights = [ops.convert_to_tensor(v)
+                   for v in self.model.trainable_variables]
+        embedding = self.copy_model(weights, support_inputs)
+        sequence_model = clone_with_weights(
+            self.sequence_model,
+            [ops.convert_to_tensor(v)
+             for v in self.sequence_model.trainable_variables])
+        inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
+        features = keras.layers.Flatten()(embedding(inputs))
+        constant = keras.layers.Dense(
+            prefix.size, kernel_initializer="zeros", trainable=False,
+            name="support_sequence")
+        support = keras.layers.Reshape(prefix.shape)(constant(features))
+        label = keras.layers.Dense(
+            self.num_ways, kernel_initializer="zeros", use_bias=False,
+            trainable=False, name="no_label")(features)
+        query = keras.layers.Reshape((1, prefix.shape[-1]))(
+            keras.layers.Concatenate()([features, label]))
+        logits = sequence_model(
+            keras.layers.Concatenate(axis=1)([support, query]))
+        last = keras.layers.Flatten()(
+            keras.layers.Cropping1D((prefix.shape[0], 0))(logits))
+        mask = keras.layers.Dense(
+            self.num_ways, trainable=False, name="absent_classes")
+        outputs = mask(last)
+        constant.bias.assign(prefix.reshape(-1).astype(
+            constant.bias.dtype))
+        mask.set_weights([
+            np.diag(present).astype("float32"),
+            np.where(present > 0, 0.0, ABSENT_CLASS_LOGIT).astype(
+                "float32")])
+        return keras.Model(inputs, outputs, name=f"{self.model.name}_adapted")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_ways": self.num_ways,
+            "num_shots": self.num_shots,
+            "sequence_model": keras.saving.serialize_keras_object(
+                self.sequence_model),
+            "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = copy.deepcopy(config)
+        config["sequence_model"] = keras.saving.deserialize_keras_object(
+            config["sequence_model"])
+        return super().from_config(config)
