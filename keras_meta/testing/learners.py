@@ -58,6 +58,8 @@ def every_learner(num_ways=3, dropout=0.5):
         ("leo", lambda bn: keras_meta.LEO(
             encoder(), latent_dim=2, num_latent_steps=1,
             num_finetune_steps=1, batch_norm=bn, **ways)),
+        ("snail", lambda bn: keras_meta.SNAIL(
+            encoder(), num_shots=2, seed=0, batch_norm=bn, **ways)),
     ]
     return [(name, factory,
              ("inductive", "transductive", "per_step") if name == "maml++"
