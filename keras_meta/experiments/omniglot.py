@@ -188,6 +188,9 @@ def run(
         "accuracy_ci95": float(evaluation["accuracy_ci95"]),
         "loss": float(evaluation["loss"]),
         "final_train_accuracy": float(history.history["accuracy"][-1]),
+        # Per epoch of `fit()` (a tenth of the steps), every logged metric.
+        "history": {key: [float(v) for v in values]
+                    for key, values in history.history.items()},
         "seconds": {"training": train_seconds,
                     "evaluation": evaluation_seconds},
     }
