@@ -32,6 +32,8 @@ CLASSIFICATION_ONLY = {
     "r2d2": "R2-D2 ridge-regression head (Bertinetto et al., 2019)",
     "protomaml": "Proto-MAML (Triantafillou et al., 2020)",
     "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
+    "snail": "SNAIL: causal convolutions and attention over the labelled "
+             "support sequence (Mishra et al., 2018)",
 }
 # Learners of the other uses: meta-reinforcement learning (`--task
 # navigation2d`, where `maml` is `keras_meta.rl.MAMLRL`) and cold-start

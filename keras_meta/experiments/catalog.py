@@ -106,13 +106,16 @@ def build_regressor(name, *, inner_learning_rate=0.01, num_inner_steps=None,
 
 def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
                      inner_learning_rate=0.4, num_inner_steps=None, epochs=10,
-                     seed=None, batch_norm="inductive"):
-    """A learner for `num_ways`-way image classification on Conv-4."""
+                     seed=None, batch_norm="inductive", num_shots=1):
+    """A learner for `num_ways`-way image classification on Conv-4
+    (`num_shots`, the most support examples per class, sizes SNAIL's
+    sequences)."""
     _check(name, "classification")
     learner = _build_classifier(
         name, num_ways=num_ways, image_shape=image_shape, filters=filters,
         inner_learning_rate=inner_learning_rate,
-        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
+        num_shots=num_shots)
     if batch_norm == learner.batch_norm:
         return learner
     # Rebuilt from its config with the other mode, from the same weights.
@@ -123,7 +126,8 @@ def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
 
 
 def _build_classifier(name, *, num_ways, image_shape, filters,
-                      inner_learning_rate, num_inner_steps, epochs, seed):
+                      inner_learning_rate, num_inner_steps, epochs, seed,
+                      num_shots):
     steps = num_inner_steps or default_inner_steps(name, "classification")
     if name in CLASSIFICATION_ONLY:
         encoder = models.conv4(num_outputs=None, input_shape=image_shape,
@@ -140,6 +144,11 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
             return algorithms.ProtoMAML(
                 encoder, num_ways=num_ways,
                 inner_learning_rate=inner_learning_rate, num_inner_steps=steps)
+        if name == "snail":
+            # The paper's Omniglot sequence network after the Conv-4
+            # embedding.
+            return algorithms.SNAIL(encoder, num_ways=num_ways,
+                                    num_shots=num_shots, seed=seed)
         if name == "leo":
             return algorithms.LEO(encoder, num_ways=num_ways, latent_dim=16,
                                   num_latent_steps=5, num_finetune_steps=5,

@@ -139,7 +139,7 @@ def run(
         algorithm, num_ways=num_ways, image_shape=shape + (1,),
         filters=filters, inner_learning_rate=inner_learning_rate,
         num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
-        batch_norm=batch_norm)
+        batch_norm=batch_norm, num_shots=num_shots)
     learner.compile(
         optimizer=catalog.outer_optimizer(
             algorithm, learning_rate, epochs * steps_per_epoch,
