@@ -1,7 +1,9 @@
-"""A Conditional Neural Process on the MAML paper's sinusoid tasks.
+"""A Conditional or Attentive Neural Process on the MAML paper's sinusoids.
 
-Trains `keras_meta.CNP` (encoder and decoder of 128-unit ReLU layers, as
-Garnelo et al. 2018) on sinusoid episodes with K=10 support points,
+Trains `keras_meta.CNP` (`--model cnp`: encoder and decoder of 128-unit
+ReLU layers, as Garnelo et al. 2018) or `keras_meta.ANP` (`--model anp`:
+the same widths, 8-head cross-attention and a 128-d latent path, as Kim
+et al. 2019) on sinusoid episodes with K=10 support points,
 meta-batch 25 and Adam 1e-3 for `--meta-steps` steps (20,000, the budget
 of `sinusoid_algorithms.py`), then scores the same 600 fixed test tasks
 (100 query points each) as that benchmark: query MSE of the predictive
@@ -11,6 +13,8 @@ predictive mean and 95% band for three test tasks. Prints a table and
 writes JSON and a PNG.
 
     python benchmarks/sinusoid_neural_process.py
+    python benchmarks/sinusoid_neural_process.py --model anp \
+        --output benchmarks/results/sinusoid_attentive_neural_process.json
 """
 
 import argparse
@@ -29,6 +33,7 @@ from keras_meta.experiments import sinusoid  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("cnp", "anp"), default="cnp")
     parser.add_argument("--meta-steps", type=int, default=20000)
     parser.add_argument("--meta-batch-size", type=int, default=25)
     parser.add_argument("--num-test-tasks", type=int, default=600)
@@ -37,10 +42,20 @@ def main():
         os.path.dirname(__file__), "results", "sinusoid_neural_process.json"))
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
-    encoder, decoder = keras_meta.models.neural_process_networks(
-        x_dim=1, y_dim=1, representation_dim=128, hidden_units=(128, 128),
-        seed=args.seed)
-    cnp = keras_meta.CNP(decoder, encoder=encoder)
+    if args.model == "cnp":
+        encoder, decoder = keras_meta.models.neural_process_networks(
+            x_dim=1, y_dim=1, representation_dim=128,
+            hidden_units=(128, 128), seed=args.seed)
+        cnp = keras_meta.CNP(decoder, encoder=encoder)
+    else:
+        encoder, latent_encoder, decoder = (
+            keras_meta.models.attentive_neural_process_networks(
+                x_dim=1, y_dim=1, representation_dim=128, latent_dim=128,
+                hidden_units=(128, 128), seed=args.seed))
+        cnp = keras_meta.ANP(decoder, encoder=encoder,
+                             latent_encoder=latent_encoder, latent_dim=128,
+                             num_heads=8, seed=args.seed)
+    name = args.model.upper()
     cnp.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras_meta.losses.GaussianNegativeLogLikelihood(),
@@ -65,7 +80,7 @@ def main():
             "nll": logs["loss"], "nll_ci95": logs["loss_ci95"],
             "coverage_95": logs["coverage_95"],
             "coverage_95_ci95": logs["coverage_95_ci95"]}
-    print(f"\nCNP on sinusoid, {args.meta_steps} steps x meta-batch "
+    print(f"\n{name} on sinusoid, {args.meta_steps} steps x meta-batch "
           f"{args.meta_batch_size}, {args.num_test_tasks} test tasks "
           f"(training {seconds:.0f} s)")
     print(f"{'K':<6}{'query MSE':>20}{'NLL':>20}{'inside 95% interval':>24}")
@@ -98,7 +113,7 @@ def main():
                   inputs["support_labels"][task][:, 0], "k^",
                   label="10 support points")
         axis.plot(grid[:, 0], mean[:, 0], "-", color="tab:blue",
-                  label="CNP mean")
+                  label=f"{name} mean")
         axis.fill_between(grid[:, 0], mean[:, 0] - 1.96 * std[:, 0],
                           mean[:, 0] + 1.96 * std[:, 0], color="tab:blue",
                           alpha=0.25, label="95% interval")
@@ -110,7 +125,8 @@ def main():
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     figure.savefig(png, dpi=100)
     with open(args.output, "w") as f:
-        json.dump({"args": vars(args), "training_seconds": seconds,
+        json.dump({"model": name, "args": vars(args),
+                   "training_seconds": seconds,
                    "rows": rows}, f, indent=2)
     print(f"wrote {args.output} and {png}")
 
