@@ -21,6 +21,7 @@ from keras_meta.algorithms import CNP
 from keras_meta.algorithms import IMAML
 from keras_meta.algorithms import LEO
 from keras_meta.algorithms import MAML
+from keras_meta.algorithms import MANN
 from keras_meta.algorithms import MatchingNet
 from keras_meta.algorithms import MetaModel
 from keras_meta.algorithms import MetaSGD
@@ -42,6 +43,7 @@ __all__ = [
     "IMAML",
     "LEO",
     "MAML",
+    "MANN",
     "MatchingNet",
     "MetaModel",
     "MetaSGD",

@@ -10,6 +10,7 @@ class APITest(testing.TestCase):
             sorted(keras_meta.__all__),
             sorted([
                 "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
+                "MANN",
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile", "SNAIL", "__version__",
                 "backend",
@@ -25,8 +26,8 @@ class APITest(testing.TestCase):
         expected = {
             keras_meta.algorithms: [
                 "ANIL", "ANP", "BOIL", "CAVIA", "CNP", "IMAML", "LEO", "MAML",
-                "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
-                "R2D2", "RelationNet", "Reptile", "SNAIL",
+                "MANN", "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML",
+                "ProtoNet", "R2D2", "RelationNet", "Reptile", "SNAIL",
             ],
             keras_meta.data: [
                 "ClassIndex", "ColdStartTasks", "MovieLensFeatures",
@@ -36,10 +37,11 @@ class APITest(testing.TestCase):
                 "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "splits",
             ],
-            keras_meta.models: ["BatchStatisticsModel",
+            keras_meta.models: ["BatchStatisticsModel", "MANNCell",
                                 "attentive_neural_process_networks", "conv4",
                                 "field_recommender", "field_recommender_head",
-                                "mlp", "neural_process_networks",
+                                "mann_sequence_model", "mlp",
+                                "neural_process_networks",
                                 "snail_sequence_model"],
             keras_meta.rl: [
                 "AdaptationReturns", "GaussianPolicyHead",

@@ -8,6 +8,7 @@ from keras_meta.algorithms.cnp import CNP
 from keras_meta.algorithms.imaml import IMAML
 from keras_meta.algorithms.leo import LEO
 from keras_meta.algorithms.maml import MAML
+from keras_meta.algorithms.mann import MANN
 from keras_meta.algorithms.matching_net import MatchingNet
 from keras_meta.algorithms.meta_model import MetaModel
 from keras_meta.algorithms.meta_sgd import MetaSGD
@@ -27,6 +28,7 @@ __all__ = [
     "IMAML",
     "LEO",
     "MAML",
+    "MANN",
     "MatchingNet",
     "MetaModel",
     "MetaSGD",

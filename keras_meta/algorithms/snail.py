@@ -16,69 +16,34 @@ from keras_meta.algorithms.model_utils import mask_absent_classes
 from keras_meta.algorithms.model_utils import support_classes
 
 
-@keras.saving.register_keras_serializable(package="keras_meta")
-class SNAIL(SavesSeedGenerator, MetaModel):
-    """SNAIL: the support set as a sequence, read by causal convolutions and
-    attention.
+class SequenceClassifier(SavesSeedGenerator, MetaModel):
+    """The episode as a sequence: the base of `SNAIL` and `MANN`.
 
     Every support example is embedded by the wrapped model and paired with
     its one-hot label; each query, embedded, is appended with a zero label,
-    and the sequence network (causal temporal convolutions interleaved with
-    causal attention, `keras_meta.models.snail_sequence_model`) predicts the
-    query's class at the last step. Nothing adapts by gradient: the
-    sequence network learns to learn from what precedes the query. Each
-    query gets its own sequence, so queries never see one another.
-
-    In training the support examples' order is shuffled for every task, so
-    that the network reads the labels and not the positions (episodes list
-    their support examples class by class); in evaluation and `adapt()`
-    the order given is used. Padded support examples (`support_weights` 0)
-    enter the sequence as zeros, and classes without support examples are
-    never predicted.
-
-    Args:
-        model: A built `keras.Model` mapping examples to embeddings
-            `[batch, dims]` (or any shape, flattened).
-        num_ways: Int, the largest number of classes per episode.
-        num_shots: Int, the largest number of support examples per class;
-            with `num_ways` it sets the longest sequence (and so the
-            dilations) of the default sequence network.
-        sequence_model: Optional built `keras.Model` mapping sequences
-            `[batch, time, dims + num_ways]` to logits `[batch, time,
-            num_ways]`, causal in time. Defaults to the paper's Omniglot
-            network.
-        seed: Optional int, for the default sequence network's initial
-            weights and the support order's shuffling.
-        batch_norm: See `keras_meta.MetaModel`.
-
-    Training details the paper leaves out, as chosen here: the loss is the
-    compiled loss on the queries' last-step logits only; support order is
-    shuffled per task in training.
-
-    Reference:
-        - [Mishra et al., 2018](https://arxiv.org/abs/1707.03141)
+    and a causal sequence network predicts the query's class at the last
+    step. Each query gets its own sequence, so queries never see one
+    another. In training the support examples' order is shuffled for every
+    task; padded support examples enter as zeros; classes without support
+    examples are never predicted. Subclasses choose the default sequence
+    network (`_default_sequence_model`).
     """
 
-    def __init__(self, model, *, num_ways, num_shots=1, sequence_model=None,
-                 seed=None, **kwargs):
+    def __init__(self, model, *, num_ways, sequence_model=None, seed=None,
+                 **kwargs):
         super().__init__(model, **kwargs)
         check_count("num_ways", num_ways)
-        check_count("num_shots", num_shots)
         self.num_ways = num_ways
-        self.num_shots = num_shots
         self.seed = seed
+        name = type(self).__name__
         embedding = model.output_shape
         if any(d is None for d in embedding[1:]):
             raise ValueError(
-                f"`SNAIL` needs the embedding size of '{model.name}'; its "
+                f"`{name}` needs the embedding size of '{model.name}'; its "
                 f"output shape is {embedding}.")
         self.feature_dim = int(np.prod(embedding[1:]))
         if sequence_model is None:
-            from keras_meta import models
-
-            sequence_model = models.snail_sequence_model(
-                num_ways=num_ways, feature_dim=self.feature_dim,
-                max_sequence_length=num_ways * num_shots + 1, seed=seed)
+            sequence_model = self._default_sequence_model()
         elif not isinstance(sequence_model, keras.Model) or (
                 not sequence_model.built):
             raise ValueError(
@@ -200,7 +165,6 @@ class SNAIL(SavesSeedGenerator, MetaModel):
         config = super().get_config()
         config.update({
             "num_ways": self.num_ways,
-            "num_shots": self.num_shots,
             "sequence_model": keras.saving.serialize_keras_object(
                 self.sequence_model),
             "seed": self.seed,
@@ -213,3 +177,67 @@ class SNAIL(SavesSeedGenerator, MetaModel):
         config["sequence_model"] = keras.saving.deserialize_keras_object(
             config["sequence_model"])
         return super().from_config(config)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class SNAIL(SequenceClassifier):
+    """SNAIL: the support set as a sequence, read by causal convolutions and
+    attention.
+
+    Every support example is embedded by the wrapped model and paired with
+    its one-hot label; each query, embedded, is appended with a zero label,
+    and the sequence network (causal temporal convolutions interleaved with
+    causal attention, `keras_meta.models.snail_sequence_model`) predicts the
+    query's class at the last step. Nothing adapts by gradient: the
+    sequence network learns to learn from what precedes the query. Each
+    query gets its own sequence, so queries never see one another.
+
+    In training the support examples' order is shuffled for every task, so
+    that the network reads the labels and not the positions (episodes list
+    their support examples class by class); in evaluation and `adapt()`
+    the order given is used. Padded support examples (`support_weights` 0)
+    enter the sequence as zeros, and classes without support examples are
+    never predicted.
+
+    Args:
+        model: A built `keras.Model` mapping examples to embeddings
+            `[batch, dims]` (or any shape, flattened).
+        num_ways: Int, the largest number of classes per episode.
+        num_shots: Int, the largest number of support examples per class;
+            with `num_ways` it sets the longest sequence (and so the
+            dilations) of the default sequence network.
+        sequence_model: Optional built `keras.Model` mapping sequences
+            `[batch, time, dims + num_ways]` to logits `[batch, time,
+            num_ways]`, causal in time. Defaults to the paper's Omniglot
+            network.
+        seed: Optional int, for the default sequence network's initial
+            weights and the support order's shuffling.
+        batch_norm: See `keras_meta.MetaModel`.
+
+    Training details the paper leaves out, as chosen here: the loss is the
+    compiled loss on the queries' last-step logits only; support order is
+    shuffled per task in training.
+
+    Reference:
+        - [Mishra et al., 2018](https://arxiv.org/abs/1707.03141)
+    """
+
+    def __init__(self, model, *, num_ways, num_shots=1, sequence_model=None,
+                 seed=None, **kwargs):
+        check_count("num_shots", num_shots)
+        self.num_shots = num_shots
+        super().__init__(model, num_ways=num_ways,
+                         sequence_model=sequence_model, seed=seed, **kwargs)
+
+    def _default_sequence_model(self):
+        from keras_meta import models
+
+        return models.snail_sequence_model(
+            num_ways=self.num_ways, feature_dim=self.feature_dim,
+            max_sequence_length=self.num_ways * self.num_shots + 1,
+            seed=self.seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_shots"] = self.num_shots
+        return config

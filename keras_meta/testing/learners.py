@@ -60,6 +60,9 @@ def every_learner(num_ways=3, dropout=0.5):
             num_finetune_steps=1, batch_norm=bn, **ways)),
         ("snail", lambda bn: keras_meta.SNAIL(
             encoder(), num_shots=2, seed=0, batch_norm=bn, **ways)),
+        ("mann", lambda bn: keras_meta.MANN(
+            encoder(), units=32, memory_size=8, memory_width=16, num_reads=2,
+            seed=0, batch_norm=bn, **ways)),
     ]
     return [(name, factory,
              ("inductive", "transductive", "per_step") if name == "maml++"
