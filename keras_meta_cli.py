@@ -34,6 +34,16 @@ CLASSIFICATION_ONLY = {
     "leo": "LEO: latent embedding optimization (Rusu et al., 2019)",
     "snail": "SNAIL: causal convolutions and attention over the labelled "
              "support sequence (Mishra et al., 2018)",
+    "mann": "MANN: an LSTM with least-recently-used-access memory written "
+            "by the support set (Santoro et al., 2016)",
+}
+# Black-box regressors (`--task sinusoid` only; built by
+# `keras_meta.experiments.neural_process`).
+REGRESSION_ONLY = {
+    "cnp": "Conditional Neural Process: mean-pooled support encoding, "
+           "Gaussian predictions (Garnelo et al., 2018); sinusoid only",
+    "anp": "Attentive Neural Process: cross-attention to the support set "
+           "and a latent path (Kim et al., 2019); sinusoid only",
 }
 # Learners of the other uses: meta-reinforcement learning (`--task
 # navigation2d`, where `maml` is `keras_meta.rl.MAMLRL`) and cold-start
@@ -45,7 +55,8 @@ OTHER_USES = {
     "melu": "MeLU: ANIL adapting a field recommender's decision layers "
             "(Lee et al., 2019); --task movielens only",
 }
-ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **OTHER_USES}
+ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **REGRESSION_ONLY,
+              **OTHER_USES}
 
 
 DATASETS = ("sinusoid", "omniglot", "navigation2d", "halfcheetah-vel",

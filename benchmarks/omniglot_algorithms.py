@@ -28,7 +28,7 @@ from keras_meta.experiments import catalog  # noqa: E402
 from keras_meta.experiments import omniglot  # noqa: E402
 
 FIVE_SHOT = ("protonet", "matchingnet", "relationnet", "r2d2", "protomaml",
-             "leo", "snail")
+             "leo", "snail", "mann")
 
 
 def main():

@@ -8,6 +8,7 @@ from keras_meta_cli import CONTROL_TASKS
 from keras_meta_cli import DEFAULTS
 from keras_meta_cli import NUM_TEST_TASKS
 from keras_meta_cli import RECOMMENDATION
+from keras_meta_cli import REGRESSION_ONLY
 from keras_meta_cli import build_parser
 
 def _evaluation_episodes(args):
@@ -131,6 +132,13 @@ def _resolve(parser, args):
         parser.error(
             f"--algorithm {args.algorithm} is a reinforcement learner; use "
             "--task navigation2d, halfcheetah-vel or halfcheetah-dir")
+    if args.algorithm in REGRESSION_ONLY and args.dataset != "sinusoid":
+        parser.error(
+            f"--algorithm {args.algorithm} is a neural process for "
+            f"regression; use --dataset sinusoid, not {args.dataset}")
+    if args.algorithm in REGRESSION_ONLY and args.meta_steps is None:
+        # The budget of the README's neural-process rows.
+        args.meta_steps = 20000
     if args.num_test_tasks is None:
         args.num_test_tasks = NUM_TEST_TASKS[args.dataset]
     if (args.dataset == "sinusoid"
@@ -273,6 +281,21 @@ def run(parsers, args, command=False):
         )
         print(omniglot.format_row(results))
         print(f"wrote {args.output_dir}")
+        return 0
+    if args.algorithm in REGRESSION_ONLY:
+        from keras_meta.experiments import neural_process
+
+        results = neural_process.run(
+            algorithm=args.algorithm, output_dir=args.output_dir,
+            meta_steps=args.meta_steps,
+            meta_batch_size=args.meta_batch_size, num_shots=args.num_shots,
+            learning_rate=args.learning_rate,
+            num_test_tasks=args.num_test_tasks,
+            steps_per_execution=args.steps_per_execution, seed=args.seed,
+            verbose=args.verbose)
+        print(neural_process.format_table(results))
+        print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
+              f"{os.path.join(args.output_dir, 'sinusoid.png')}")
         return 0
     from keras_meta.experiments import sinusoid
 

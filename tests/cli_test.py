@@ -95,7 +95,7 @@ def _fake_omniglot(directory, num_characters=6, per_character=20, size=12):
 
 class CLIAlgorithmsTest(testing.TestCase):
     def test_every_algorithm_is_listed(self):
-        from keras_meta.experiments import catalog
+        import keras_meta_cli
 
         parser_help = []
 
@@ -112,7 +112,7 @@ class CLIAlgorithmsTest(testing.TestCase):
             with self.assertRaises(SystemExit):
                 cli.main(["train", "--help"])
         text = "".join(parser_help)
-        for name in catalog.ALGORITHMS:
+        for name in keras_meta_cli.ALGORITHMS:
             self.assertIn(f"{name}:", text)
 
     def test_metric_learner_on_omniglot_folders(self):
@@ -147,6 +147,41 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertIn("metasgd", results["curves"])
         self.assertTrue(os.path.exists(
             os.path.join(directory, "metasgd.keras")))
+
+    def test_neural_process_on_sinusoid(self):
+        import contextlib
+        import io
+
+        directory = self.get_temp_dir()
+        code = cli.main([
+            "train", "--algorithm", "anp", "--meta-steps", "20",
+            "--num-test-tasks", "20", "--steps-per-execution", "10",
+            "--output-dir", directory, "--verbose", "0",
+        ])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            results = json.load(f)
+        self.assertEqual(results["config"]["algorithm"], "anp")
+        self.assertEqual(results["config"]["meta_steps"], 20)
+        for shots in ("K=10", "K=5"):
+            row = results["rows"][shots]
+            self.assertGreater(row["mse"], 0.0)
+            self.assertTrue(0.0 <= row["coverage_95"] <= 1.0)
+        with open(os.path.join(directory, "sinusoid.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # The saved learner scores the same K=10 test tasks alike.
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main(["evaluate", os.path.join(directory, "anp.keras"),
+                             "--num-episodes", "20"])
+        self.assertEqual(code, 0)
+        lines = output.getvalue().splitlines()
+        (header,) = [line for line in lines if line.startswith("inner steps")]
+        (row,) = [line for line in lines if line.startswith("-")]
+        # One column per metric, each "mean +- ci".
+        means = dict(zip(header.split()[2:], row.split()[1::3]))
+        self.assertAlmostEqual(float(means["mse"]),
+                               results["rows"]["K=10"]["mse"], delta=1e-3)
 
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="keras_meta.rl trains on TensorFlow")
@@ -227,6 +262,9 @@ class CLIAlgorithmsTest(testing.TestCase):
                       "sinusoid"])
         with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "protonet", "--data-dir", ""])
+        with self.assertRaises(SystemExit):
+            cli.main(["train", "--algorithm", "cnp", "--dataset",
+                      "omniglot", "--data-dir", "/tmp"])
 
     def test_missing_omniglot_folder(self):
         from keras_meta.experiments import omniglot

@@ -149,6 +149,10 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
             # embedding.
             return algorithms.SNAIL(encoder, num_ways=num_ways,
                                     num_shots=num_shots, seed=seed)
+        if name == "mann":
+            # The paper's Omniglot controller and memory after the Conv-4
+            # embedding.
+            return algorithms.MANN(encoder, num_ways=num_ways, seed=seed)
         if name == "leo":
             return algorithms.LEO(encoder, num_ways=num_ways, latent_dim=16,
                                   num_latent_steps=5, num_finetune_steps=5,
