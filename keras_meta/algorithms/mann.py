@@ -26,9 +26,9 @@ class MANN(SequenceClassifier):
     The paper feeds each example with the previous example's label and
     scores every step of a 50-example sequence; here the support examples
     come with their own labels and only the queries are scored, as the
-    episode contract has it. `benchmarks/omniglot_mann.py` also scores the
-    paper's per-instance accuracy (the accuracy on a class's n-th example,
-    predicted before its label is seen).
+    episode contract has it. `predict_sequence()` scores the paper's way
+    (each example predicted before its label is seen), and
+    `benchmarks/omniglot_online.py` reports the accuracy by instance.
 
     Args:
         model: A built `keras.Model` mapping examples to embeddings

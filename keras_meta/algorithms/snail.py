@@ -119,6 +119,48 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
                                    training, model=self.sequence_model)
         return mask_absent_classes(logits[:, -1], present)
 
+    def predict_sequence(self, inputs, labels):
+        """Each example's logits given the labelled examples before it.
+
+        The online protocol of Santoro et al. (2016): example `t` of the
+        sequence is predicted from examples `0..t-1` with their labels,
+        before its own label is seen. The sequence network is causal, so
+        one pass per position gives them all. The examples are embedded
+        together, so a normalizing embedding uses the whole sequence's
+        batch statistics (as a support set of its length would). No class
+        is masked: a class not yet seen can be predicted.
+
+        Args:
+            inputs: Array `[time, ...]`, one sequence's examples.
+            labels: Int array `[time]`, their classes in
+                `[0, num_ways)`.
+
+        Returns:
+            NumPy array `[time, num_ways]` of logits.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != len(inputs):
+            raise ValueError(
+                f"`labels` must be one class per example: {len(inputs)} "
+                f"examples, labels of shape {labels.shape}.")
+        if labels.min() < 0 or labels.max() >= self.num_ways:
+            raise ValueError(
+                f"Labels must lie in [0, num_ways={self.num_ways}). "
+                f"Received labels from {labels.min()} to {labels.max()}.")
+        params = self.meta_parameters()
+        embeddings, _ = self.run_model(params["weights"], params["state"],
+                                       ops.convert_to_tensor(inputs), False)
+        embeddings = ops.convert_to_numpy(embeddings).reshape(
+            len(labels), -1)
+        one_hot = np.eye(self.num_ways, dtype=embeddings.dtype)[labels]
+        sequences = np.repeat(
+            np.concatenate([embeddings, one_hot], -1)[None], len(labels), 0)
+        positions = np.arange(len(labels))
+        # Sequence t hides example t's label; step t sees steps 0..t only.
+        sequences[positions, positions, embeddings.shape[1]:] = 0.0
+        logits = self.sequence_model.predict(sequences, verbose=0)
+        return logits[positions, positions]
+
     def _num_outputs(self, example_shape, dtype):
         return self.num_ways
 

@@ -228,3 +228,47 @@ class MANNTest(testing.TestCase):
                                          num_shots=1, num_queries=1)
         with self.assertRaisesRegex(ValueError, "num_ways=3"):
             mann.predict(inputs, verbose=0)
+
+
+class PredictSequenceTest(testing.TestCase):
+    def test_each_example_is_predicted_from_the_ones_before(self):
+        # Without normalization in the embedding, position t's logits are
+        # the query logits of an episode whose support set is the first t
+        # examples: the online protocol and the episode contract agree.
+        for learner in (_mann(), keras_meta.SNAIL(
+                _encoder(), num_ways=3, num_shots=3, seed=0)):
+            inputs, _ = testing.toy_episodes(num_tasks=1, num_ways=3,
+                                             num_shots=3, num_queries=1)
+            images = np.asarray(inputs["support_inputs"][0])
+            labels = np.asarray(inputs["support_labels"][0])
+            order = np.random.default_rng(0).permutation(len(labels))
+            images, labels = images[order], labels[order]
+            logits = learner.predict_sequence(images, labels)
+            self.assertEqual(logits.shape, (len(labels), 3))
+            for t in range(1, len(labels)):
+                sequence = np.concatenate([
+                    learner.model.predict(images[:t + 1], verbose=0),
+                    np.eye(3)[labels[:t + 1]]], -1)
+                sequence[t, -3:] = 0.0
+                expected = learner.sequence_model.predict(
+                    sequence[None].astype("float32"), verbose=0)[0, -1]
+                self.assertAllClose(logits[t], expected, atol=1e-5,
+                                    rtol=1e-5)
+            # A later label changes nothing before it; its own, nothing.
+            changed = labels.copy()
+            changed[-1] = (changed[-1] + 1) % 3
+            self.assertAllClose(learner.predict_sequence(images, changed),
+                                logits, atol=1e-6, rtol=1e-6)
+            changed = labels.copy()
+            changed[2] = (changed[2] + 1) % 3
+            moved = learner.predict_sequence(images, changed)
+            self.assertAllClose(moved[:3], logits[:3], atol=1e-6, rtol=1e-6)
+            self.assertGreater(np.abs(moved[3:] - logits[3:]).max(), 1e-5)
+
+    def test_errors(self):
+        mann = _mann()
+        images = np.zeros((4, 6, 6, 1), "float32")
+        with self.assertRaisesRegex(ValueError, "one class per example"):
+            mann.predict_sequence(images, [0, 1])
+        with self.assertRaisesRegex(ValueError, "num_ways=3"):
+            mann.predict_sequence(images, [0, 1, 2, 3])
