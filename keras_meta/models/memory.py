@@ -1,5 +1,7 @@
 """The memory-augmented network of Santoro et al. (2016) as a Keras cell."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -31,7 +33,12 @@ class MANNCell(keras.layers.Layer):
     key strength `beta = 1 + softplus(.)` sharpens the reads as in the
     Neural Turing Machine: the paper's equations omit it, and without it a
     softmax over 128 cosines in [-1, 1] cannot put more than 6% of its
-    weight on one slot.
+    weight on one slot. The heads' biases start at `initial_key_strength`
+    and `initial_write_gate`: measured on Omniglot 5-way 1-shot (Conv-4-32,
+    meta-batch 8, Adam 1e-3), with biases at zero (strength 1.7, gate 0.5)
+    the loss stayed at ln 5 for 1000 steps; with strength 10 and gate 0.12
+    (sharp reads, writes mostly to fresh slots) it left ln 5 after about
+    250 steps and reached 87% training accuracy by 400.
 
     Args:
         units: Int, the LSTM controller's size.
@@ -39,6 +46,11 @@ class MANNCell(keras.layers.Layer):
         memory_width: Int, each slot's (and key's) width.
         num_reads: Int, the read (and write) heads.
         usage_decay: Float in [0, 1), `gamma`.
+        initial_key_strength: Float > 1, every head's `beta` at
+            initialization.
+        initial_write_gate: Float in (0, 1), every head's
+            `sigmoid(alpha)` at initialization: the share of a write that
+            goes to the previously read slots.
         seed: Optional int, for the initial weights.
 
     Reference:
@@ -46,7 +58,8 @@ class MANNCell(keras.layers.Layer):
     """
 
     def __init__(self, units, *, memory_size=128, memory_width=40,
-                 num_reads=4, usage_decay=0.95, seed=None, **kwargs):
+                 num_reads=4, usage_decay=0.95, initial_key_strength=10.0,
+                 initial_write_gate=0.12, seed=None, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("units", units), ("memory_size", memory_size),
                             ("memory_width", memory_width),
@@ -61,6 +74,16 @@ class MANNCell(keras.layers.Layer):
         if not 0.0 <= usage_decay < 1.0:
             raise ValueError("`usage_decay` must be in [0, 1). Received: "
                              f"usage_decay={usage_decay!r}.")
+        if not initial_key_strength > 1.0:
+            raise ValueError(
+                "`initial_key_strength` must exceed 1 (beta = 1 + "
+                f"softplus). Received: {initial_key_strength!r}.")
+        if not 0.0 < initial_write_gate < 1.0:
+            raise ValueError(
+                "`initial_write_gate` must be in (0, 1). Received: "
+                f"{initial_write_gate!r}.")
+        self.initial_key_strength = initial_key_strength
+        self.initial_write_gate = initial_write_gate
         self.units = units
         self.memory_size = memory_size
         self.memory_width = memory_width
@@ -95,8 +118,17 @@ class MANNCell(keras.layers.Layer):
         self.head_kernel = self.add_weight(
             shape=(self.units, 2 * self.num_reads),
             initializer=self._initializer(3), name="head_kernel")
+        strength = math.log(math.expm1(self.initial_key_strength - 1.0))
+        gate = math.log(self.initial_write_gate
+                        / (1.0 - self.initial_write_gate))
+
+        def head_bias(shape, dtype=None):
+            r = self.num_reads
+            return ops.cast(ops.concatenate(
+                [ops.full((r,), strength), ops.full((r,), gate)]), dtype)
+
         self.head_bias = self.add_weight(
-            shape=(2 * self.num_reads,), initializer="zeros",
+            shape=(2 * self.num_reads,), initializer=head_bias,
             name="head_bias")
 
     def call(self, inputs, states, training=False):
@@ -151,6 +183,8 @@ class MANNCell(keras.layers.Layer):
             "memory_width": self.memory_width,
             "num_reads": self.num_reads,
             "usage_decay": self.usage_decay,
+            "initial_key_strength": self.initial_key_strength,
+            "initial_write_gate": self.initial_write_gate,
             "seed": self.seed,
         })
         return config

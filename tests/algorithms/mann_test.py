@@ -149,6 +149,16 @@ class MANNCellTest(testing.TestCase):
             MANNCell(0)
         with self.assertRaisesRegex(ValueError, "usage_decay"):
             MANNCell(4, usage_decay=1.0)
+        with self.assertRaisesRegex(ValueError, "initial_key_strength"):
+            MANNCell(4, initial_key_strength=1.0)
+        with self.assertRaisesRegex(ValueError, "initial_write_gate"):
+            MANNCell(4, initial_write_gate=1.0)
+
+    def test_heads_start_at_the_given_strength_and_gate(self):
+        cell, _ = _rnn(initial_key_strength=4.0, initial_write_gate=0.25)
+        bias = np.asarray(cell.head_bias, dtype="float64")
+        self.assertAllClose(1.0 + np.log1p(np.exp(bias[:2])), [4.0, 4.0])
+        self.assertAllClose(1.0 / (1.0 + np.exp(-bias[2:])), [0.25, 0.25])
 
 
 class MANNTest(testing.TestCase):
