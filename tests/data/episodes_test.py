@@ -461,3 +461,71 @@ class FolderGroupsTest(testing.TestCase):
                 self.assertEqual(len(marks), 1, marks)
                 alphabets_seen |= marks
         self.assertEqual(alphabets_seen, {100, 200})
+
+
+class StorageTest(testing.TestCase):
+    def _folder(self, size=7):
+        directory = self.get_temp_dir()
+        rng = np.random.default_rng(2)
+        for c in range(4):
+            folder = os.path.join(directory, f"class{c}")
+            os.makedirs(folder)
+            for k in range(5):
+                pixels = rng.integers(0, 256, (size, size, 1), dtype=np.uint8)
+                tf.io.write_file(os.path.join(folder, f"{k}.png"),
+                                 tf.io.encode_png(pixels))
+        return directory
+
+    def _episodes(self, source, **kwargs):
+        dataset = data.episodes(source, num_ways=3, num_shots=2,
+                                num_queries=2, batch_size=2, seed=4,
+                                num_episodes=4, rotations=True, **kwargs)
+        return list(dataset.as_numpy_iterator())
+
+    def _assert_same(self, a, b, atol=0.0):
+        for (inputs_a, labels_a), (inputs_b, labels_b) in zip(a, b):
+            for key in ("support_inputs", "query_inputs"):
+                self.assertEqual(inputs_a[key].dtype, np.float32)
+                self.assertAllClose(inputs_a[key], inputs_b[key], atol=atol,
+                                    rtol=0)
+            np.testing.assert_array_equal(labels_a, labels_b)
+
+    def test_unresized_pixels_are_kept_as_uint8(self):
+        directory = self._folder()
+        for size in (None, (7, 7)):
+            index = data.load_class_index(directory, image_size=size)
+            self.assertEqual(index.examples.dtype, np.uint8)
+        full = data.load_class_index(directory, storage="float32")
+        self.assertEqual(full.examples.dtype, np.float32)
+        self.assertEqual(full.examples.nbytes, 4 * index.examples.nbytes)
+        # The episodes are the float32 ones, value for value.
+        self._assert_same(self._episodes(directory),
+                          self._episodes(directory, storage="float32"))
+
+    def test_resized_images(self):
+        directory = self._folder()
+        index = data.load_class_index(directory, image_size=(5, 5))
+        self.assertEqual(index.examples.dtype, np.float32)
+        rounded = data.load_class_index(directory, image_size=(5, 5),
+                                        storage="uint8")
+        self.assertEqual(rounded.examples.dtype, np.uint8)
+        self.assertAllClose(rounded.examples / 255.0, index.examples,
+                            atol=0.5 / 255 + 1e-7, rtol=0)
+        exact = self._episodes(directory, image_size=(5, 5))
+        self._assert_same(
+            self._episodes(directory, image_size=(5, 5), storage="uint8"),
+            exact, atol=0.5 / 255 + 1e-7)
+
+    def test_uint8_dataset_source(self):
+        rng = np.random.default_rng(3)
+        pixels = rng.integers(0, 256, (20, 4, 4, 1), dtype=np.uint8)
+        labels = np.repeat(np.arange(4), 5)
+        source = tf.data.Dataset.from_tensor_slices((pixels, labels))
+        index = data.load_class_index(source)
+        self.assertEqual(index.examples.dtype, np.uint8)
+        self._assert_same(self._episodes(source),
+                          self._episodes(source, storage="float32"))
+
+    def test_bad_storage(self):
+        with self.assertRaisesRegex(ValueError, "storage"):
+            data.load_class_index(self._folder(), storage="float16")
