@@ -43,6 +43,9 @@ def main():
     parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--num-test-episodes", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps-per-execution", type=int, default=10,
+                        help="1 avoids TensorFlow's AlreadyExistsError on "
+                             "large episodes (SNAIL 5-shot)")
     parser.add_argument(
         "--batch-norm", default="inductive",
         help="comma-separated modes, e.g. 'inductive,transductive'")
@@ -63,6 +66,7 @@ def main():
                 num_shots=shots, meta_steps=args.meta_steps,
                 meta_batch_size=args.meta_batch_size, filters=args.filters,
                 num_test_episodes=args.num_test_episodes, seed=args.seed,
+                steps_per_execution=args.steps_per_execution,
                 batch_norm=mode, verbose=0)
         rows.append({
             "algorithm": name, "num_shots": shots, "batch_norm": mode,

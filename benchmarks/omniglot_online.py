@@ -60,6 +60,12 @@ def main():
     parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--num-test-sequences", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    # Larger values hit TensorFlow's AlreadyExistsError in the gradient of
+    # the per-task map on these 50-image episodes (SNAIL).
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --output (those of "
+                             "the algorithms run again are replaced)")
     parser.add_argument("--output", default=os.path.join(
         os.path.dirname(__file__), "results", "omniglot_online.json"))
     args = parser.parse_args()
@@ -86,8 +92,13 @@ def main():
         order = rng.permutation(len(labels))
         sequences.append((images[order], labels[order]))
 
+    names = args.algorithms.split(",")
     rows = []
-    for name in args.algorithms.split(","):
+    if args.append and os.path.exists(args.output):
+        with open(args.output) as f:
+            rows = [row for row in json.load(f)["rows"]
+                    if row["algorithm"] not in names]
+    for name in names:
         with tempfile.TemporaryDirectory() as directory:
             results = omniglot.run(
                 algorithm=name, data_dir=args.data_dir, output_dir=directory,
@@ -95,7 +106,7 @@ def main():
                 meta_steps=args.meta_steps,
                 meta_batch_size=args.meta_batch_size, filters=args.filters,
                 num_test_episodes=args.num_test_sequences, seed=args.seed,
-                verbose=0)
+                steps_per_execution=args.steps_per_execution, verbose=0)
             learner = keras.models.load_model(os.path.join(
                 directory, f"{name}_{num_ways}way_{instances - 1}shot.keras"))
         correct = np.zeros(instances)
@@ -114,6 +125,7 @@ def main():
                "episode_accuracy_9shot": results["accuracy"],
                "episode_accuracy_9shot_ci95": results["accuracy_ci95"],
                "train_seconds": results["seconds"]["training"],
+               "steps_per_execution": args.steps_per_execution,
                "published": PUBLISHED.get(name)}
         rows.append(row)
         print(f"{name:<6}" + " ".join(
