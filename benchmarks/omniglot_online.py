@@ -92,7 +92,8 @@ def main():
         order = rng.permutation(len(labels))
         sequences.append((images[order], labels[order]))
 
-    names = args.algorithms.split(",")
+    # `--algorithms "" --append` redraws the figure of the rows in --output.
+    names = [name for name in args.algorithms.split(",") if name]
     rows = []
     if args.append and os.path.exists(args.output):
         with open(args.output) as f:
