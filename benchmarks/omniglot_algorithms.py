@@ -54,7 +54,7 @@ def main():
     args = parser.parse_args()
 
     modes = args.batch_norm.split(",")
-    runs = [(name, 1, mode) for name in args.algorithms.split(",")
+    runs = [(name, 1, mode) for name in args.algorithms.split(",") if name
             for mode in modes]
     runs += [(name, 5, mode) for name in args.five_shot.split(",") if name
              for mode in modes]
