@@ -224,10 +224,6 @@ class ANP(SavesSeedGenerator, CNP):
         hidden = ops.relu(ops.matmul(inputs, kernel_1) + bias_1)
         return ops.matmul(hidden, kernel_2) + bias_2
 
-    def _pairs(self, inputs, labels):
-        return ops.concatenate(
-            [inputs, ops.cast(labels, inputs.dtype)], axis=-1)
-
     def _latent_features(self, params, pairs, training):
         features, _ = self.run_model(
             params["latent_encoder_weights"], params["latent_encoder_state"],
@@ -246,13 +242,6 @@ class ANP(SavesSeedGenerator, CNP):
 
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
-        if "int" in str(support_labels.dtype) or len(
-                support_labels.shape) != 2:
-            raise ValueError(
-                "`ANP` regresses: support labels must be float targets of "
-                "shape [tasks, num_support, d]. Received dtype "
-                f"{support_labels.dtype} and shape "
-                f"{(None,) + tuple(support_labels.shape)}.")
         pairs = self._pairs(support_inputs, support_labels)
         values, _ = self.run_model(params["encoder_weights"],
                                    params["encoder_state"], pairs, training,

@@ -122,19 +122,22 @@ class CNP(MetaModel):
     def _output_dtype(self, query_inputs):
         return self.model.compute_dtype
 
+    def _pairs(self, inputs, labels):
+        """`(x, y)` pairs of one task, checking that `labels` are float
+        regression targets."""
+        if "int" in str(labels.dtype) or len(labels.shape) != 2:
+            raise ValueError(
+                f"`{type(self).__name__}` regresses: support labels must be "
+                "float targets of shape [tasks, num_support, d]. Received "
+                f"dtype {labels.dtype} and shape "
+                f"{(None,) + tuple(labels.shape)}."
+            )
+        return ops.concatenate([inputs, ops.cast(labels, inputs.dtype)],
+                               axis=-1)
+
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
-        if "int" in str(support_labels.dtype) or len(
-                support_labels.shape) != 2:
-            raise ValueError(
-                "`CNP` regresses: support labels must be float targets of "
-                "shape [tasks, num_support, d]. Received dtype "
-                f"{support_labels.dtype} and shape "
-                f"{(None,) + tuple(support_labels.shape)}."
-            )
-        pairs = ops.concatenate(
-            [support_inputs, ops.cast(support_labels, support_inputs.dtype)],
-            axis=-1)
+        pairs = self._pairs(support_inputs, support_labels)
         codes, _ = self.run_model(params["encoder_weights"],
                                   params["encoder_state"], pairs, training,
                                   model=self.encoder)
