@@ -49,6 +49,21 @@ class TestCase(parameterized.TestCase):
             atol=atol, rtol=rtol)
         return learner
 
+    def assertAdaptedModelReloads(self, meta_model, inputs, atol=1e-5,
+                                  rtol=1e-5):
+        """`assertAdaptedModelMatches`, then the adapted model saved to a
+        `.keras` file and reloaded in safe mode predicts the same (with the
+        custom objects registered, which stock-layer models do not need)."""
+        learner = self.assertAdaptedModelMatches(meta_model, inputs,
+                                                 atol=atol, rtol=rtol)
+        path = os.path.join(self.get_temp_dir(), "adapted.keras")
+        learner.save(path)
+        reloaded = keras.models.load_model(path, safe_mode=True)
+        self.assertAllClose(
+            reloaded.predict(inputs["query_inputs"][0], verbose=0),
+            learner.predict(inputs["query_inputs"][0], verbose=0))
+        return reloaded
+
     def run_adapted_model_test(self, meta_model, episodes, rtol=1e-4):
         """What is evaluated is what is deployed.
 

@@ -1,5 +1,4 @@
 import math
-import os
 
 import keras
 import numpy as np
@@ -181,14 +180,7 @@ class ANPTest(testing.TestCase):
         anp = _anp()
         anp.compile(loss=LOSS)
         inputs, _ = _episodes()
-        learner = self.assertAdaptedModelMatches(anp, inputs, atol=1e-5,
-                                                 rtol=1e-5)
-        path = os.path.join(self.get_temp_dir(), "adapted.keras")
-        learner.save(path)
-        reloaded = keras.models.load_model(path, safe_mode=True)
-        self.assertAllClose(
-            reloaded.predict(inputs["query_inputs"][0], verbose=0),
-            learner.predict(inputs["query_inputs"][0], verbose=0))
+        self.assertAdaptedModelReloads(anp, inputs)
 
     def test_basics(self):
         anp = _anp()

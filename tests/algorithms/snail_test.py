@@ -1,5 +1,4 @@
 import itertools
-import os
 
 import keras
 import numpy as np
@@ -164,14 +163,7 @@ class SNAILTest(testing.TestCase):
         snail.compile(loss=LOSS)
         inputs, _ = testing.toy_episodes(num_tasks=2, num_ways=3,
                                          num_shots=2, num_queries=2)
-        learner = self.assertAdaptedModelMatches(snail, inputs, atol=1e-5,
-                                                 rtol=1e-5)
-        path = os.path.join(self.get_temp_dir(), "adapted.keras")
-        learner.save(path)
-        reloaded = keras.models.load_model(path, safe_mode=True)
-        self.assertAllClose(
-            reloaded.predict(inputs["query_inputs"][0], verbose=0),
-            learner.predict(inputs["query_inputs"][0], verbose=0))
+        self.assertAdaptedModelReloads(snail, inputs)
 
     def test_basics(self):
         self.run_meta_model_test(
