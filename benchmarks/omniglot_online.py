@@ -71,8 +71,7 @@ def main():
     args = parser.parse_args()
     num_ways, instances = 5, 10
 
-    _, test_folder = omniglot.find_subsets(args.data_dir)
-    train_folder, _ = omniglot.find_subsets(args.data_dir)
+    train_folder, test_folder = omniglot.find_subsets(args.data_dir)
     index = data.load_class_index(test_folder, image_size=(28, 28),
                                   channels=1)
     index, _ = data.remove_shared_classes(index, data.load_class_index(
