@@ -751,6 +751,33 @@ class MetaModel(keras.Model):
                     stacklevel=3,
                 )
 
+    def compile(self, *args, **kwargs):
+        """Configures the model for meta-training; see `keras.Model.compile`.
+
+        In an episode batch, `sample_weight` says which query examples count
+        (padding of variable-way episodes, the ratings of one cold-start
+        state), so compiled `metrics` are weighted by it as the loss is
+        (Keras would pass weights to `weighted_metrics` only), and so are
+        their per-episode confidence intervals. Pass `weighted_metrics`
+        yourself to choose which metrics see the weights.
+        """
+        arguments = inspect.signature(keras.Model.compile).bind(
+            self, *args, **kwargs
+        ).arguments
+        arguments.pop("self")
+        arguments.update(arguments.pop("kwargs", {}))
+        if arguments.get("weighted_metrics") is None and arguments.get(
+                "metrics") is not None:
+            arguments["weighted_metrics"] = arguments.pop("metrics")
+        return super().compile(**arguments)
+
+    def compile_from_config(self, config):
+        # Keras skips a custom `compile()` when loading; this one only
+        # moves `metrics` to `weighted_metrics`, so loading may call it.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def fit(self, *args, **kwargs):
         """Meta-trains on batches of episodes; see `keras.Model.fit`.
 
@@ -943,13 +970,19 @@ class MetaModel(keras.Model):
                 result.pop(key, None)
         return result
 
-    def _compiled_metric_objects(self):
+    def _compiled_metric_objects(self, weighted_only=False):
         # The compiled metrics live in one container metric whose `metrics`
         # lists them; the loss tracker and per-output loss trackers have none.
         for metric in self.metrics:
             nested = getattr(metric, "metrics", None)
-            if isinstance(nested, list):
-                yield from nested
+            if not isinstance(nested, list):
+                continue
+            if weighted_only:
+                # One `MetricsList` per output (or `None`).
+                nested = [m for group in getattr(
+                    metric, "_flat_weighted_metrics", []) if group
+                    for m in getattr(group, "metrics", [group])]
+            yield from nested
 
     def _per_episode_values(self, y, y_pred, sample_weight):
         """Loss and each compiled metric computed separately per task."""
@@ -960,6 +993,9 @@ class MetaModel(keras.Model):
             else None
         )
         metrics = list(self._compiled_metric_objects())
+        # As Keras does, only `weighted_metrics` see the sample weights.
+        weighted = {id(m) for m in self._compiled_metric_objects(
+            weighted_only=True)}
         initial = [m.stateless_reset_state() for m in metrics]
         names = (["loss"] if loss_fn is not None else []) + [
             m.name for m in metrics
@@ -985,7 +1021,8 @@ class MetaModel(keras.Model):
                 )
             for metric, state in zip(metrics, initial):
                 state = metric.stateless_update_state(
-                    state, y_t, p_t, sample_weight=w_t
+                    state, y_t, p_t,
+                    sample_weight=w_t if id(metric) in weighted else None,
                 )
                 values.append(
                     ops.cast(metric.stateless_result(state), "float32")
