@@ -189,8 +189,11 @@ class NormalizedDCG(keras.metrics.Metric):
 
     Args:
         k: Int, the cut-off. Defaults to `5`.
-        gain: `"linear"` (the rating itself) or `"exponential"`
-            (`2 ** rating - 1`). Defaults to `"linear"`.
+        gain: `"linear"` (the rating itself), `"exponential"`
+            (`2 ** rating - 1`) or `"top_k"` (1 for the `k` items with the
+            highest true ratings, ties to the earlier item, 0 for the rest:
+            RecBole-MetaRec's ranking protocol, see `PrecisionAtK`).
+            Defaults to `"linear"`.
         name, dtype: As for `keras.metrics.Metric`.
 
     Labels and predictions are `[tasks, queries]` or `[tasks, queries, 1]`
@@ -201,51 +204,32 @@ class NormalizedDCG(keras.metrics.Metric):
         super().__init__(name=name or f"ndcg_at_{k}", dtype=dtype)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
-        if gain not in ("linear", "exponential"):
+        if gain not in ("linear", "exponential", "top_k"):
             raise ValueError(
-                "`gain` must be 'linear' or 'exponential'. Received: "
-                f"gain={gain!r}.")
+                "`gain` must be 'linear', 'exponential' or 'top_k'. "
+                f"Received: gain={gain!r}.")
         self.k = k
         self.gain = gain
         self.total = self.add_variable((), initializer="zeros", name="total")
         self.count = self.add_variable((), initializer="zeros", name="count")
 
     def _per_task(self, y_true, y_pred, sample_weight):
-        y_true = ops.cast(y_true, "float32")
-        y_pred = ops.cast(y_pred, "float32")
-        # A trailing axis of 1 (one rating per item) is dropped.
-        if len(y_pred.shape) >= 2 and y_pred.shape[-1] == 1:
-            y_pred = y_pred[..., 0]
-        if len(y_true.shape) >= 2 and y_true.shape[-1] == 1:
-            y_true = y_true[..., 0]
-        if len(y_pred.shape) == 1:
-            y_pred, y_true = y_pred[None], y_true[None]
-            if sample_weight is not None:
-                sample_weight = ops.reshape(sample_weight, (1, -1))
-        queries = y_pred.shape[-1]
-        if queries is not None and self.k >= queries:
-            raise ValueError(
-                f"nDCG@{self.k} needs more than {self.k} query items per "
-                f"task to rank; the tasks have {queries}. Use k < {queries}:"
-                " with k >= the number of items every ordering of the full "
-                "list would be scored alike.")
-        if sample_weight is None:
-            valid = ops.ones_like(y_true)
+        y_true, y_pred, valid = _ranking_inputs(
+            y_true, y_pred, sample_weight, self.k, f"nDCG@{self.k}")
+        if self.gain == "top_k":
+            gains = _true_top_k(y_true, valid, self.k)
+        elif self.gain == "linear":
+            gains = y_true
         else:
-            valid = ops.cast(ops.reshape(
-                ops.cast(sample_weight, "float32"), ops.shape(y_true)) > 0,
-                "float32")
-        gains = y_true if self.gain == "linear" else ops.power(
-            2.0, y_true) - 1.0
+            gains = ops.power(2.0, y_true) - 1.0
         gains = gains * valid
-        lowest = -3.0e38
-        scores = ops.where(valid > 0, y_pred, lowest)
+        scores = ops.where(valid > 0, y_pred, _LOWEST)
         discounts = 1.0 / ops.log2(
             ops.arange(self.k, dtype="float32") + 2.0)
         _, ranked = ops.top_k(scores, self.k)
         dcg = ops.sum(ops.take_along_axis(gains, ranked, axis=-1)
                       * discounts, axis=-1)
-        ideal, _ = ops.top_k(ops.where(valid > 0, gains, lowest), self.k)
+        ideal, _ = ops.top_k(ops.where(valid > 0, gains, _LOWEST), self.k)
         ideal = ops.maximum(ideal, 0.0)
         idcg = ops.sum(ideal * discounts, axis=-1)
         return ops.where(idcg > 0, dcg / ops.maximum(idcg, 1e-12), 0.0)
@@ -265,3 +249,94 @@ class NormalizedDCG(keras.metrics.Metric):
     def get_config(self):
         return {"k": self.k, "gain": self.gain, "name": self.name,
                 "dtype": self.dtype}
+
+
+_LOWEST = -3.0e38
+
+
+def _ranking_inputs(y_true, y_pred, sample_weight, k, name):
+    """`[tasks, queries]` ratings, scores and 0/1 validity; checks `k`."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    # A trailing axis of 1 (one rating per item) is dropped.
+    if len(y_pred.shape) >= 2 and y_pred.shape[-1] == 1:
+        y_pred = y_pred[..., 0]
+    if len(y_true.shape) >= 2 and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    if len(y_pred.shape) == 1:
+        y_pred, y_true = y_pred[None], y_true[None]
+        if sample_weight is not None:
+            sample_weight = ops.reshape(sample_weight, (1, -1))
+    queries = y_pred.shape[-1]
+    if queries is not None and k >= queries:
+        raise ValueError(
+            f"{name} needs more than {k} query items per task to rank; the "
+            f"tasks have {queries}. Use k < {queries}: with k >= the number "
+            "of items every ordering of the full list would be scored "
+            "alike.")
+    if sample_weight is None:
+        valid = ops.ones_like(y_true)
+    else:
+        valid = ops.cast(ops.reshape(
+            ops.cast(sample_weight, "float32"), ops.shape(y_true)) > 0,
+            "float32")
+    return y_true, y_pred, valid
+
+
+def _true_top_k(y_true, valid, k):
+    """1 for each task's `k` valid items of highest true rating (ties: the
+    earlier item), 0 elsewhere."""
+    _, top = ops.top_k(ops.where(valid > 0, y_true, _LOWEST), k)
+    hot = ops.sum(ops.one_hot(top, ops.shape(y_true)[-1]), axis=-2)
+    return ops.minimum(hot, 1.0) * valid
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class PrecisionAtK(keras.metrics.Metric):
+    """Precision@k of each task's query items ranked by predicted score,
+    with the `k` items of highest *true* rating as the relevant ones.
+
+    This is RecBole-MetaRec's ranking protocol for rating data: per task,
+    the relevant set is the true top `k` of the query items (ties to the
+    earlier item), and precision@k is the share of the predicted top `k`
+    (ties to the earlier item) that is relevant. A random ranking of 10
+    query items scores 0.5 at k=5 on average. Query items with a sample
+    weight of 0 (padding) are neither ranked nor counted. The metric is
+    the mean over tasks; `k` must be smaller than the number of query
+    items.
+
+    Args:
+        k: Int, the cut-off. Defaults to `5`.
+        name, dtype: As for `keras.metrics.Metric`.
+    """
+
+    def __init__(self, k=5, name=None, dtype=None):
+        super().__init__(name=name or f"precision_at_{k}", dtype=dtype)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
+        self.k = k
+        self.total = self.add_variable((), initializer="zeros", name="total")
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def _per_task(self, y_true, y_pred, sample_weight):
+        y_true, y_pred, valid = _ranking_inputs(
+            y_true, y_pred, sample_weight, self.k, f"Precision@{self.k}")
+        relevant = _true_top_k(y_true, valid, self.k)
+        _, ranked = ops.top_k(ops.where(valid > 0, y_pred, _LOWEST), self.k)
+        hits = ops.sum(ops.take_along_axis(relevant, ranked, axis=-1), -1)
+        return hits / float(self.k)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self._per_task(y_true, y_pred, sample_weight)
+        self.total.assign_add(ops.cast(ops.sum(values), self.dtype))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name, "dtype": self.dtype}
