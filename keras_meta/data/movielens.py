@@ -27,8 +27,12 @@ AGE_GROUP_STARTS = (0, 18, 25, 35, 45, 50, 56)
 YEAR_BUCKETS = tuple(range(1920, 2001, 5))
 USER_FIELDS = ("age", "gender", "occupation", "zip")
 ITEM_FIELDS = ("year",)
-PROTOCOLS = ("melu",)
+PROTOCOLS = ("melu", "mamo")
 STATES = ("train", "warm", "user_cold", "item_cold", "user_item_cold")
+# MAMO scores every test user on all query ratings ("mixed") and on the
+# query ratings of each (user state, item state) pair.
+MAMO_STATES = ("train", "mixed", "warm", "user_cold", "item_cold",
+               "user_item_cold", "validation_mixed")
 
 
 @dataclasses.dataclass
@@ -306,22 +310,29 @@ class ColdStartTasks:
 
     Attributes:
         features: The `MovieLensFeatures` of every example.
-        states: `{state: arrays}` for `train`, `warm`, `user_cold`,
-            `item_cold` and `user_item_cold` (validation states are
-            prefixed `validation_`), each a dict of `support_inputs`
-            `[users, max_support, size]`, `support_labels`
+        states: `{state: arrays}` for `train`, the evaluation states and
+            the validation states (prefixed `validation_`), each a dict of
+            `support_inputs` `[users, max_support, size]`, `support_labels`
             `[users, max_support, 1]`, `support_weights` (1 for a rating,
-            0 for padding), `query_inputs`, `query_labels`, and, not fed
-            to models, `users`, `support_items` and `query_items` (raw
-            ids, -1 for padding).
+            0 for padding), `query_inputs`, `query_labels`,
+            `query_weights` `[users, queries]` (1 for a query rating
+            scored in this state, 0 otherwise), and, not fed to models,
+            `users`, `support_items` and `query_items` (raw ids, -1 for
+            padding).
         global_mean: The mean training rating.
         description: The protocol, as applied, in words.
+        evaluation_states: The test states, in reporting order.
+        validation_state: The state that chooses hyperparameters and
+            epochs (validation users only).
     """
 
     features: MovieLensFeatures
     states: dict
     global_mean: float
     description: str
+    evaluation_states: tuple = ("user_cold", "item_cold", "user_item_cold",
+                                "warm")
+    validation_state: str = "validation_user_cold"
 
     def episodes(self, state, *, batch_size=32, shuffle=None, repeat=None,
                  seed=0):
@@ -329,7 +340,9 @@ class ColdStartTasks:
 
         `train` shuffles (seeded, a new order each pass) and repeats by
         default; evaluation states do neither, so every run scores the
-        same users in the same order.
+        same users in the same order. When some query ratings of the state
+        are not scored (`query_weights` 0), batches are `(inputs, labels,
+        query_weights)`, and losses and metrics skip those ratings.
         """
         import tensorflow as tf
 
@@ -348,8 +361,13 @@ class ColdStartTasks:
         inputs = {k: arrays[k] for k in (
             "support_inputs", "support_labels", "support_weights",
             "query_inputs")}
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (inputs, arrays["query_labels"]))
+        weights = arrays.get("query_weights")
+        if weights is not None and (weights != 1).any():
+            dataset = tf.data.Dataset.from_tensor_slices(
+                (inputs, arrays["query_labels"], weights))
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices(
+                (inputs, arrays["query_labels"]))
         if shuffle:
             dataset = dataset.shuffle(
                 len(arrays["users"]), seed=seed,
@@ -373,23 +391,58 @@ def _pad_tasks(tasks, max_support, size):
     out["query_inputs"] = np.zeros((count, queries, size), "float32")
     out["query_labels"] = np.zeros((count, queries, 1), "float32")
     out["query_items"] = np.full((count, queries), -1, "int64")
-    for i, (_, sx, sy, qx, qy, s_items, q_items) in enumerate(tasks):
+    out["query_weights"] = np.ones((count, queries), "float32")
+    for i, (_, sx, sy, qx, qy, s_items, q_items, *weights) in enumerate(
+            tasks):
         n = len(sy)
         out["support_inputs"][i, :n] = sx
         out["support_labels"][i, :n, 0] = sy
-        out["support_weights"][i, :n] = 1.0
+        out["support_weights"][i, :n] = weights[0] if weights else 1.0
         out["support_items"][i, :n] = s_items
         out["query_inputs"][i] = qx
         out["query_labels"][i, :, 0] = qy
         out["query_items"][i] = q_items
+        if weights:
+            out["query_weights"][i] = weights[1]
     return out
 
 
-def movielens_cold_start(source=None, *, protocol="melu", num_queries=10,
+def _row_encoder(ratings, features, user_codes, item_codes):
+    """`encode(user, rating_indices)`: the float rows of those ratings."""
+    item_cache = {}
+
+    def encode(user, indices):
+        codes = user_codes(user)
+        rows = []
+        for index in indices:
+            item = int(ratings.items[index])
+            if item not in item_cache:
+                item_cache[item] = item_codes(item)
+            item_fields, hot = item_cache[item]
+            rows.append(np.concatenate(
+                [np.array(codes + item_fields, "float32"), hot]))
+        return np.array(rows, "float32").reshape(len(indices), features.size)
+
+    return encode
+
+
+def _split_users(users, user_fractions, rng):
+    users = rng.permutation(users)
+    n_train = int(round(user_fractions[0] * len(users)))
+    n_val = int(round(user_fractions[1] * len(users)))
+    return {"train": users[:n_train],
+            "validation": users[n_train:n_train + n_val],
+            "test": users[n_train + n_val:]}
+
+
+def movielens_cold_start(source=None, *, protocol="melu", num_queries=None,
                          min_ratings=13, max_ratings=100,
-                         cold_item_fraction=0.2,
+                         cold_item_fraction=0.2, num_support=15,
+                         warm_item_min_ratings=11, train_on_cold_items=False,
                          user_fractions=(0.8, 0.1, 0.1), seed=0):
-    """Cold-start user tasks from MovieLens, MeLU's protocol.
+    """Cold-start user tasks from MovieLens, MeLU's or MAMO's protocol.
+
+    MeLU's protocol (`protocol="melu"`, Lee et al. 2019):
 
     - Users are split, seeded and disjointly, into training, validation and
       test users (`user_fractions`, 8:1:1).
@@ -410,34 +463,83 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=10,
       (training users' new-item ratings are then split between the two by
       user), `validation_user_item_cold`. Query ratings are drawn at
       random (seeded) except in `warm`, where they are the latest.
+    - With `cold_item_fraction=0` no item is new, and `user_cold` is
+      RecBole-MetaRec's protocol (users with 13-100 ratings, 8:1:1, 10
+      random query ratings, the rest support).
+
+    MAMO's protocol (`protocol="mamo"`, Dong et al. 2020):
+
+    - Users with at least `num_support + num_queries` (15 + 5) ratings
+      keep their first 20 by time; the first `num_support` are the
+      support set and the next `num_queries` the query set, in time order.
+    - A user is warm when their first rating precedes the time by which
+      80% of all ratings had been given, cold otherwise; an item is warm
+      when it has at least `warm_item_min_ratings` (11) of the kept
+      ratings, cold otherwise. Every rating thus has a state: `warm`
+      (warm user, warm item), `user_cold`, `item_cold` or
+      `user_item_cold`.
+    - Users are split, seeded and disjointly, by `user_fractions` (MAMO
+      splits 8:2 into training and test; the validation share chooses
+      hyperparameters here). `train` holds the training users' tasks;
+      `mixed` scores every test user on all query ratings, and each of
+      the four states scores the test users of that user state on their
+      query ratings of that item state (`query_weights`); users without
+      such a rating are left out of the state. `validation_mixed` is the
+      validation users' `mixed`.
+    - Unlike MAMO's code, cold items' ratings are masked out of `train`
+      (`support_weights` and `query_weights` 0), so that the item-cold
+      states score items no training step has seen; users left without a
+      warm support or query rating are dropped from `train`.
+      `train_on_cold_items=True` keeps them, as MAMO's code does.
 
     Args:
         source: See `load_movielens`.
-        protocol: `"melu"`.
+        protocol: `"melu"` or `"mamo"`.
+        num_queries: Query ratings per user: 10 (MeLU) or 5 (MAMO) when
+            `None`.
+        min_ratings, max_ratings, cold_item_fraction: MeLU's protocol.
+        num_support, warm_item_min_ratings, train_on_cold_items: MAMO's
+            protocol.
+        user_fractions: Training, validation and test shares of users.
         seed: Seeds the user split and the query draws.
 
     Returns:
         A `ColdStartTasks`.
 
-    Reference:
+    References:
         - [Lee et al., 2019](https://arxiv.org/abs/1908.00413) (MeLU)
+        - [Dong et al., 2020](https://arxiv.org/abs/2007.03183) (MAMO)
     """
     if protocol not in PROTOCOLS:
         raise ValueError(
             f"Unknown protocol {protocol!r}; expected one of "
-            f"{list(PROTOCOLS)} (MAMO's protocol is not implemented).")
-    if not 0 < num_queries < min_ratings <= max_ratings:
-        raise ValueError(
-            "Expected 0 < num_queries < min_ratings <= max_ratings, so that "
-            f"every task has a support set. Received num_queries="
-            f"{num_queries}, min_ratings={min_ratings}, "
-            f"max_ratings={max_ratings}.")
+            f"{list(PROTOCOLS)}.")
     if len(user_fractions) != 3 or abs(sum(user_fractions) - 1) > 1e-6:
         raise ValueError(
             "`user_fractions` are the training, validation and test shares "
             f"of users and must sum to 1. Received {user_fractions!r}.")
+    if protocol == "melu":
+        num_queries = 10 if num_queries is None else num_queries
+        if not 0 < num_queries < min_ratings <= max_ratings:
+            raise ValueError(
+                "Expected 0 < num_queries < min_ratings <= max_ratings, so "
+                "that every task has a support set. Received num_queries="
+                f"{num_queries}, min_ratings={min_ratings}, "
+                f"max_ratings={max_ratings}.")
+    elif num_support < 1 or (num_queries is not None and num_queries < 1):
+        raise ValueError(
+            "MAMO's protocol needs at least one support and one query "
+            f"rating per user. Received num_support={num_support}, "
+            f"num_queries={num_queries}.")
     ratings = source if isinstance(source, Ratings) else load_movielens(
         source)
+    if protocol == "mamo":
+        return _mamo_tasks(
+            ratings, num_support=num_support,
+            num_queries=5 if num_queries is None else num_queries,
+            warm_item_min_ratings=warm_item_min_ratings,
+            train_on_cold_items=train_on_cold_items,
+            user_fractions=user_fractions, seed=seed)
     features, user_codes, item_codes = _encoder(ratings)
     rng = np.random.default_rng(seed)
 
@@ -455,31 +557,14 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=10,
                  if cold_items else None)
 
     # Users: a seeded 8:1:1 split.
-    users = rng.permutation(np.unique(ratings.users))
-    n_train = int(round(user_fractions[0] * len(users)))
-    n_val = int(round(user_fractions[1] * len(users)))
-    groups = {"train": users[:n_train],
-              "validation": users[n_train:n_train + n_val],
-              "test": users[n_train + n_val:]}
+    groups = _split_users(np.unique(ratings.users), user_fractions, rng)
 
     order = np.lexsort((ratings.items, ratings.timestamps, ratings.users))
     by_user = {}
     for index in order:
         by_user.setdefault(int(ratings.users[index]), []).append(index)
     cold_mask = np.isin(ratings.items, list(cold_items))
-    item_cache = {}
-
-    def encode(user, indices):
-        codes = user_codes(user)
-        rows = []
-        for index in indices:
-            item = int(ratings.items[index])
-            if item not in item_cache:
-                item_cache[item] = item_codes(item)
-            item_fields, hot = item_cache[item]
-            rows.append(np.concatenate(
-                [np.array(codes + item_fields, "float32"), hot]))
-        return np.array(rows, "float32").reshape(len(indices), features.size)
+    encode = _row_encoder(ratings, features, user_codes, item_codes)
 
     def task(user, indices, latest_queries=False):
         indices = np.array(indices)
@@ -537,10 +622,106 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=10,
     description = (
         f"MeLU protocol on {ratings.name}: users with {min_ratings}-"
         f"{max_ratings} ratings in a state, {num_queries} query ratings, "
-        f"users split {user_fractions} (seed {seed}), new items = released "
-        f"in {cold_year} or later ({len(cold_items)} of {len(items)} items)")
+        f"users split {user_fractions} (seed {seed}), "
+        + (f"new items = released in {cold_year} or later "
+           f"({len(cold_items)} of {len(items)} items)" if cold_items
+           else "no new items"))
     return ColdStartTasks(
         features=features, states=arrays,
         global_mean=float(np.mean(ratings.ratings[train_ratings]))
         if train_ratings else float(np.mean(ratings.ratings)),
         description=description)
+
+
+def _mamo_tasks(ratings, *, num_support, num_queries, warm_item_min_ratings,
+                train_on_cold_items, user_fractions, seed):
+    """MAMO's protocol; see `movielens_cold_start`."""
+    features, user_codes, item_codes = _encoder(ratings)
+    encode = _row_encoder(ratings, features, user_codes, item_codes)
+    rng = np.random.default_rng(seed)
+    size = num_support + num_queries
+    # The time by which 80% of all ratings had been given.
+    times = np.sort(ratings.timestamps)
+    split_time = times[min(int(round(0.8 * len(times))), len(times) - 1)]
+    order = np.lexsort((ratings.items, ratings.timestamps, ratings.users))
+    by_user = {}
+    for index in order:
+        by_user.setdefault(int(ratings.users[index]), []).append(index)
+    kept = {u: np.array(i[:size]) for u, i in by_user.items()
+            if len(i) >= size}
+    if len(kept) < 3:
+        raise ValueError(
+            f"MAMO's protocol needs users with at least {size} ratings "
+            f"(num_support + num_queries); {len(kept)} of {len(by_user)} "
+            "users have that many, too few to split into training, "
+            "validation and test users.")
+    warm_user = {u: ratings.timestamps[i[0]] < split_time
+                 for u, i in kept.items()}
+    counts = {}
+    for indices in kept.values():
+        for item in ratings.items[indices]:
+            counts[int(item)] = counts.get(int(item), 0) + 1
+    warm_items = {i for i, c in counts.items() if c >= warm_item_min_ratings}
+    groups = _split_users(np.array(sorted(kept)), user_fractions, rng)
+
+    def task(user, support_weights=None, query_weights=None):
+        indices = kept[user]
+        support, query = indices[:num_support], indices[num_support:]
+        out = (user, encode(user, support), ratings.ratings[support],
+               encode(user, query), ratings.ratings[query],
+               ratings.items[support], ratings.items[query])
+        if support_weights is None:
+            return out
+        return out + (support_weights, query_weights)
+
+    def warm_item_mask(indices):
+        return np.array([int(i) in warm_items
+                         for i in ratings.items[indices]], "float32")
+
+    states = {name: [] for name in MAMO_STATES}
+    train_ratings = []
+    for user in groups["train"]:
+        user = int(user)
+        if train_on_cold_items:
+            states["train"].append(task(user))
+            train_ratings.extend(kept[user])
+            continue
+        mask = warm_item_mask(kept[user])
+        if mask[:num_support].any() and mask[num_support:].any():
+            states["train"].append(
+                task(user, mask[:num_support], mask[num_support:]))
+            train_ratings.extend(kept[user][mask > 0])
+    for user in groups["validation"]:
+        states["validation_mixed"].append(task(int(user)))
+    for user in groups["test"]:
+        user = int(user)
+        states["mixed"].append(task(user))
+        warm_query = warm_item_mask(kept[user][num_support:])
+        ones = np.ones(num_support, "float32")
+        prefix = "" if warm_user[user] else "user_"
+        for name, weights in (
+                ("warm" if warm_user[user] else "user_cold", warm_query),
+                (prefix + "item_cold", 1.0 - warm_query)):
+            if weights.any():
+                states[name].append(task(user, ones, weights))
+    arrays = {name: _pad_tasks(tasks, num_support, features.size)
+              for name, tasks in states.items()}
+    description = (
+        f"MAMO protocol on {ratings.name}: users with >= {size} ratings "
+        f"keep their first {size} by time ({num_support} support, then "
+        f"{num_queries} query); users warm when their first rating "
+        f"precedes the 80% time quantile ({sum(warm_user.values())} warm, "
+        f"{len(warm_user) - sum(warm_user.values())} cold); items warm with "
+        f">= {warm_item_min_ratings} kept ratings ({len(warm_items)} warm, "
+        f"{len(counts) - len(warm_items)} cold); users split "
+        f"{user_fractions} (seed {seed}); cold items "
+        + ("kept in" if train_on_cold_items else "masked out of")
+        + " training")
+    return ColdStartTasks(
+        features=features, states=arrays,
+        global_mean=float(np.mean(ratings.ratings[train_ratings]))
+        if train_ratings else float(np.mean(ratings.ratings)),
+        description=description,
+        evaluation_states=("mixed", "warm", "user_cold", "item_cold",
+                           "user_item_cold"),
+        validation_state="validation_mixed")

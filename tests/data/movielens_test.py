@@ -121,7 +121,15 @@ class LoaderTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "rating"):
             movielens.load_movielens(folder)
         with self.assertRaisesRegex(ValueError, "protocol"):
-            movielens.movielens_cold_start(folder, protocol="mamo")
+            movielens.movielens_cold_start(folder, protocol="tanp")
+        with self.assertRaisesRegex(ValueError, "one support and one"):
+            movielens.movielens_cold_start(
+                folder, protocol="mamo", num_support=0)
+        valid = os.path.join(root, "valid")
+        _write_100k(valid, _generate())
+        with self.assertRaisesRegex(ValueError, "at least 200 ratings"):
+            movielens.movielens_cold_start(
+                valid, protocol="mamo", num_support=150, num_queries=50)
         with self.assertRaisesRegex(ValueError, "num_queries"):
             movielens.movielens_cold_start(
                 folder, num_queries=13, min_ratings=13)
@@ -225,6 +233,140 @@ class ProtocolTest(testing.TestCase):
                                             verbose=0), atol=1e-6)
 
 
+class MamoProtocolTest(testing.TestCase):
+    def setUp(self):
+        super().setUp()
+        users, items, rows = _generate(num_users=200, num_items=200)
+        # The last users join after most ratings were given: cold users.
+        rows = [(u, i, r, t + (200_000_000 if u > 170 else 0))
+                for u, i, r, t in rows]
+        self.data = (users, items, rows)
+        self.folder = os.path.join(self.get_temp_dir(), "ml")
+        _write_100k(self.folder, self.data)
+        self.tasks = movielens.movielens_cold_start(
+            self.folder, protocol="mamo", warm_item_min_ratings=15,
+            user_fractions=(0.5, 0.2, 0.3), seed=1)
+
+    def _reference_states(self):
+        """Each kept user's first 20 ratings, and user and item states,
+        recomputed from the raw rows."""
+        rows = sorted(self.data[2], key=lambda r: (r[0], r[3], r[1]))
+        times = np.sort([r[3] for r in self.data[2]])
+        split_time = times[int(round(0.8 * len(times)))]
+        first = {}
+        for r in rows:
+            first.setdefault(r[0], []).append(r)
+        kept = {u: r[:20] for u, r in first.items() if len(r) >= 20}
+        counts = {}
+        for r in (r for rs in kept.values() for r in rs):
+            counts[r[1]] = counts.get(r[1], 0) + 1
+        warm_users = {u for u, r in kept.items() if r[0][3] < split_time}
+        warm_items = {i for i, c in counts.items() if c >= 15}
+        return kept, warm_users, warm_items
+
+    def test_first_twenty_ratings_in_time_order(self):
+        kept, _, _ = self._reference_states()
+        states = movielens.movielens_cold_start(
+            self.folder, protocol="mamo", warm_item_min_ratings=15,
+            user_fractions=(0.5, 0.2, 0.3), seed=1,
+            train_on_cold_items=True).states
+        users = np.concatenate([states[s]["users"] for s in (
+            "train", "validation_mixed", "mixed")])
+        self.assertEqual(sorted(users.tolist()), sorted(kept))
+        # Masking cold items drops the training users left without a warm
+        # support or query rating, and nobody else.
+        self.assertLess(len(self.tasks.states["train"]["users"]),
+                        len(states["train"]["users"]))
+        for state in ("train", "mixed", "validation_mixed"):
+            arrays = states[state]
+            self.assertEqual(arrays["support_inputs"].shape[1], 15)
+            self.assertEqual(arrays["query_inputs"].shape[1], 5)
+            self.assertTrue((arrays["support_weights"] == 1).all())
+            self.assertTrue((arrays["query_weights"] == 1).all())
+            for u, s_items, q_items, labels in zip(
+                    arrays["users"], arrays["support_items"],
+                    arrays["query_items"], arrays["query_labels"][..., 0]):
+                rows = kept[int(u)]
+                self.assertEqual(s_items.tolist(), [r[1] for r in rows[:15]])
+                self.assertEqual(q_items.tolist(), [r[1] for r in rows[15:]])
+                self.assertEqual(labels.tolist(), [r[2] for r in rows[15:]])
+
+    def test_states_follow_user_and_item_states(self):
+        kept, warm_users, warm_items = self._reference_states()
+        self.assertTrue(0 < len(warm_users) < len(kept))
+        states = self.tasks.states
+        mixed = set(states["mixed"]["users"].tolist())
+        for state in ("warm", "user_cold", "item_cold", "user_item_cold"):
+            arrays = states[state]
+            self.assertTrue(len(arrays["users"]), state)
+            for u, q_items, weights in zip(arrays["users"],
+                                           arrays["query_items"],
+                                           arrays["query_weights"]):
+                self.assertIn(int(u), mixed)
+                self.assertEqual(int(u) in warm_users,
+                                 state in ("warm", "item_cold"), state)
+                item_warm = state in ("warm", "user_cold")
+                self.assertTrue(weights.any())
+                for item, w in zip(q_items, weights):
+                    self.assertEqual(bool(w), (int(item) in warm_items)
+                                     == item_warm, state)
+        # Every test query rating is scored in exactly one state.
+        scored = {}
+        for state in ("warm", "user_cold", "item_cold", "user_item_cold"):
+            arrays = states[state]
+            for u, w in zip(arrays["users"], arrays["query_weights"]):
+                scored[int(u)] = scored.get(int(u), 0) + w
+        for total in scored.values():
+            self.assertAllClose(total, np.ones(5))
+
+    def test_users_disjoint_and_cold_items_never_train(self):
+        _, _, warm_items = self._reference_states()
+        states = self.tasks.states
+        groups = [set(states[s]["users"].tolist()) for s in (
+            "train", "validation_mixed", "mixed")]
+        self.assertFalse(groups[0] & groups[1] or groups[0] & groups[2]
+                         or groups[1] & groups[2])
+        train = states["train"]
+        trained = set(train["support_items"][
+            train["support_weights"] > 0].tolist()) | set(
+                train["query_items"][train["query_weights"] > 0].tolist())
+        self.assertTrue(trained)
+        self.assertFalse(trained - warm_items)
+        cold_seen = set(train["support_items"][
+            train["support_weights"] == 0].tolist())
+        self.assertTrue(cold_seen)  # masked, not absent: the data has them
+
+    def test_weighted_states_train_and_evaluate(self):
+        dataset = self.tasks.episodes("user_cold", batch_size=4)
+        self.assertLen(dataset.element_spec, 3)  # with query weights
+        model = keras_meta.models.field_recommender(
+            self.tasks.features, embedding_dim=4, hidden_units=(8,), seed=0)
+        melu = keras_meta.ANIL(
+            model, head=keras_meta.models.field_recommender_head(model),
+            inner_learning_rate=0.1)
+        melu.compile(optimizer="adam", loss="mse", metrics=[
+            keras.metrics.MeanAbsoluteError(),
+            keras_meta.metrics.NormalizedDCG(k=3)])
+        melu.fit(self.tasks.episodes("train", batch_size=4), epochs=1,
+                 steps_per_epoch=2, verbose=0)
+        logs = melu.evaluate(dataset, verbose=0, return_dict=True)
+        # The MAE over the state's query ratings only, and its interval
+        # over each user's MAE on them.
+        arrays = self.tasks.states["user_cold"]
+        predictions = melu.predict(
+            self.tasks.episodes("user_cold", batch_size=4), verbose=0)
+        errors = np.abs(predictions - arrays["query_labels"])[..., 0]
+        w = arrays["query_weights"]
+        self.assertTrue((w == 0).any())
+        self.assertAllClose(logs["mean_absolute_error"],
+                            (errors * w).sum() / w.sum(), atol=1e-4)
+        per_user = (errors * w).sum(1) / w.sum(1)
+        self.assertAllClose(
+            logs["mean_absolute_error_ci95"],
+            1.959964 * per_user.std(ddof=1) / np.sqrt(len(per_user)),
+            atol=1e-4)
+
+
 def _ndcg_reference(true, pred, k, exponential=False):
     order = np.argsort(-pred, kind="stable")[:k]
     gains = 2.0 ** true - 1 if exponential else true
@@ -262,3 +404,70 @@ class NormalizedDCGTest(testing.TestCase):
         self.assertLess(float(metric.result()), 0.7)
         with self.assertRaisesRegex(ValueError, "k < 6"):
             keras_meta.metrics.NormalizedDCG(k=6).update_state(true, true)
+
+
+def _true_top_k_reference(true, k):
+    """RecBole-MetaRec's relevant set: the true top k, ties to the earlier
+    item."""
+    order = np.argsort(-true, kind="stable")[:k]
+    relevant = np.zeros_like(true)
+    relevant[order] = 1.0
+    return relevant
+
+
+class RankingProtocolTest(testing.TestCase):
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(3)
+        self.true = rng.integers(1, 6, (8, 10)).astype("float32")  # ties
+        self.pred = rng.integers(1, 4, (8, 10)).astype("float32")  # ties
+        self.weight = np.ones((8, 10), "float32")
+        self.weight[0, 6:] = 0.0
+        self.weight[1, 3:] = 0.0  # fewer valid items than k
+
+    def _references(self, k):
+        precision, ndcg = [], []
+        discounts = 1 / np.log2(np.arange(k) + 2)
+        for t, p, w in zip(self.true, self.pred, self.weight):
+            t, p = t[w > 0], p[w > 0]
+            relevant = _true_top_k_reference(t, k)
+            ranked = np.argsort(-p, kind="stable")[:k]
+            precision.append(relevant[ranked].sum() / k)
+            ideal = discounts[:min(k, len(t))].sum()
+            ndcg.append((relevant[ranked] * discounts[:len(ranked)]).sum()
+                        / ideal)
+        return np.mean(precision), np.mean(ndcg)
+
+    def test_precision_and_binary_ndcg_match_numpy(self):
+        for k in (3, 5):
+            precision, ndcg = self._references(k)
+            metric = keras_meta.metrics.PrecisionAtK(k=k)
+            metric.update_state(self.true[..., None], self.pred[..., None],
+                                sample_weight=self.weight)
+            self.assertAllClose(metric.result(), precision, atol=1e-6)
+            metric = keras_meta.metrics.NormalizedDCG(k=k, gain="top_k")
+            metric.update_state(self.true[..., None], self.pred[..., None],
+                                sample_weight=self.weight)
+            self.assertAllClose(metric.result(), ndcg, atol=1e-6)
+
+    def test_perfect_reversed_and_random_rankings(self):
+        true = np.array([[5.0, 1.0, 3.0, 2.0, 4.0, 0.5, 6.0, 7.0, 8.0, 9.0]])
+        metric = keras_meta.metrics.PrecisionAtK(k=5)
+        metric.update_state(true, true)
+        self.assertAllClose(metric.result(), 1.0)
+        metric.reset_state()
+        metric.update_state(true, -true)
+        self.assertAllClose(metric.result(), 0.0)
+        # A random ranking of 10 items finds half of the true top 5.
+        rng = np.random.default_rng(0)
+        metric.reset_state()
+        metric.update_state(np.repeat(true, 4000, 0),
+                            rng.random((4000, 10)).astype("float32"))
+        self.assertAllClose(metric.result(), 0.5, atol=0.01)
+        with self.assertRaisesRegex(ValueError, "k < 10"):
+            keras_meta.metrics.PrecisionAtK(k=10).update_state(true, true)
+        with self.assertRaisesRegex(ValueError, "top_k"):
+            keras_meta.metrics.NormalizedDCG(k=5, gain="binary")
+        config = keras_meta.metrics.PrecisionAtK(k=3).get_config()
+        self.assertEqual(
+            keras_meta.metrics.PrecisionAtK.from_config(config).k, 3)
