@@ -156,6 +156,11 @@ def _train_parser(subparsers):
                              "task and adaptation step (20)")
     parser.add_argument("--num-ways", type=int, default=5,
                         help="omniglot: classes per episode")
+    parser.add_argument(
+        "--protocol", choices=("melu", "mamo", "recbole"), default="melu",
+        help="movielens: MeLU's (new users and new items), MAMO's (first "
+             "20 ratings, time-based states) or RecBole-MetaRec's (MeLU's "
+             "without new items)")
     parser.add_argument("--filters", type=int, default=64,
                         help="omniglot: Conv-4 filters per layer")
     parser.add_argument(

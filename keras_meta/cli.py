@@ -250,7 +250,7 @@ def run(parsers, args, command=False):
             results = movielens.run(
                 source=args.data_dir,
                 learners=("global_mean", "pretrained", args.algorithm),
-                output=output, meta_epochs=epochs,
+                output=output, protocol=args.protocol, meta_epochs=epochs,
                 steps_per_epoch=min(50, args.meta_steps),
                 meta_batch_size=args.meta_batch_size,
                 inner_learning_rates=(args.inner_learning_rate,),

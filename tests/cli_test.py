@@ -235,8 +235,29 @@ class CLIAlgorithmsTest(testing.TestCase):
                                            "pretrained"])
         scores = results["melu"]["scores"]["user_cold"]
         self.assertTrue(0 < scores["mean_absolute_error"][0] < 4)
-        self.assertTrue(0 < scores["ndcg_at_5"][0] <= 1)
+        for name in ("ndcg", "precision_top_k", "ndcg_top_k"):
+            self.assertTrue(0 < scores[name][0] <= 1, name)
         self.assertIn("user_cold", results["melu"]["mae_minus_pretrained"])
+
+    def test_movielens_mamo_protocol(self):
+        from tests.data.movielens_test import _generate
+        from tests.data.movielens_test import _write_100k
+
+        folder = os.path.join(self.get_temp_dir(), "ml-100k")
+        _write_100k(folder, _generate(num_users=150))
+        directory = os.path.join(self.get_temp_dir(), "run")
+        code = cli.main([
+            "train", "--task", "movielens", "--protocol", "mamo",
+            "--data-dir", folder, "--meta-steps", "2",
+            "--meta-batch-size", "4", "--output-dir", directory,
+            "--verbose", "0"])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            run = json.load(f)
+        self.assertIn("MAMO protocol", run["protocol"])
+        self.assertEqual(run["config"]["ranking_k"], 3)
+        mixed = run["results"]["melu"]["scores"]["mixed"]
+        self.assertTrue(0 < mixed["precision_top_k"][0] <= 1)
 
     def test_bad_combinations(self):
         with self.assertRaises(SystemExit):

@@ -1,10 +1,12 @@
-"""Cold-start recommendation on MovieLens with MeLU's protocol, run by
-`keras-meta train --task movielens` and
+"""Cold-start recommendation on MovieLens with MeLU's, MAMO's or
+RecBole-MetaRec's protocol, run by `keras-meta train --task movielens` and
 `benchmarks/movielens_cold_start.py`.
 
 Every learner wraps the same `keras_meta.models.field_recommender` and is
-scored on the same users, per user (MAE, RMSE, nDCG@5 of the 10 query
-ratings), mean and 95% CI over users, in each cold-start state:
+scored on the same users, per user (MAE and RMSE of the query ratings the
+state counts; where it counts them all, nDCG@k with the ratings as gains
+and RecBole-MetaRec's precision@k and nDCG@k), mean and 95% CI over users,
+in each cold-start state:
 
 - `global_mean`: the mean training rating for every query;
 - `pretrained`: the recommender trained on all training ratings, then
@@ -13,8 +15,9 @@ ratings), mean and 95% CI over users, in each cold-start state:
 - `melu`: `ANIL` adapting the decision layers (MeLU, Lee et al. 2019);
 - `maml`, `metasgd`: every weight adapts (one argument away).
 
-Meta-learners train on the training users' existing-item tasks; the epoch
-with the lowest validation MAE (validation users, existing items) is kept.
+Meta-learners train on the training users' tasks (never on new items'
+ratings); the epoch with the lowest validation MAE (validation users only)
+is kept.
 """
 
 import json
@@ -28,50 +31,63 @@ import keras_meta
 from keras_meta.data import movielens
 
 LEARNERS = ("global_mean", "pretrained", "melu", "maml", "metasgd")
-STATES = ("user_cold", "item_cold", "user_item_cold", "warm")
+# Each protocol as `movielens_cold_start` arguments: RecBole-MetaRec's is
+# MeLU's without new items.
+PROTOCOLS = {"melu": {"protocol": "melu"},
+             "mamo": {"protocol": "mamo"},
+             "recbole": {"protocol": "melu", "cold_item_fraction": 0.0}}
 METRIC_NAMES = ("mean_absolute_error", "root_mean_squared_error",
-                "ndcg_at_5")
+                "ndcg", "precision_top_k", "ndcg_top_k")
 
 
 def _metrics():
-    return [keras.metrics.MeanAbsoluteError(),
-            keras.metrics.RootMeanSquaredError(),
-            keras_meta.metrics.NormalizedDCG(k=5)]
+    return [keras.metrics.MeanAbsoluteError()]
 
 
-def _summary(logs):
-    return {name: [float(logs[name]), float(logs[f"{name}_ci95"])]
-            for name in METRIC_NAMES}
+def _per_user_scores(predictions, arrays, k=None):
+    """Each user's scores on the query ratings the state counts.
 
-
-def _global_mean_scores(arrays, mean):
+    `mean_absolute_error`, `root_mean_squared_error`; and, where every
+    query rating of the state counts, `ndcg` (nDCG@k with the ratings as
+    gains), `precision_top_k` and `ndcg_top_k` (RecBole-MetaRec's
+    precision@k and nDCG@k, the true top k being the relevant items).
+    """
     labels = arrays["query_labels"][..., 0]
-    predictions = np.full_like(labels, mean)
-    per_user = {
-        "mean_absolute_error": np.abs(labels - predictions).mean(1),
+    predictions = np.asarray(predictions, "float32").reshape(labels.shape)
+    weights = arrays["query_weights"]
+    errors = predictions - labels
+    count = weights.sum(1)
+    out = {
+        "mean_absolute_error": (np.abs(errors) * weights).sum(1) / count,
         "root_mean_squared_error": np.sqrt(
-            ((labels - predictions) ** 2).mean(1)),
+            (errors ** 2 * weights).sum(1) / count),
     }
-    out = {}
-    for name, values in per_user.items():
-        out[name] = [float(values.mean()),
-                     float(1.96 * values.std(ddof=1) / np.sqrt(len(values)))]
-    # Every item gets the same score: the ranking is the query order.
-    metric = keras_meta.metrics.NormalizedDCG(k=5)
-    per_task = keras.ops.convert_to_numpy(metric._per_task(
-        labels, predictions, None))
-    out["ndcg_at_5"] = [float(per_task.mean()), float(
-        1.96 * per_task.std(ddof=1) / np.sqrt(len(per_task)))]
+    if k is not None and (weights == 1).all() and labels.shape[1] > k:
+        for name, metric in (
+                ("ndcg", keras_meta.metrics.NormalizedDCG(k=k)),
+                ("precision_top_k", keras_meta.metrics.PrecisionAtK(k=k)),
+                ("ndcg_top_k", keras_meta.metrics.NormalizedDCG(
+                    k=k, gain="top_k"))):
+            out[name] = keras.ops.convert_to_numpy(
+                metric._per_task(labels, predictions, None))
     return out
 
 
+def _summary(per_user):
+    return {name: [float(values.mean()), float(
+        keras_meta.metrics.Z_95 * values.std(ddof=1)
+        / np.sqrt(len(values)))] for name, values in per_user.items()}
+
+
 def _flat(arrays):
-    weights = arrays["support_weights"] > 0
-    x = np.concatenate([arrays["support_inputs"][weights],
-                        arrays["query_inputs"].reshape(
-                            -1, arrays["query_inputs"].shape[-1])])
-    y = np.concatenate([arrays["support_labels"][weights],
-                        arrays["query_labels"].reshape(-1, 1)])
+    """Every counted (support and query) rating of a state as one
+    training set."""
+    support = arrays["support_weights"] > 0
+    query = arrays["query_weights"] > 0
+    x = np.concatenate([arrays["support_inputs"][support],
+                        arrays["query_inputs"][query]])
+    y = np.concatenate([arrays["support_labels"][support],
+                        arrays["query_labels"][query]])
     return x, y
 
 
@@ -96,21 +112,16 @@ def _compile(learner, learning_rate):
                     loss="mse", metrics=_metrics())
 
 
-def _score(learner, tasks, states, batch_size=64):
-    return {state: _summary(learner.evaluate(
-        tasks.episodes(state, batch_size=batch_size), verbose=0,
-        return_dict=True)) for state in states}
+def _predict(learner, tasks, state, batch_size=64):
+    return learner.predict(tasks.episodes(state, batch_size=batch_size),
+                           verbose=0)
 
 
-def _per_user_mae(learner, tasks, states, batch_size=64):
-    """Each user's query MAE, from `predict()` (for paired comparisons)."""
-    out = {}
-    for state in states:
-        predictions = learner.predict(
-            tasks.episodes(state, batch_size=batch_size), verbose=0)
-        labels = tasks.states[state]["query_labels"]
-        out[state] = np.abs(predictions - labels).mean(axis=(1, 2))
-    return out
+def _validation_mae(learner, tasks):
+    state = tasks.validation_state
+    return float(_per_user_scores(
+        _predict(learner, tasks, state), tasks.states[state])[
+            "mean_absolute_error"].mean())
 
 
 def paired_differences(per_user, reference):
@@ -122,7 +133,8 @@ def paired_differences(per_user, reference):
             float(1.96 * diff.std(ddof=1) / np.sqrt(len(diff)))]
 
 
-def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
+def run(*, source=None, learners=LEARNERS, output, protocol="melu",
+        ranking_k=None, meta_epochs=30,
         steps_per_epoch=50, meta_batch_size=32, inner_learning_rates=(0.1,),
         inner_steps=(1,), learning_rate=1e-3, embedding_dim=32,
         fine_tune_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3), seed=0,
@@ -132,17 +144,28 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
     Each meta-learner is trained once per (inner rate, inner steps) pair of
     `inner_learning_rates` x `inner_steps`, and the pretrained model is
     fine-tuned with every pair of `fine_tune_rates` x `inner_steps`; the
-    pair with the lowest validation MAE (validation users, existing items)
-    is the one scored on the test states.
+    pair with the lowest validation MAE (the protocol's validation state,
+    validation users only) is the one scored on the test states.
+    `protocol` is one of `PROTOCOLS`: `"melu"`, `"mamo"` or
+    `"recbole"` (RecBole-MetaRec's: MeLU's without new items). Ranking
+    metrics use `ranking_k` (5 with 10 query ratings, 3 with MAMO's 5 when
+    `None`).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; expected one of "
+                         f"{list(PROTOCOLS)}.")
     start = time.perf_counter()
-    tasks = movielens.movielens_cold_start(source, seed=seed)
+    tasks = movielens.movielens_cold_start(
+        source, seed=seed, **PROTOCOLS[protocol])
     counts = {state: int(len(arrays["users"]))
               for state, arrays in tasks.states.items()}
     print(tasks.description)
     print("users per state: " + ", ".join(
         f"{k} {v}" for k, v in counts.items()), flush=True)
-    states = [s for s in STATES if counts[s] > 1]
+    states = [s for s in tasks.evaluation_states if counts[s] > 1]
+    queries = tasks.states["train"]["query_labels"].shape[1]
+    k = ranking_k or (5 if queries > 5 else max(queries - 2, 1))
+    validation_state = tasks.validation_state
     results, per_user = {}, {}
 
     def model():
@@ -150,23 +173,23 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
         return keras_meta.models.field_recommender(
             tasks.features, embedding_dim=embedding_dim, seed=seed)
 
+    def score(predict):
+        out = {s: _per_user_scores(predict(s), tasks.states[s], k)
+               for s in states}
+        return out, {s: _summary(v) for s, v in out.items()}
+
     for name in learners:
         begin = time.perf_counter()
         if name == "global_mean":
-            scores = {s: _global_mean_scores(tasks.states[s],
-                                             tasks.global_mean)
-                      for s in states}
+            users, scores = score(lambda s: np.full(
+                tasks.states[s]["query_labels"].shape, tasks.global_mean))
             extra = {"mean": tasks.global_mean}
-            per_user[name] = {
-                s: np.abs(tasks.states[s]["query_labels"]
-                          - tasks.global_mean).mean(axis=(1, 2))
-                for s in states}
         elif name == "pretrained":
             net = model()
             net.compile(optimizer=keras.optimizers.Adam(learning_rate),
                         loss="mse")
             x, y = _flat(tasks.states["train"])
-            vx, vy = _flat(tasks.states["validation_user_cold"])
+            vx, vy = _flat(tasks.states[validation_state])
             net.fit(x, y, batch_size=256, epochs=100,
                     validation_data=(vx, vy), verbose=verbose,
                     callbacks=[keras.callbacks.EarlyStopping(
@@ -180,22 +203,19 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
                         net, inner_learning_rate=rate,
                         num_inner_steps=steps)
                     _compile(tuner, learning_rate)
-                    validation[(rate, steps)] = _score(
-                        tuner, tasks, ["validation_user_cold"])[
-                            "validation_user_cold"][
-                                "mean_absolute_error"][0]
+                    validation[(rate, steps)] = _validation_mae(tuner, tasks)
             rate, steps = min(validation, key=validation.get)
             tuner = keras_meta.MAML(net, inner_learning_rate=rate,
                                     num_inner_steps=steps)
             _compile(tuner, learning_rate)
-            scores = _score(tuner, tasks, states)
-            per_user[name] = _per_user_mae(tuner, tasks, states)
+            users, scores = score(lambda s: _predict(tuner, tasks, s))
             tuner.eval_inner_steps = 0
             extra = {"inner_learning_rate": rate, "num_inner_steps": steps,
                      "validation_mae": {
-                         f"rate {k[0]}, steps {k[1]}": round(v, 4)
-                         for k, v in validation.items()},
-                     "without_fine_tuning": _score(tuner, tasks, states)}
+                         f"rate {r}, steps {n}": round(v, 4)
+                         for (r, n), v in validation.items()},
+                     "without_fine_tuning": score(
+                         lambda s: _predict(tuner, tasks, s))[1]}
         else:
             validation, best = {}, None
             for rate in inner_learning_rates:
@@ -207,7 +227,7 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
                                        seed=seed),
                         steps_per_epoch=steps_per_epoch, epochs=meta_epochs,
                         validation_data=tasks.episodes(
-                            "validation_user_cold", batch_size=64),
+                            validation_state, batch_size=64),
                         callbacks=[keras.callbacks.EarlyStopping(
                             monitor="val_mean_absolute_error", patience=8,
                             restore_best_weights=True)],
@@ -220,15 +240,17 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
                     if best is None or min(curve) < best[0]:
                         best = (min(curve), rate, steps, learner)
             _, rate, steps, learner = best
-            scores = _score(learner, tasks, states)
-            per_user[name] = _per_user_mae(learner, tasks, states)
+            users, scores = score(lambda s: _predict(learner, tasks, s))
             learner.eval_inner_steps = 0
             extra = {
                 "inner_learning_rate": rate, "num_inner_steps": steps,
                 "validation_mae": {
-                    f"rate {k[0]}, steps {k[1]}": v
-                    for k, v in validation.items()},
-                "without_adaptation": _score(learner, tasks, states)}
+                    f"rate {r}, steps {n}": v
+                    for (r, n), v in validation.items()},
+                "without_adaptation": score(
+                    lambda s: _predict(learner, tasks, s))[1]}
+        per_user[name] = {s: v["mean_absolute_error"]
+                          for s, v in users.items()}
         results[name] = {"scores": scores, **extra,
                          "seconds": round(time.perf_counter() - begin, 1)}
         print(f"{name:>12}: " + "  ".join(
@@ -243,7 +265,8 @@ def run(*, source=None, learners=LEARNERS, output, meta_epochs=30,
             results[name][f"mae_minus_{baseline}"] = {
                 s: paired_differences(per_user[name][s], per_user[baseline][s])
                 for s in states}
-    config = dict(meta_epochs=meta_epochs, steps_per_epoch=steps_per_epoch,
+    config = dict(protocol=protocol, ranking_k=k, meta_epochs=meta_epochs,
+                  steps_per_epoch=steps_per_epoch,
                   meta_batch_size=meta_batch_size,
                   inner_learning_rates=list(inner_learning_rates),
                   inner_steps=list(inner_steps),
@@ -274,9 +297,11 @@ def strict(value):
 
 
 def format_table(results):
-    """A Markdown table: MAE, RMSE and nDCG@5 per state and learner."""
-    states = [s for s in STATES if any(
-        s in r["scores"] for r in results.values())]
+    """A Markdown table: per state and learner, MAE and the ranking
+    metrics where the state has them."""
+    states = []
+    for result in results.values():
+        states += [s for s in result["scores"] if s not in states]
     lines = ["| learner | " + " | ".join(states) + " |",
              "| --- |" + " --- |" * len(states)]
     for name, result in results.items():
@@ -286,10 +311,13 @@ def format_table(results):
             if v is None:
                 cells.append("")
                 continue
-            cells.append(
-                f"MAE {v['mean_absolute_error'][0]:.3f} +- "
-                f"{v['mean_absolute_error'][1]:.3f}, RMSE "
-                f"{v['root_mean_squared_error'][0]:.3f}, nDCG@5 "
-                f"{v['ndcg_at_5'][0]:.3f}")
+            cell = (f"MAE {v['mean_absolute_error'][0]:.3f} +- "
+                    f"{v['mean_absolute_error'][1]:.3f}, RMSE "
+                    f"{v['root_mean_squared_error'][0]:.3f}")
+            if "ndcg" in v:
+                cell += (f", nDCG {v['ndcg'][0]:.3f}, P "
+                         f"{v['precision_top_k'][0]:.3f}, nDCG(top-k) "
+                         f"{v['ndcg_top_k'][0]:.3f}")
+            cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
