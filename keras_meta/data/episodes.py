@@ -579,6 +579,33 @@ def _stream_source(source, *, split, classes, image_size, channels,
     )
 
 
+# Indexes from this size on are read from a variable; see `_captured_array`.
+VARIABLE_CAPTURE_BYTES = 128 << 20
+
+
+def _captured_array(array):
+    """`array` as the tensor a `tf.data` function reads it from.
+
+    A constant is copied into the function's graph as well as into the
+    constant, and once more, for a while, when the dataset first runs; a
+    variable is captured by reference. On a mini-ImageNet-shaped index of
+    242 MB the pipeline held 516 MB (peak 758 MB) beyond the index with a
+    constant and 365 MB (peak 496 MB) with a variable, but drew episodes
+    about 30% slower (`benchmarks/episode_memory.py`). Large indexes, whose
+    copies are what can exhaust memory, are therefore read from a variable
+    and small ones from a constant; so are file paths (streaming) and
+    arrays inside a distribution strategy's scope, where a variable would
+    be mirrored per replica.
+    """
+    import tensorflow as tf
+
+    if (array.nbytes < VARIABLE_CAPTURE_BYTES or array.dtype.kind in "OSU"
+            or tf.distribute.has_strategy()):
+        return tf.constant(array)
+    with tf.init_scope():
+        return tf.Variable(array, trainable=False, name="episode_examples")
+
+
 def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                         batch_size, rotations=False, seed=None,
                         num_episodes=None, within_groups=False):
@@ -635,7 +662,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
         group_offsets_t = tf.constant(group_offsets, tf.int64)
         eligible_t = tf.constant(eligible, tf.int64)
         max_group = int(group_counts.max())
-    examples = tf.constant(index.examples)
+    examples = _captured_array(index.examples)
     offsets = tf.constant(index.offsets, tf.int64)
     counts = tf.constant(index.counts, tf.int64)
     max_count = int(index.counts.max())

@@ -490,6 +490,46 @@ class StorageTest(testing.TestCase):
                                     rtol=0)
             np.testing.assert_array_equal(labels_a, labels_b)
 
+    @pytest.mark.tensorflow_only
+    def test_episodes_under_a_distribution_strategy(self):
+        # Outside a strategy's scope the pipeline reads a large index from
+        # a variable, inside from a constant; the episodes are the same,
+        # and a meta-learner trains on either across two replicas.
+        import sys
+        from unittest import mock
+
+        import keras
+
+        import keras_meta
+
+        index = data.load_class_index(self._folder())
+        strategy = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+        def make():
+            return data.episodes_from_index(
+                index, num_ways=2, num_shots=1, num_queries=1, batch_size=2,
+                seed=3, num_episodes=4)
+
+        module = sys.modules["keras_meta.data.episodes"]
+        with mock.patch.object(module, "VARIABLE_CAPTURE_BYTES", 0):
+            outside = make()
+            self.assertIsInstance(
+                module._captured_array(index.examples), tf.Variable)
+        with strategy.scope():
+            inside = make()
+            net = keras_meta.ProtoNet(keras.Sequential(
+                [keras.Input((7, 7, 1)), keras.layers.Flatten(),
+                 keras.layers.Dense(4)]), num_ways=2)
+            net.compile(optimizer="sgd", loss=keras.losses.
+                        SparseCategoricalCrossentropy(from_logits=True))
+        self._assert_same(list(outside.as_numpy_iterator()),
+                          list(inside.as_numpy_iterator()))
+        for dataset in (outside, inside):
+            history = net.fit(dataset, epochs=1, verbose=0)
+            self.assertTrue(np.isfinite(history.history["loss"][0]))
+
     def test_unresized_pixels_are_kept_as_uint8(self):
         directory = self._folder()
         for size in (None, (7, 7)):
