@@ -191,8 +191,9 @@ class NormalizedDCG(keras.metrics.Metric):
         k: Int, the cut-off. Defaults to `5`.
         gain: `"linear"` (the rating itself), `"exponential"`
             (`2 ** rating - 1`) or `"top_k"` (1 for the `k` items with the
-            highest true ratings, ties to the earlier item, 0 for the rest:
-            RecBole-MetaRec's ranking protocol, see `PrecisionAtK`).
+            highest true ratings, 0 for the rest, ties at the `k`-th place
+            sharing the places left: RecBole-MetaRec's ranking protocol,
+            see `PrecisionAtK`).
             Defaults to `"linear"`.
         name, dtype: As for `keras.metrics.Metric`.
 
@@ -229,8 +230,17 @@ class NormalizedDCG(keras.metrics.Metric):
         _, ranked = ops.top_k(scores, self.k)
         dcg = ops.sum(ops.take_along_axis(gains, ranked, axis=-1)
                       * discounts, axis=-1)
-        ideal, _ = ops.top_k(ops.where(valid > 0, gains, _LOWEST), self.k)
-        ideal = ops.maximum(ideal, 0.0)
+        if self.gain == "top_k":
+            # Whichever way the true ties break, min(k, items) are relevant:
+            # this is the expected DCG over the normalizer they all share.
+            places = ops.minimum(ops.sum(valid, axis=-1, keepdims=True),
+                                 float(self.k))
+            ideal = ops.cast(ops.arange(self.k, dtype="float32")[None]
+                             < places, "float32")
+        else:
+            ideal, _ = ops.top_k(ops.where(valid > 0, gains, _LOWEST),
+                                 self.k)
+            ideal = ops.maximum(ideal, 0.0)
         idcg = ops.sum(ideal * discounts, axis=-1)
         return ops.where(idcg > 0, dcg / ops.maximum(idcg, 1e-12), 0.0)
 
@@ -284,11 +294,18 @@ def _ranking_inputs(y_true, y_pred, sample_weight, k, name):
 
 
 def _true_top_k(y_true, valid, k):
-    """1 for each task's `k` valid items of highest true rating (ties: the
-    earlier item), 0 elsewhere."""
-    _, top = ops.top_k(ops.where(valid > 0, y_true, _LOWEST), k)
-    hot = ops.sum(ops.one_hot(top, ops.shape(y_true)[-1]), axis=-2)
-    return ops.minimum(hot, 1.0) * valid
+    """Each item's relevance: 1 for the `k` valid items of highest true
+    rating, 0 below them; items tied at the `k`-th place share the places
+    left equally (the expectation over breaking the tie at random). With at
+    most `k` valid items, every one is relevant."""
+    kth = ops.top_k(ops.where(valid > 0, y_true, _LOWEST), k)[0][..., -1:]
+    above = ops.cast(y_true > kth, "float32") * valid
+    tied = ops.cast(y_true == kth, "float32") * valid
+    left = float(k) - ops.sum(above, axis=-1, keepdims=True)
+    share = left / ops.maximum(ops.sum(tied, axis=-1, keepdims=True), 1.0)
+    relevance = above + tied * share
+    few = ops.sum(valid, axis=-1, keepdims=True) <= k
+    return ops.where(few, valid, relevance)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -297,10 +314,14 @@ class PrecisionAtK(keras.metrics.Metric):
     with the `k` items of highest *true* rating as the relevant ones.
 
     This is RecBole-MetaRec's ranking protocol for rating data: per task,
-    the relevant set is the true top `k` of the query items (ties to the
-    earlier item), and precision@k is the share of the predicted top `k`
-    (ties to the earlier item) that is relevant. A random ranking of 10
-    query items scores 0.5 at k=5 on average. Query items with a sample
+    the relevant set is the true top `k` of the query items, and
+    precision@k is the share of the predicted top `k` (ties to the earlier
+    item) that is relevant. Items tied at the `k`-th true rating share the
+    places left equally, the expectation over breaking the tie at random
+    (RecBole-MetaRec breaks it by `torch.topk`'s order; breaking it by
+    position, as the predictions' ties are, would let a constant predictor
+    score above chance). A random or constant ranking of 10 query items
+    scores 0.5 at k=5 on average. Query items with a sample
     weight of 0 (padding) are neither ranked nor counted. The metric is
     the mean over tasks; `k` must be smaller than the number of query
     items.
