@@ -14,7 +14,8 @@ An episode batch is an ordinary Keras batch `(inputs, query_labels)` or
 Episodes padded to a fixed shape (variable-way, variable-shot) add
 `inputs["support_weights"]` of shape `[tasks, num_support]`, 1 for real
 support examples and 0 for padding, and mark real queries with
-`sample_weight`.
+`sample_weight`, which weighs the loss and, in a `MetaModel`, the compiled
+metrics and their confidence intervals too.
 
 The leading dimension is the meta-batch of tasks, so distribution strategies
 split tasks across replicas. Classification labels are integers counted
