@@ -8,9 +8,12 @@ gradient step: `keras_meta.ANIL` with those layers as the head.
 
 Needs MovieLens: the copy inside the recbole wheel
 (`pip install --no-deps recbole==1.2.1`, no torch needed) or a folder of
-ml-100k / ml-1m files:
+ml-100k / ml-1m files. `--protocol mamo` uses MAMO's tasks instead (each
+user's first 20 ratings, 15 support and 5 query, states by time and by
+item popularity, each state scored on its own query ratings):
 
     python examples/cold_start_recommendation.py [--data-dir ml-100k/]
+    python examples/cold_start_recommendation.py --protocol mamo
 """
 
 import argparse
@@ -23,13 +26,16 @@ import keras_meta
 parser = argparse.ArgumentParser()
 parser.add_argument("--data-dir", default=None)
 parser.add_argument("--epochs", type=int, default=30)
+parser.add_argument("--protocol", choices=("melu", "mamo"), default="melu")
 args = parser.parse_args()
 keras.utils.set_random_seed(0)
 
 # User tasks with MeLU's protocol: users with 13-100 ratings, 10 queries,
 # users split 8:1:1, the newest movies held out as new items.
-tasks = keras_meta.data.movielens_cold_start(args.data_dir, seed=0)
+tasks = keras_meta.data.movielens_cold_start(
+    args.data_dir, protocol=args.protocol, seed=0)
 print(tasks.description)
+k = 5 if args.protocol == "melu" else 3  # fewer than the query ratings
 
 model = keras_meta.models.field_recommender(tasks.features, seed=0)
 melu = keras_meta.ANIL(
@@ -39,26 +45,33 @@ melu.compile(
     optimizer=keras.optimizers.Adam(1e-3), loss="mse",
     metrics=[keras.metrics.MeanAbsoluteError(),
              keras.metrics.RootMeanSquaredError(),
-             keras_meta.metrics.NormalizedDCG(k=5)])
+             keras_meta.metrics.NormalizedDCG(k=k),
+             keras_meta.metrics.PrecisionAtK(k=k)])
 melu.fit(
     tasks.episodes("train", batch_size=32), steps_per_epoch=50,
     epochs=args.epochs,
-    validation_data=tasks.episodes("validation_user_cold"),
+    validation_data=tasks.episodes(tasks.validation_state),
     callbacks=[keras.callbacks.EarlyStopping(
         monitor="val_mean_absolute_error", patience=8,
         restore_best_weights=True)],
     verbose=2)
 
-# Per-user metrics with 95% confidence intervals over users.
-for state in ("user_cold", "item_cold", "user_item_cold", "warm"):
+# Metrics with 95% confidence intervals over users. (In MAMO's states only
+# some query ratings count; ranking is reported where all of them do.)
+for state in tasks.evaluation_states:
     logs = melu.evaluate(tasks.episodes(state), verbose=0, return_dict=True)
-    print(f"{state:>15}: MAE {logs['mean_absolute_error']:.3f} +- "
-          f"{logs['mean_absolute_error_ci95']:.3f}, nDCG@5 "
-          f"{logs['ndcg_at_5']:.3f} +- {logs['ndcg_at_5_ci95']:.3f}")
+    line = (f"{state:>15}: MAE {logs['mean_absolute_error']:.3f} +- "
+            f"{logs['mean_absolute_error_ci95']:.3f}")
+    if (tasks.states[state]["query_weights"] == 1).all():
+        line += (f", nDCG@{k} {logs[f'ndcg_at_{k}']:.3f} +- "
+                 f"{logs[f'ndcg_at_{k}_ci95']:.3f}, precision@{k} "
+                 f"{logs[f'precision_at_{k}']:.3f} +- "
+                 f"{logs[f'precision_at_{k}_ci95']:.3f}")
+    print(line)
 
 # A new user: adapt to their support ratings, get an ordinary Keras model,
 # and rank their held-out movies.
-new_users = tasks.states["user_cold"]
+new_users = tasks.states["user_cold"]  # new users, known movies
 rated = new_users["support_weights"][0] > 0
 recommender = melu.adapt(new_users["support_inputs"][0][rated],
                          new_users["support_labels"][0][rated])
