@@ -55,13 +55,15 @@ def _per_user_scores(predictions, arrays, k=None):
     labels = arrays["query_labels"][..., 0]
     predictions = np.asarray(predictions, "float32").reshape(labels.shape)
     weights = arrays["query_weights"]
-    errors = predictions - labels
     count = weights.sum(1)
-    out = {
-        "mean_absolute_error": (np.abs(errors) * weights).sum(1) / count,
-        "root_mean_squared_error": np.sqrt(
-            (errors ** 2 * weights).sum(1) / count),
-    }
+    # A diverged configuration predicts inf or nan: its scores say so.
+    with np.errstate(over="ignore", invalid="ignore"):
+        errors = predictions - labels
+        out = {
+            "mean_absolute_error": (np.abs(errors) * weights).sum(1) / count,
+            "root_mean_squared_error": np.sqrt(
+                (errors ** 2 * weights).sum(1) / count),
+        }
     if k is not None and (weights == 1).all() and labels.shape[1] > k:
         for name, metric in (
                 ("ndcg", keras_meta.metrics.NormalizedDCG(k=k)),
