@@ -183,6 +183,10 @@ def _train_parser(subparsers):
                              "training")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="sinusoid 50; omniglot 10")
+    parser.add_argument(
+        "--xla", choices=("auto", "on", "off"), default="auto",
+        help="sinusoid on TensorFlow: compile the meta-step with XLA; auto "
+             "times both first on a CPU and takes the faster")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialization, training episodes and "
                              "the test tasks")

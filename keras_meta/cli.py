@@ -312,6 +312,7 @@ def run(parsers, args, command=False):
         steps_per_execution=args.steps_per_execution,
         seed=args.seed,
         verbose=args.verbose,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
     )
     print(sinusoid.format_table(results))
     print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "

@@ -10,16 +10,18 @@ from keras_meta import testing
 
 class CLITest(testing.TestCase):
     def test_train_writes_results_and_figure(self):
+        # Trained with XLA where the backend has it (JAX always compiles).
         directory = self.get_temp_dir()
         code = cli.main([
             "train", "--meta-steps", "60", "--num-test-tasks", "20",
-            "--steps-per-execution", "20", "--output-dir", directory,
-            "--verbose", "0",
+            "--steps-per-execution", "20", "--xla", "on", "--output-dir",
+            directory, "--verbose", "0",
         ])
         self.assertEqual(code, 0)
         with open(os.path.join(directory, "results.json")) as f:
             results = json.load(f)
         self.assertEqual(results["config"]["meta_steps"], 60)
+        self.assertTrue(results["config"]["jit_compile"])
         for method in ("maml", "pretrained"):
             for shots in ("K=5", "K=10"):
                 rows = results["curves"][method][shots]
@@ -364,3 +366,40 @@ class CLIHelpTest(testing.TestCase):
         self.assertNotIn("%%", result.stdout)
         self.assertIn("invalid choice: 'nope'", result.stderr)
         self.assertIn("--seed", result.stdout)
+
+
+class XLAChoiceTest(testing.TestCase):
+    @pytest.mark.tensorflow_only
+    def test_both_modes_are_timed_and_train_alike(self):
+        import numpy as np
+
+        from keras_meta import data
+        from keras_meta.experiments import catalog
+        from keras_meta.experiments import sinusoid
+
+        built = {}
+
+        def make(jit):
+            keras.utils.set_random_seed(0)
+            learner = catalog.build_regressor(
+                "maml", inner_learning_rate=0.01, num_inner_steps=None,
+                epochs=1, seed=0)
+            learner.compile(optimizer="adam", loss="mse",
+                            steps_per_execution=5, jit_compile=jit)
+            built[jit] = learner
+            return learner
+
+        train = data.sinusoid(num_shots=5, batch_size=4, seed=0)
+        use_xla, timings = sinusoid.choose_jit_compile(
+            make, train, steps_per_execution=5, executions=2, repeats=1)
+        self.assertIsInstance(use_xla, bool)
+        self.assertEqual(timings["steps_timed"], 10)
+        self.assertGreater(timings["xla_ms_per_step"], 0)
+        self.assertGreater(timings["plain_ms_per_step"], 0)
+        self.assertTrue(built[True].jit_compile)
+        self.assertFalse(built[False].jit_compile)
+        # The same initial weights and episodes: XLA changes rounding only.
+        for plain, xla in zip(built[False].model.get_weights(),
+                              built[True].model.get_weights()):
+            np.testing.assert_allclose(plain, xla, atol=1e-4, rtol=1e-3)
+

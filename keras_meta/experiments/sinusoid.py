@@ -53,9 +53,45 @@ def _evaluate_curve(model, test_sets, steps, inner_learning_rate,
     return _evaluate_learner(evaluator, test_sets, steps, progress)
 
 
+def _cpu_only_tensorflow():
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not [d for d in tf.config.list_physical_devices()
+                if d.device_type != "CPU"]
+
+
 def _phase(verbose, text):
     if verbose != 0:
         print(text, flush=True)
+
+
+def choose_jit_compile(make_learner, dataset, *, steps_per_execution,
+                       executions=10, repeats=2):
+    """Whether XLA makes meta-training faster here, measured.
+
+    `make_learner(jit_compile)` returns a compiled learner; each of the two
+    (with and without XLA) is traced, then trained `executions` x
+    `steps_per_execution` steps on `dataset`, alternating, `repeats`
+    times. Their weights are thrown away. Returns `(use_xla, timings)`,
+    `timings` the best milliseconds per meta-step of each.
+    """
+    learners = {jit: make_learner(jit) for jit in (False, True)}
+    for learner in learners.values():
+        learner.fit(dataset, epochs=1, steps_per_epoch=steps_per_execution,
+                    verbose=0)
+    timings = {False: [], True: []}
+    steps = executions * steps_per_execution
+    for _ in range(repeats):
+        for jit, learner in learners.items():
+            start = time.perf_counter()
+            learner.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+            timings[jit].append(1000 * (time.perf_counter() - start) / steps)
+    best = {jit: min(values) for jit, values in timings.items()}
+    return best[True] < best[False], {
+        "xla_ms_per_step": best[True], "plain_ms_per_step": best[False],
+        "steps_timed": steps * repeats}
 
 
 def _evaluate_learner(evaluator, test_sets, steps, progress=None):
@@ -156,6 +192,7 @@ def run(
     seed=0,
     verbose="auto",
     baseline=True,
+    jit_compile="auto",
 ):
     """Runs the whole experiment and returns the results dict.
 
@@ -165,6 +202,11 @@ def run(
     default (1, or more for Reptile, iMAML and MAML++). With
     `baseline=False` only the learner is trained and evaluated (K=10, the
     same test tasks), and nothing is written.
+
+    `jit_compile`: `True` or `False` compiles the learner with XLA or
+    without; `"auto"` on TensorFlow without an accelerator times both on a
+    few hundred meta-steps first (`choose_jit_compile`) and takes the
+    faster, saying so; elsewhere Keras decides (JAX always compiles).
     """
     os.makedirs(output_dir, exist_ok=True)
     if keras.backend.backend() == "tensorflow":
@@ -180,15 +222,32 @@ def run(
     train = data.sinusoid(num_shots=num_shots, batch_size=meta_batch_size,
                           seed=seed)
 
-    learner = catalog.build_regressor(
-        algorithm, inner_learning_rate=inner_learning_rate,
-        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
-    learner.compile(
-        optimizer=catalog.outer_optimizer(
-            algorithm, learning_rate, epochs * steps_per_epoch),
-        loss="mse",
-        steps_per_execution=steps_per_execution,
-    )
+    def make_learner(jit):
+        learner = catalog.build_regressor(
+            algorithm, inner_learning_rate=inner_learning_rate,
+            num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+        learner.compile(
+            optimizer=catalog.outer_optimizer(
+                algorithm, learning_rate, epochs * steps_per_epoch),
+            loss="mse",
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit,
+        )
+        return learner
+
+    xla = None
+    if jit_compile == "auto" and _cpu_only_tensorflow() and (
+            meta_steps >= 50 * steps_per_execution):
+        use, xla = choose_jit_compile(
+            make_learner, train, steps_per_execution=steps_per_execution)
+        jit_compile = use
+        _phase(verbose, f"[0/3] XLA: {xla['xla_ms_per_step']:.2f} ms per "
+                        f"meta-step against {xla['plain_ms_per_step']:.2f} "
+                        f"without (best of 2 x {xla['steps_timed'] // 2} "
+                        f"steps): {'compiling with' if use else 'without'} "
+                        "XLA")
+        keras.utils.set_random_seed(seed)
+    learner = make_learner(jit_compile)
     _phase(verbose, f"[1/3] meta-training {algorithm.upper()}: "
                     f"{epochs * steps_per_epoch} steps of {meta_batch_size} "
                     "tasks")
@@ -196,6 +255,15 @@ def run(
     history = learner.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        verbose=verbose)
     meta_seconds = time.perf_counter() - start
+    trained_with_xla = bool(learner.jit_compile)
+    if trained_with_xla and keras.backend.backend() == "tensorflow":
+        # XLA pays off over many training steps; evaluating after 0..10
+        # inner steps would compile one program per count. The optimizer
+        # (and its state) stays. (On JAX, `jit_compile=False` would run
+        # eagerly.)
+        learner.compile(optimizer=learner.optimizer, loss="mse",
+                        steps_per_execution=steps_per_execution,
+                        jit_compile=False)
 
     if not baseline:
         test_sets = {10: _materialize(data.sinusoid(
@@ -315,6 +383,8 @@ def run(
         "test tasks": num_test_tasks,
         "query points per test task": num_test_queries,
         "seed": seed,
+        "jit_compile": trained_with_xla,
+        "xla_probe": xla,
     }
     results = {
         "config": config,
