@@ -171,8 +171,33 @@ class IntervalCoverage(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
+class _RankingMetric(keras.metrics.Metric):
+    """The mean over tasks of `_per_task(y_true, y_pred, sample_weight)`, a
+    ranking score of each task's query items at cut-off `k`."""
+
+    def __init__(self, k, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
+        self.k = k
+        self.total = self.add_variable((), initializer="zeros", name="total")
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self._per_task(y_true, y_pred, sample_weight)
+        self.total.assign_add(ops.cast(ops.sum(values), self.dtype))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
-class NormalizedDCG(keras.metrics.Metric):
+class NormalizedDCG(_RankingMetric):
     """nDCG@k of each task's query items ranked by predicted score.
 
     For a task with true ratings `r` and predictions `p` over its query
@@ -202,17 +227,12 @@ class NormalizedDCG(keras.metrics.Metric):
     """
 
     def __init__(self, k=5, gain="linear", name=None, dtype=None):
-        super().__init__(name=name or f"ndcg_at_{k}", dtype=dtype)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
+        super().__init__(k, name=name or f"ndcg_at_{k}", dtype=dtype)
         if gain not in ("linear", "exponential", "top_k"):
             raise ValueError(
                 "`gain` must be 'linear', 'exponential' or 'top_k'. "
                 f"Received: gain={gain!r}.")
-        self.k = k
         self.gain = gain
-        self.total = self.add_variable((), initializer="zeros", name="total")
-        self.count = self.add_variable((), initializer="zeros", name="count")
 
     def _per_task(self, y_true, y_pred, sample_weight):
         y_true, y_pred, valid = _ranking_inputs(
@@ -243,18 +263,6 @@ class NormalizedDCG(keras.metrics.Metric):
             ideal = ops.maximum(ideal, 0.0)
         idcg = ops.sum(ideal * discounts, axis=-1)
         return ops.where(idcg > 0, dcg / ops.maximum(idcg, 1e-12), 0.0)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self._per_task(y_true, y_pred, sample_weight)
-        self.total.assign_add(ops.cast(ops.sum(values), self.dtype))
-        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
-
-    def result(self):
-        return self.total / ops.maximum(self.count, 1.0)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
 
     def get_config(self):
         return {"k": self.k, "gain": self.gain, "name": self.name,
@@ -309,7 +317,7 @@ def _true_top_k(y_true, valid, k):
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class PrecisionAtK(keras.metrics.Metric):
+class PrecisionAtK(_RankingMetric):
     """Precision@k of each task's query items ranked by predicted score,
     with the `k` items of highest *true* rating as the relevant ones.
 
@@ -332,12 +340,7 @@ class PrecisionAtK(keras.metrics.Metric):
     """
 
     def __init__(self, k=5, name=None, dtype=None):
-        super().__init__(name=name or f"precision_at_{k}", dtype=dtype)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be a positive int. Received: k={k!r}.")
-        self.k = k
-        self.total = self.add_variable((), initializer="zeros", name="total")
-        self.count = self.add_variable((), initializer="zeros", name="count")
+        super().__init__(k, name=name or f"precision_at_{k}", dtype=dtype)
 
     def _per_task(self, y_true, y_pred, sample_weight):
         y_true, y_pred, valid = _ranking_inputs(
@@ -346,18 +349,6 @@ class PrecisionAtK(keras.metrics.Metric):
         _, ranked = ops.top_k(ops.where(valid > 0, y_pred, _LOWEST), self.k)
         hits = ops.sum(ops.take_along_axis(relevant, ranked, axis=-1), -1)
         return hits / float(self.k)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self._per_task(y_true, y_pred, sample_weight)
-        self.total.assign_add(ops.cast(ops.sum(values), self.dtype))
-        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
-
-    def result(self):
-        return self.total / ops.maximum(self.count, 1.0)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
 
     def get_config(self):
         return {"k": self.k, "name": self.name, "dtype": self.dtype}

@@ -482,14 +482,20 @@ class NewcomerErrorsTest(testing.TestCase):
         self.assertEqual(dict(zip(maml.metrics_names, values)), logs)
 
 
+def _ci(values):
+    return 1.959964 * values.std(ddof=1) / np.sqrt(len(values))
+
+
 class QueryWeightsTest(testing.TestCase):
-    def test_compiled_metrics_are_weighted_by_query_weights(self):
+    def _evaluate(self, seed, **compile_kwargs):
+        """A linear MAML scored on 6 regression tasks whose queries are
+        weighted 0 or 1; returns its logs, absolute query errors and
+        weights."""
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
         maml = MAML(model, inner_learning_rate=0.1)
-        maml.compile(optimizer="sgd", loss="mse",
-                     metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
-        rng = np.random.default_rng(1)
+        maml.compile(optimizer="sgd", loss="mse", **compile_kwargs)
+        rng = np.random.default_rng(seed)
         x = {"support_inputs": rng.normal(size=(6, 4, 2)).astype("float32"),
              "support_labels": rng.normal(size=(6, 4, 1)).astype("float32"),
              "query_inputs": rng.normal(size=(6, 5, 2)).astype("float32")}
@@ -499,43 +505,28 @@ class QueryWeightsTest(testing.TestCase):
         logs = maml.evaluate(x, y, sample_weight=w, batch_size=6, verbose=0,
                              return_dict=True)
         errors = np.abs(maml.predict(x, batch_size=6, verbose=0) - y)[..., 0]
+        return logs, errors, w
+
+    def test_compiled_metrics_are_weighted_by_query_weights(self):
+        logs, errors, w = self._evaluate(
+            1, metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         weighted = (errors * w).sum(1) / w.sum(1)
         self.assertAllClose(logs["mae"], (errors * w).sum() / w.sum(),
                             atol=1e-5)
-        self.assertAllClose(
-            logs["mae_ci95"],
-            1.959964 * weighted.std(ddof=1) / np.sqrt(6), atol=1e-5)
+        self.assertAllClose(logs["mae_ci95"], _ci(weighted), atol=1e-5)
 
     def test_weighted_and_unweighted_metrics_as_keras_defines_them(self):
         # Given both, Keras passes sample weights to `weighted_metrics`
         # only; the per-episode confidence intervals follow the same rule.
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-        maml = MAML(model, inner_learning_rate=0.1)
-        maml.compile(
-            optimizer="sgd", loss="mse",
-            metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        logs, errors, w = self._evaluate(
+            0, metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
             weighted_metrics=[
                 keras.metrics.MeanAbsoluteError(name="weighted_mae")])
-        rng = np.random.default_rng(0)
-        x = {"support_inputs": rng.normal(size=(6, 4, 2)).astype("float32"),
-             "support_labels": rng.normal(size=(6, 4, 1)).astype("float32"),
-             "query_inputs": rng.normal(size=(6, 5, 2)).astype("float32")}
-        y = rng.normal(size=(6, 5, 1)).astype("float32")
-        w = (rng.random((6, 5)) < 0.5).astype("float32")
-        w[:, 0] = 1.0
-        logs = maml.evaluate(x, y, sample_weight=w, batch_size=6, verbose=0,
-                             return_dict=True)
-        errors = np.abs(maml.predict(x, batch_size=6, verbose=0) - y)[..., 0]
         per_task = errors.mean(1)
         weighted = (errors * w).sum(1) / w.sum(1)
-
-        def ci(values):
-            return 1.959964 * values.std(ddof=1) / np.sqrt(len(values))
-
         self.assertAllClose(logs["mae"], errors.mean(), atol=1e-5)
-        self.assertAllClose(logs["mae_ci95"], ci(per_task), atol=1e-5)
+        self.assertAllClose(logs["mae_ci95"], _ci(per_task), atol=1e-5)
         self.assertAllClose(logs["weighted_mae"],
                             (errors * w).sum() / w.sum(), atol=1e-5)
-        self.assertAllClose(logs["weighted_mae_ci95"], ci(weighted),
+        self.assertAllClose(logs["weighted_mae_ci95"], _ci(weighted),
                             atol=1e-5)

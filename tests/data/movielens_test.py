@@ -88,6 +88,22 @@ def _write_atomic(folder, data, drop=None):
             f.write(f"{i}\tMovie {i}\t{year}\t{' '.join(genres)}\n")
 
 
+def _trained_melu(tasks, k):
+    """MeLU (`ANIL` on the field recommender's decision layers), compiled
+    with MAE and nDCG@k and trained two steps on `tasks`."""
+    model = keras_meta.models.field_recommender(
+        tasks.features, embedding_dim=4, hidden_units=(8,), seed=0)
+    melu = keras_meta.ANIL(
+        model, head=keras_meta.models.field_recommender_head(model),
+        inner_learning_rate=0.1)
+    melu.compile(optimizer="adam", loss="mse", metrics=[
+        keras.metrics.MeanAbsoluteError(),
+        keras_meta.metrics.NormalizedDCG(k=k)])
+    melu.fit(tasks.episodes("train", batch_size=4), epochs=1,
+             steps_per_epoch=2, verbose=0)
+    return melu
+
+
 class LoaderTest(testing.TestCase):
     def test_three_formats_read_the_same_ratings(self):
         data = _generate()
@@ -202,18 +218,9 @@ class ProtocolTest(testing.TestCase):
             sorted(self.tasks.states["user_cold"]["users"].tolist()))
 
     def test_melu_is_anil_on_the_field_recommender(self):
-        model = keras_meta.models.field_recommender(
-            self.tasks.features, embedding_dim=4, hidden_units=(8,), seed=0)
-        self.assertEqual(keras_meta.models.field_recommender_head(model),
+        melu = _trained_melu(self.tasks, k=5)
+        self.assertEqual(keras_meta.models.field_recommender_head(melu.model),
                          ["decision_0", "rating"])
-        melu = keras_meta.ANIL(
-            model, head=keras_meta.models.field_recommender_head(model),
-            inner_learning_rate=0.1)
-        melu.compile(optimizer="adam", loss="mse", metrics=[
-            keras.metrics.MeanAbsoluteError(),
-            keras_meta.metrics.NormalizedDCG(k=5)])
-        melu.fit(self.tasks.episodes("train", batch_size=4), epochs=1,
-                 steps_per_epoch=2, verbose=0)
         logs = melu.evaluate(self.tasks.episodes("user_cold", batch_size=8),
                              verbose=0, return_dict=True)
         self.assertIn("ndcg_at_5_ci95", logs)
@@ -339,16 +346,7 @@ class MamoProtocolTest(testing.TestCase):
     def test_weighted_states_train_and_evaluate(self):
         dataset = self.tasks.episodes("user_cold", batch_size=4)
         self.assertLen(dataset.element_spec, 3)  # with query weights
-        model = keras_meta.models.field_recommender(
-            self.tasks.features, embedding_dim=4, hidden_units=(8,), seed=0)
-        melu = keras_meta.ANIL(
-            model, head=keras_meta.models.field_recommender_head(model),
-            inner_learning_rate=0.1)
-        melu.compile(optimizer="adam", loss="mse", metrics=[
-            keras.metrics.MeanAbsoluteError(),
-            keras_meta.metrics.NormalizedDCG(k=3)])
-        melu.fit(self.tasks.episodes("train", batch_size=4), epochs=1,
-                 steps_per_epoch=2, verbose=0)
+        melu = _trained_melu(self.tasks, k=3)
         logs = melu.evaluate(dataset, verbose=0, return_dict=True)
         # The MAE over the state's query ratings only, and its interval
         # over each user's MAE on them.
