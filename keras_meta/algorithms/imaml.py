@@ -227,6 +227,13 @@ class IMAML(GradientStepsMetaModel):
         )
         return {"predictions": predictions, "inner_residual": residuals}
 
+    def _task_output_dtypes(self, query_inputs, training):
+        predictions = super()._task_output_dtypes(query_inputs, training)
+        if not training:
+            return predictions
+        return {"predictions": predictions,
+                "inner_residual": self.model.variable_dtype}
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, dict) and "inner_residual" in y_pred:
             self.inner_residual_tracker.update_state(

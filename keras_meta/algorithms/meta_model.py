@@ -42,6 +42,33 @@ def _in_train_step(model):
     return id(model) in getattr(_TRAIN_STEP, "models", ())
 
 
+# `task_gradients="auto"` differentiates task by task from this many bytes
+# of layer outputs per batch.
+TASK_GRADIENT_BYTES = 256 * 2**20
+
+
+def _activation_elements(model):
+    """Elements of all layer outputs per example (`None`: unknown)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            nested = _activation_elements(layer)
+            if nested is None:
+                return None
+            total += nested
+            continue
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError):
+            return None
+        for output in keras.tree.flatten(outputs):
+            shape = tuple(output.shape)[1:]
+            if any(d is None for d in shape):
+                return None
+            total += int(np.prod(shape, dtype=np.int64))
+    return total
+
+
 def _unreduced(loss):
     """A loss (name, function or `keras.losses.Loss`) as a per-example fn."""
     loss = keras.losses.get(loss)
@@ -208,6 +235,21 @@ class MetaModel(keras.Model):
             for adaptation on the support set. Defaults to the compiled
             loss. Either way it is computed unreduced and averaged here, so
             a distribution strategy never rescales inner steps.
+        task_gradients: `"auto"` (the default), `True` or `False`. How the
+            TensorFlow backend takes the meta-gradient of a training step.
+            With `True`, each task is adapted, predicted and differentiated
+            in turn and the tasks' gradients are summed, so that one task's
+            activations are in memory at a time rather than the whole
+            meta-batch's (as learn2learn's one backward pass per task). This
+            is exact when the loss of a batch is the mean of its tasks'
+            losses, as for every compiled loss reduced by
+            `"sum_over_batch_size"` (Keras's default). `"auto"` chooses it
+            for such losses when the layer outputs of a batch would take
+            256 MiB or more (`TASK_GRADIENT_BYTES`; known for Sequential
+            and functional models), as small models run faster whole, and
+            unless a subclass overrides `compute_loss()`. `False`
+            differentiates the whole meta-batch at once. The JAX backend
+            always does.
         **kwargs: Passed to `keras.Model` (`name`, `dtype`).
 
     Reference:
@@ -222,10 +264,16 @@ class MetaModel(keras.Model):
     batch_norm_modes = ("inductive", "transductive")
 
     def __init__(
-        self, model, *, batch_norm="inductive", inner_loss=None, **kwargs
+        self, model, *, batch_norm="inductive", inner_loss=None,
+        task_gradients="auto", **kwargs
     ):
         super().__init__(**kwargs)
         owner = type(self).__name__
+        if task_gradients not in ("auto", True, False):
+            raise ValueError(
+                "`task_gradients` must be 'auto', True or False. Received: "
+                f"task_gradients={task_gradients!r}."
+            )
         if not isinstance(model, keras.Model):
             raise ValueError(
                 f"`{owner}` wraps a Keras model: expected an instance of "
@@ -266,6 +314,7 @@ class MetaModel(keras.Model):
         self.model = model
         self.batch_norm = batch_norm
         self.inner_loss = inner_loss
+        self.task_gradients = task_gradients
         # Private copies and statistic slots, prepared here because a
         # traced step must not create variables.
         object.__setattr__(self, "_normalization", {})
@@ -602,17 +651,10 @@ class MetaModel(keras.Model):
             )
 
         query_inputs = inputs[episode.QUERY_INPUTS]
-        keys = self.task_output_keys(training)
-        if keys is None:
-            output_dtypes = lambda: self._output_dtype(query_inputs)  # noqa
-        else:
-            def output_dtypes():
-                prediction = self._output_dtype(query_inputs)
-                return {
-                    key: (self.model.variable_dtype
-                          if key == "auxiliary_loss" else prediction)
-                    for key in keys
-                }
+
+        def output_dtypes():
+            return self._task_output_dtypes(query_inputs, training)
+
         elements = (
             inputs[episode.SUPPORT_INPUTS],
             inputs[episode.SUPPORT_LABELS],
@@ -623,6 +665,18 @@ class MetaModel(keras.Model):
         if per_task is not None:
             elements += (per_task,)
         return backend.map_tasks(adapt_and_predict, elements, output_dtypes)
+
+    def _task_output_dtypes(self, query_inputs, training):
+        """The dtypes of what `call` returns per task (a nest)."""
+        prediction = self._output_dtype(query_inputs)
+        keys = self.task_output_keys(training)
+        if keys is None:
+            return prediction
+        return {
+            key: (self.model.variable_dtype
+                  if key == "auxiliary_loss" else prediction)
+            for key in keys
+        }
 
     def adapt(self, support_inputs, support_labels):
         """Adapts to one task and returns an ordinary `keras.Model`.
@@ -917,10 +971,92 @@ class MetaModel(keras.Model):
         # Read while the step is traced: training logs report the compiled
         # metrics only, evaluation logs add their confidence intervals.
         with _tracing_train_step(self):
-            logs = super().train_step(*args, **kwargs)
+            if self._uses_task_gradients(*args):
+                logs = self._train_step_by_task(*args, **kwargs)
+            else:
+                logs = super().train_step(*args, **kwargs)
         if keras.backend.backend() == "tensorflow":
             logs = backend.per_replica_logs(logs)
         return logs
+
+    def _uses_task_gradients(self, data):
+        """Whether a training step sums per-task gradients (TensorFlow)."""
+        if keras.backend.backend() != "tensorflow" or not (
+                self.task_gradients):
+            return False
+        if self.task_gradients is True:
+            return True
+        if type(self).compute_loss is not MetaModel.compute_loss:
+            return False
+        loss = self.loss
+        if loss is None or isinstance(loss, (dict, list, tuple)):
+            return False
+        loss = keras.losses.get(loss)
+        # Functions are wrapped by Keras with its default reduction.
+        if isinstance(loss, keras.losses.Loss) and (
+                loss.reduction != "sum_over_batch_size"):
+            return False
+        return self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES
+
+    def _batch_activation_bytes(self, data):
+        """Bytes of the wrapped model's layer outputs for a whole batch.
+
+        Summed over the layers of a Sequential or functional model, for
+        every support and query example of the batch; 0 where a shape is
+        unknown (subclassed models), which keeps whole-batch gradients.
+        """
+        per_example = _activation_elements(self.model)
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        if not per_example or not isinstance(x, dict):
+            return 0
+        examples = 0
+        for key in (episode.SUPPORT_INPUTS, episode.QUERY_INPUTS):
+            shape = tuple(x[key].shape)
+            if len(shape) < 2 or shape[1] is None:
+                return 0
+            examples += shape[1] * (shape[0] or 1)
+        return 4 * per_example * examples
+
+    def _train_step_by_task(self, data):
+        """Keras's TensorFlow `train_step`, one task at a time.
+
+        Each task runs as a batch of one through `__call__` and
+        `compute_loss`, exactly as the whole batch would; the gradients of
+        the tasks' losses, each divided by the number of tasks, add up to
+        the gradient of the batch's loss (see `task_gradients`).
+        """
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        query_inputs = x[episode.QUERY_INPUTS]
+
+        def task_step(task):
+            x_t, y_t, weight_t = task
+            y_pred = self(x_t, training=True)
+            loss = self._compute_loss(
+                x=x_t, y=y_t, y_pred=y_pred, sample_weight=weight_t,
+                training=True)
+            return y_pred, loss
+
+        scale_loss = None
+        if self.optimizer is not None:
+            scale_loss = self.optimizer.scale_loss
+        weights = self.trainable_weights
+        y_pred, loss, gradients = backend.sum_task_gradients(
+            task_step, (x, y, sample_weight), weights,
+            self._task_output_dtypes(query_inputs, True), scale_loss)
+        # As Keras does: the tracker shows the loss before the strategy's
+        # division by the replica count.
+        replicas = backend.num_replicas()
+        if replicas > 1:
+            loss = loss * ops.cast(replicas, loss.dtype)
+        self._loss_tracker.update_state(
+            loss, sample_weight=ops.shape(query_inputs)[0],
+        )
+        if weights:
+            self.optimizer.apply_gradients(zip(gradients, weights))
+        else:
+            warnings.warn("The model does not have any trainable weights.")
+        return self.compute_metrics(
+            x, y, y_pred, sample_weight=sample_weight)
 
     def test_step(self, *args, **kwargs):
         logs = super().test_step(*args, **kwargs)
@@ -1051,6 +1187,7 @@ class MetaModel(keras.Model):
                     if self.inner_loss is None
                     else keras.saving.serialize_keras_object(self.inner_loss)
                 ),
+                "task_gradients": self.task_gradients,
             }
         )
         return config

@@ -1,0 +1,172 @@
+"""Training task by task (`task_gradients=True`) takes the same step.
+
+The per-task path sums each task's gradient of its loss divided by the
+number of tasks; for a loss that averages over the batch this is the
+gradient of the batch's loss. Each check trains one step both ways from
+the same weights and compares the logs and every updated weight.
+"""
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import keras_meta
+from keras_meta import testing
+from keras_meta.algorithms import meta_model as meta_model_module
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the JAX trainer differentiates whole batches")
+
+NUM_WAYS = 3
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+# These draw random values per step (latent samples, support orders, an
+# initial memory) whose draws depend on how many tasks share a call.
+_RANDOM = ("leo", "snail", "mann")
+
+
+def _episodes(num_tasks=3, weights=False):
+    inputs, labels = testing.toy_episodes(
+        num_tasks=num_tasks, num_ways=NUM_WAYS, num_shots=2, num_queries=3)
+    if not weights:
+        return inputs, labels, None
+    rng = np.random.default_rng(3)
+    sample_weight = (rng.random(labels.shape) < 0.6).astype("float32")
+    sample_weight[:, 0] = 1.0
+    return inputs, labels, sample_weight
+
+
+def _one_step(factory, task_gradients, data, optimizer=None,
+              batch_norm="inductive"):
+    keras.utils.set_random_seed(0)
+    learner = factory(batch_norm)
+    learner.task_gradients = task_gradients
+    # SGD: the weights move by the gradients themselves (Adam would turn
+    # rounding-level gradients into steps of its full learning rate).
+    learner.compile(optimizer=(optimizer or (
+                        lambda: keras.optimizers.SGD(0.1)))(),
+                    loss=LOSS, metrics=["accuracy"])
+    inputs, labels, sample_weight = data
+    before = [np.array(v.numpy()) for v in learner.trainable_variables]
+    logs = learner.train_on_batch(inputs, labels, sample_weight=sample_weight,
+                                  return_dict=True)
+    after = [np.array(v.numpy()) for v in learner.trainable_variables]
+    return learner, logs, before, after
+
+
+class TaskGradientsTest(testing.TestCase):
+    def assert_same_step(self, factory, data, **kwargs):
+        whole, whole_logs, before, whole_after = _one_step(
+            factory, False, data, **kwargs)
+        by_task, logs, _, after = _one_step(factory, True, data, **kwargs)
+        self.assertTrue(by_task._uses_task_gradients(data[:2]))
+        self.assertFalse(whole._uses_task_gradients(data[:2]))
+        self.assertEqual(set(logs), set(whole_logs))
+        for key in logs:
+            self.assertAllClose(logs[key], whole_logs[key], rtol=1e-5,
+                                atol=1e-6, msg=key)
+        moved = 0
+        for b, w, t in zip(before, whole_after, after):
+            self.assertAllClose(t, w, rtol=1e-4, atol=1e-6)
+            moved += int(np.max(np.abs(w - b)) > 1e-6)
+        # The comparison means something only if the step moved weights.
+        self.assertGreater(moved, len(before) // 2)
+
+    @parameterized.named_parameters(
+        *[(name, factory) for name, factory, _ in testing.every_learner(
+            NUM_WAYS, dropout=0.0) if name not in _RANDOM])
+    def test_same_step_as_whole_batch(self, factory):
+        self.assert_same_step(factory, _episodes())
+
+    @parameterized.named_parameters(
+        *[(name, factory) for name, factory, _ in testing.every_learner(
+            NUM_WAYS) if name in _RANDOM])
+    def test_random_learners_train(self, factory):
+        # Their draws differ from the whole batch's; the step still runs
+        # and moves the weights, with Dropout active too.
+        data = _episodes()
+        learner, logs, before, after = _one_step(factory, True, data)
+        self.assertTrue(learner._uses_task_gradients(data[:2]))
+        self.assertTrue(np.isfinite(logs["loss"]))
+        self.assertGreater(logs["loss"], 0.0)
+        moved = [np.max(np.abs(a - b)) > 1e-6 for a, b in zip(after, before)]
+        self.assertGreater(sum(moved), len(moved) // 2)
+
+    def test_query_weights_and_per_step_normalization(self):
+        factory = dict((name, f) for name, f, _ in testing.every_learner(
+            NUM_WAYS, dropout=0.0))["maml++"]
+        self.assert_same_step(factory, _episodes(weights=True),
+                              batch_norm="per_step")
+
+    def test_regularization_losses_counted_once(self):
+        # Each task's loss includes the model's regularization losses; the
+        # mean over tasks counts them once, as the whole batch does.
+        def factory(batch_norm):
+            model = keras.Sequential([
+                keras.Input((6, 6, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(
+                    NUM_WAYS, kernel_regularizer=keras.regularizers.L2(0.5),
+                    kernel_initializer=keras.initializers.GlorotUniform(1)),
+            ])
+            return keras_meta.MAML(model, inner_learning_rate=0.3,
+                                   batch_norm=batch_norm)
+
+        learner, _, _, _ = _one_step(factory, True, _episodes())
+        self.assertNotEmpty(learner.losses)
+        self.assert_same_step(factory, _episodes(weights=True))
+
+    def test_auto_chooses_by_activation_memory(self):
+        inputs = {
+            "support_inputs": keras.KerasTensor((32, 5, 28, 28, 1)),
+            "support_labels": keras.KerasTensor((32, 5), dtype="int32"),
+            "query_inputs": keras.KerasTensor((32, 75, 28, 28, 1)),
+        }
+        conv = keras_meta.MAML(
+            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1)),
+            inner_learning_rate=0.4)
+        conv.compile(optimizer="adam", loss=LOSS)
+        # Conv-4-64 keeps about 218,000 values per example: 2.1 GiB for
+        # 32 tasks of 80 examples.
+        self.assertGreater(conv._batch_activation_bytes((inputs,)),
+                           meta_model_module.TASK_GRADIENT_BYTES)
+        self.assertTrue(conv._uses_task_gradients((inputs,)))
+        small = {key: keras.KerasTensor(
+            (2, 6) + tuple(value.shape[2:]), dtype=value.dtype)
+            for key, value in inputs.items()}
+        self.assertFalse(conv._uses_task_gradients((small,)))
+        # A loss that does not average over the batch keeps whole batches.
+        conv.compile(optimizer="adam", loss=keras.losses
+                     .SparseCategoricalCrossentropy(from_logits=True,
+                                                    reduction="sum"))
+        self.assertFalse(conv._uses_task_gradients((inputs,)))
+        conv.task_gradients = True
+        self.assertTrue(conv._uses_task_gradients((inputs,)))
+
+    def test_fit_with_mirrored_strategy(self):
+        import tensorflow as tf
+
+        data = _episodes(num_tasks=4)
+        factory = dict((name, f) for name, f, _ in testing.every_learner(
+            NUM_WAYS, dropout=0.0))["maml"]
+        results = []
+        for task_gradients in (False, True):
+            keras.utils.set_random_seed(0)
+            with tf.distribute.MirroredStrategy(["CPU:0"]).scope():
+                learner = factory("inductive")
+                learner.task_gradients = task_gradients
+                learner.compile(optimizer=keras.optimizers.SGD(0.1),
+                                loss=LOSS)
+            history = learner.fit(data[0], data[1], batch_size=4, epochs=2,
+                                  verbose=0)
+            results.append((history.history["loss"],
+                            [v.numpy() for v in learner.trainable_variables]))
+        self.assertAllClose(results[1][0], results[0][0], rtol=1e-5)
+        for t, w in zip(results[1][1], results[0][1]):
+            self.assertAllClose(t, w, rtol=1e-4, atol=1e-6)
+
+    def test_rejects_other_values(self):
+        with self.assertRaisesRegex(ValueError, "task_gradients"):
+            keras_meta.MAML(testing.tiny_classifier(num_ways=NUM_WAYS),
+                            inner_learning_rate=0.1, task_gradients="yes")
