@@ -971,7 +971,9 @@ class MetaModel(keras.Model):
         # Read while the step is traced: training logs report the compiled
         # metrics only, evaluation logs add their confidence intervals.
         with _tracing_train_step(self):
-            if self._uses_task_gradients(*args):
+            # The JAX trainer's step takes `(state, data)`.
+            if keras.backend.backend() == "tensorflow" and (
+                    self._uses_task_gradients(*args)):
                 logs = self._train_step_by_task(*args, **kwargs)
             else:
                 logs = super().train_step(*args, **kwargs)
