@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from meta_step import _SteadyStateTimer
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODES = ("bare", "fit_fixed_batch", "fit_episodes")
@@ -64,20 +66,6 @@ def _learner():
     return maml
 
 
-class _Timer:
-    """A callback noting when batch `skip` starts."""
-
-    def __new__(cls, skip):
-        import keras
-
-        class Timer(keras.callbacks.Callback):
-            def on_train_batch_begin(self, batch, logs=None):
-                if batch == skip:
-                    self.start = time.perf_counter()
-
-        return Timer()
-
-
 def worker(mode, steps):
     import numpy as np
     import tensorflow as tf
@@ -99,7 +87,7 @@ def worker(mode, steps):
     else:
         if mode == "fit_fixed_batch":
             dataset = tf.data.Dataset.from_tensors(batch).repeat()
-        timer = _Timer(warm)
+        timer = _SteadyStateTimer(warm)
         maml.fit(dataset, epochs=1, steps_per_epoch=warm + steps, verbose=0,
                  callbacks=[timer])
         np.asarray(maml.trainable_variables[0].value)
