@@ -60,6 +60,7 @@ class APITest(testing.TestCase):
                 "implicit_solution", "loss_and_gradients", "map_tasks",
                 "num_replicas",
                 "per_replica_logs", "read_value", "sum_task_gradients",
+                "task_mapping",
                 "value_and_grad",
             ],
             keras_meta.testing: [

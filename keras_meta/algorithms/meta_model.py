@@ -69,6 +69,34 @@ def _activation_elements(model):
     return total
 
 
+# Layers whose per-task copies vectorize into batched matrix products and
+# elementwise ops (`backend.map_tasks(..., vectorize=True)`).
+_VECTORIZABLE_LAYERS = (
+    keras.layers.InputLayer, keras.layers.Dense, keras.layers.Activation,
+    keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+    keras.layers.Softmax, keras.layers.Flatten, keras.layers.Reshape,
+    keras.layers.Concatenate, keras.layers.Add, keras.layers.Subtract,
+    keras.layers.Multiply, keras.layers.Identity,
+)
+
+
+def _dense_only(model):
+    """Whether `model` is a Sequential or functional model built only of
+    dense and elementwise layers (nested such models included)."""
+    if not isinstance(model, (keras.Sequential, keras.Model)) or not (
+            isinstance(model, keras.Sequential)
+            or getattr(model, "_is_graph_network", False)
+            or type(model).__name__ == "Functional"):
+        return False
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if not _dense_only(layer):
+                return False
+        elif type(layer) not in _VECTORIZABLE_LAYERS:
+            return False
+    return True
+
+
 def _unreduced(loss):
     """A loss (name, function or `keras.losses.Loss`) as a per-example fn."""
     loss = keras.losses.get(loss)
@@ -262,6 +290,9 @@ class MetaModel(keras.Model):
     requires_trainable_model = True
     # The `batch_norm` values a learner accepts.
     batch_norm_modes = ("inductive", "transductive")
+    # Whether `call`'s per-task work may be vectorized across tasks when the
+    # wrapped model is dense (`backend.task_mapping`).
+    vectorizable = True
 
     def __init__(
         self, model, *, batch_norm="inductive", inner_loss=None,
@@ -664,7 +695,15 @@ class MetaModel(keras.Model):
             elements += (inputs[episode.SUPPORT_WEIGHTS],)
         if per_task is not None:
             elements += (per_task,)
-        return backend.map_tasks(adapt_and_predict, elements, output_dtypes)
+        return backend.map_tasks(adapt_and_predict, elements, output_dtypes,
+                                 vectorize=self._vectorizes_tasks())
+
+    def _vectorizes_tasks(self):
+        """Whether `call` maps tasks vectorized (`backend.task_mapping`):
+        for wrapped models of dense and elementwise layers, whose per-task
+        weights become batched matrix products, unless the learner says
+        its per-task work does not vectorize (`vectorizable = False`)."""
+        return self.vectorizable and _dense_only(self.model)
 
     def _task_output_dtypes(self, query_inputs, training):
         """The dtypes of what `call` returns per task (a nest)."""

@@ -29,6 +29,10 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
     network (`_default_sequence_model`).
     """
 
+    # Their recurrent and attention networks run per task; they are not
+    # vectorized across tasks.
+    vectorizable = False
+
     def __init__(self, model, *, num_ways, sequence_model=None, seed=None,
                  **kwargs):
         super().__init__(model, **kwargs)

@@ -21,6 +21,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import per_replica_logs
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import sum_task_gradients
+    from keras_meta.backend.tensorflow import task_mapping
     from keras_meta.backend.tensorflow import value_and_grad
 elif _BACKEND == "jax":
     from keras_meta.backend.jax import check_label_range
@@ -32,6 +33,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import num_replicas
     from keras_meta.backend.jax import per_replica_logs
     from keras_meta.backend.jax import read_value
+    from keras_meta.backend.jax import task_mapping
     from keras_meta.backend.jax import value_and_grad
 
     # The JAX trainer differentiates whole batches.
@@ -47,4 +49,4 @@ else:
 __all__ = [
     "check_label_range", "compiled", "exact_moments", "implicit_solution",
     "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
-    "read_value", "sum_task_gradients", "value_and_grad"]
+    "read_value", "sum_task_gradients", "task_mapping", "value_and_grad"]

@@ -5,11 +5,10 @@ This module is the only place in keras_meta that calls `jax.grad`,
 """
 
 import contextlib
-import os
 
 import jax
 
-_TASK_MAPPINGS = ("auto", "vmap", "map")
+from keras_meta.backend.common import task_mapping_override
 
 
 @contextlib.contextmanager
@@ -46,35 +45,34 @@ def read_value(variable):
     return variable.value
 
 
-def task_mapping():
+def task_mapping(vectorize=False):
     """How tasks are mapped: `"vmap"` or `"map"`.
 
     Set `KERAS_META_TASK_MAPPING` to `vmap` or `map` to choose; the default,
     `auto`, vectorizes with `jax.vmap` on accelerators, where it is by far
-    the fastest, and uses `jax.lax.map` on CPU, where `vmap` turns per-task
-    convolution weights into grouped convolutions that run tens of times
-    slower than a loop.
+    the fastest, and on CPU where the caller says the per-task function
+    vectorizes well (`vectorize=True`: a model of dense and elementwise
+    layers, whose per-task weights become batched matrix products). Other
+    models use `jax.lax.map` on CPU, where `vmap` turns per-task convolution
+    weights into grouped convolutions that run tens of times slower than a
+    loop.
     """
-    choice = os.environ.get("KERAS_META_TASK_MAPPING", "auto").lower()
-    if choice not in _TASK_MAPPINGS:
-        raise ValueError(
-            "`KERAS_META_TASK_MAPPING` must be one of "
-            f"{list(_TASK_MAPPINGS)}. Received: {choice!r}."
-        )
-    if choice == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
-    return choice
+    choice = task_mapping_override()
+    if choice is not None:
+        return choice
+    if vectorize or jax.default_backend() != "cpu":
+        return "vmap"
+    return "map"
 
 
-def map_tasks(fn, elements, output_dtypes=None):
+def map_tasks(fn, elements, output_dtypes=None, vectorize=False):
     """Applies `fn` to each task of a meta-batch and stacks the results.
 
-    Inside the jitted training step this is `jax.vmap` (accelerators) or
-    `jax.lax.map` (CPU); see `task_mapping()`. Neither unrolls a Python loop
-    over tasks.
+    Inside the jitted training step this is `jax.vmap` or `jax.lax.map`;
+    see `task_mapping()`. Neither unrolls a Python loop over tasks.
     """
     del output_dtypes  # JAX infers output structure and dtypes.
-    if task_mapping() == "vmap":
+    if task_mapping(vectorize) == "vmap":
         return jax.vmap(fn)(elements)
     return jax.lax.map(fn, elements)
 

@@ -6,15 +6,17 @@ import keras_meta
 from keras_meta.testing.test_utils import tiny_classifier
 
 
-def every_learner(num_ways=3, dropout=0.5):
+def every_learner(num_ways=3, dropout=0.5, model_fn=None):
     """`(name, factory, modes)` for each of keras_meta's learners.
 
     `factory(batch_norm)` builds the learner around a Conv -> BatchNorm ->
     ReLU -> MaxPool -> Dropout -> Dense network (`tiny_classifier`) for
-    `num_ways`-way 6x6x1 episodes; `modes` lists the `batch_norm` modes it
-    accepts.
+    `num_ways`-way 6x6x1 episodes, or around `model_fn()` where given;
+    `modes` lists the `batch_norm` modes it accepts.
     """
     def encoder(**kwargs):
+        if model_fn is not None:
+            return model_fn()
         return tiny_classifier(num_ways=num_ways, dropout=dropout, **kwargs)
 
     ways = {"num_ways": num_ways}
