@@ -2,9 +2,11 @@
 
 The main job's learner (MAML, MLP 1-40-40-1, K=10, meta-batch 25, one inner
 step, Adam, `steps_per_execution=50`) trained on `keras_meta.data.sinusoid`
-through `fit()` in three modes, each in a fresh process, alternating,
-`--repeats` times: TensorFlow without XLA (the main job before it chose),
-TensorFlow with XLA (`jit_compile=True`), and JAX. Each process traces
+through `fit()` in four modes, each in a fresh process, alternating,
+`--repeats` times: `tensorflow_before` (TensorFlow without XLA, tasks
+mapped with `tf.map_fn` and episodes drawn one task at a time, as before
+both were vectorized), `tensorflow` (without XLA), `tensorflow_xla`
+(`jit_compile=True`) and `jax`. Each process traces
 with one execution, then times `--steps` meta-steps; the table shows
 medians and the ratio to the first mode, and the training loss after the
 timed steps (the same seeds in every mode: the modes differ by rounding
@@ -15,6 +17,7 @@ only). Prints a table and writes JSON.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,9 +26,35 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODES = {"tensorflow": ("tensorflow", False),
+MODES = {"tensorflow_before": ("tensorflow", False),
+         "tensorflow": ("tensorflow", False),
          "tensorflow_xla": ("tensorflow", True),
          "jax": ("jax", None)}
+
+
+def _per_task_sinusoid(num_shots, batch_size, seed):
+    """The episode pipeline as it was: each task drawn by its own ops, then
+    batched (the same tasks as `keras_meta.data.sinusoid`)."""
+    import tensorflow as tf
+
+    from keras_meta import episode
+
+    def make_task(index):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), index]), 3)
+        amplitude = tf.random.stateless_uniform((), seeds[0], 0.1, 5.0)
+        phase = tf.random.stateless_uniform((), seeds[1], 0.0, math.pi)
+        x = tf.random.stateless_uniform((2 * num_shots, 1), seeds[2], -5.0,
+                                        5.0)
+        y = amplitude * tf.sin(x - phase)
+        return {episode.SUPPORT_INPUTS: x[:num_shots],
+                episode.SUPPORT_LABELS: y[:num_shots],
+                episode.QUERY_INPUTS: x[num_shots:]}, y[num_shots:]
+
+    dataset = tf.data.Dataset.counter().map(
+        make_task, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def _worker(mode, steps):
@@ -42,7 +71,10 @@ def _worker(mode, steps):
     learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse",
                     steps_per_execution=50,
                     **({} if jit is None else {"jit_compile": jit}))
-    train = data.sinusoid(num_shots=10, batch_size=25, seed=0)
+    if mode == "tensorflow_before":
+        train = _per_task_sinusoid(num_shots=10, batch_size=25, seed=0)
+    else:
+        train = data.sinusoid(num_shots=10, batch_size=25, seed=0)
     start = time.perf_counter()
     learner.fit(train, epochs=1, steps_per_epoch=50, verbose=0)
     first = time.perf_counter() - start
@@ -72,6 +104,8 @@ def main():
     for repeat in range(args.repeats):
         for mode in modes:
             env = dict(os.environ, KERAS_BACKEND=MODES[mode][0])
+            if mode == "tensorflow_before":
+                env["KERAS_META_TASK_MAPPING"] = "map"
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", mode, "--steps",
                  str(args.steps)], env=env, check=True,

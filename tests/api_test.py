@@ -59,8 +59,8 @@ class APITest(testing.TestCase):
                 "check_label_range", "compiled", "exact_moments",
                 "implicit_solution", "loss_and_gradients", "map_tasks",
                 "num_replicas",
-                "per_replica_logs", "read_value", "sum_task_gradients",
-                "task_mapping",
+                "per_replica_logs", "read_value", "scan_steps",
+                "sum_task_gradients", "task_mapping",
                 "value_and_grad",
             ],
             keras_meta.testing: [

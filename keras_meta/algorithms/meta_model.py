@@ -121,6 +121,10 @@ class _MetaModelHooks(keras.callbacks.Callback):
     def __init__(self, stop_on_nan=False):
         super().__init__()
         self.stop_on_nan = stop_on_nan
+        # Keras reads every execution's logs back to Python (which waits
+        # for the step) unless each callback's batch end is async-safe;
+        # this one only reads them to stop on NaN.
+        self.async_safe = not stop_on_nan
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -1005,6 +1009,24 @@ class MetaModel(keras.Model):
             iterator = None
         return super()._maybe_symbolic_build(
             iterator=iterator, data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        """Keras's, except that on JAX an execution of several compiled
+        steps runs as one `lax.scan` (`backend.scan_steps`)."""
+        if self.train_function is not None and not force:
+            return super().make_train_function(force)
+        result = super().make_train_function(force)
+        if self._scans_steps():
+            self.train_function = backend.scan_steps(
+                self.train_step, self.steps_per_execution)
+        return result
+
+    def _scans_steps(self):
+        nnx = getattr(keras.config, "is_nnx_enabled", lambda: False)
+        return (backend.scan_steps is not None
+                and self.steps_per_execution > 1 and bool(self.jit_compile)
+                and not self.run_eagerly
+                and keras.distribution.distribution() is None and not nnx())
 
     def train_step(self, *args, **kwargs):
         # Read while the step is traced: training logs report the compiled

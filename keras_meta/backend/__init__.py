@@ -23,6 +23,9 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import sum_task_gradients
     from keras_meta.backend.tensorflow import task_mapping
     from keras_meta.backend.tensorflow import value_and_grad
+
+    # Keras's TensorFlow trainer runs its executions in one graph already.
+    scan_steps = None
 elif _BACKEND == "jax":
     from keras_meta.backend.jax import check_label_range
     from keras_meta.backend.jax import compiled
@@ -33,6 +36,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import num_replicas
     from keras_meta.backend.jax import per_replica_logs
     from keras_meta.backend.jax import read_value
+    from keras_meta.backend.jax import scan_steps
     from keras_meta.backend.jax import task_mapping
     from keras_meta.backend.jax import value_and_grad
 
@@ -49,4 +53,5 @@ else:
 __all__ = [
     "check_label_range", "compiled", "exact_moments", "implicit_solution",
     "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
-    "read_value", "sum_task_gradients", "task_mapping", "value_and_grad"]
+    "read_value", "scan_steps", "sum_task_gradients", "task_mapping",
+    "value_and_grad"]

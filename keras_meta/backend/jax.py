@@ -161,3 +161,60 @@ def compiled(fn):
     """`fn` unchanged: JAX functions that read Keras variables are run
     eagerly."""
     return fn
+
+
+def scan_steps(step_fn, num_steps):
+    """A `train_function` for Keras's JAX trainer that runs `num_steps`
+    training steps as one compiled `jax.lax.scan`.
+
+    Keras's own multi-step function calls the jitted step once per batch
+    from Python; for small models that dispatch costs as much as the step.
+    This one stacks the execution's batches and runs them in a single
+    program, while Python gathers the next execution's batches (JAX
+    dispatches asynchronously). The steps are the same steps in the same
+    order, and the logs are the last step's, as Keras's. An execution with
+    fewer batches (the end of a finite dataset) or batches of different
+    shapes runs step by step.
+
+    Args:
+        step_fn: `train_step(state, data) -> (logs, state)`.
+        num_steps: Int, the model's `steps_per_execution`.
+    """
+    import numpy as np
+
+    one_step = jax.jit(step_fn, donate_argnums=0)
+
+    def scanned(state, batches):
+        def body(state, data):
+            logs, state = step_fn(state, data)
+            return state, logs
+
+        state, logs = jax.lax.scan(body, state, batches)
+        return jax.tree_util.tree_map(lambda value: value[-1], logs), state
+
+    scanned = jax.jit(scanned, donate_argnums=0)
+
+    def shapes(batch):
+        leaves, structure = jax.tree_util.tree_flatten(batch)
+        return structure, [(np.shape(leaf), np.asarray(leaf).dtype)
+                           for leaf in leaves]
+
+    def train_function(state, iterator):
+        batches = [next(iterator)]
+        try:
+            for _ in range(num_steps - 1):
+                batches.append(next(iterator))
+        except StopIteration:
+            pass
+        first = shapes(batches[0])
+        if len(batches) == num_steps and all(
+                shapes(batch) == first for batch in batches[1:]):
+            stacked = jax.tree_util.tree_map(
+                lambda *values: np.stack(values), *batches)
+            return scanned(state, stacked)
+        logs = None
+        for batch in batches:
+            logs, state = one_step(state, batch)
+        return logs, state
+
+    return train_function

@@ -160,7 +160,9 @@ def sinusoid(
 
         dataset = dataset.map(batches).unbatch()
     else:
-        dataset = dataset.rebatch(batch_size)
+        dataset = dataset.rebatch(batch_size).apply(
+            tf.data.experimental.assert_cardinality(
+                -(-num_tasks // batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

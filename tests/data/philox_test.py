@@ -105,6 +105,7 @@ class SinusoidStreamTest(testing.TestCase):
         dataset = data.sinusoid(num_shots=2, num_queries=4, batch_size=4,
                                 num_tasks=10, seed=-3)
         self.assert_stream(dataset, -3, 2, 4, [4, 4, 2])
+        self.assertEqual(int(dataset.cardinality()), 3)
 
     def test_parameters_equal_per_task_draws(self):
         amplitudes, phases = data.sinusoid_parameters(5, seed=2)
