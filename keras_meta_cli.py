@@ -185,8 +185,12 @@ def _train_parser(subparsers):
                         help="sinusoid 50; omniglot 10")
     parser.add_argument(
         "--xla", choices=("auto", "on", "off"), default="auto",
-        help="sinusoid on TensorFlow: compile the meta-step with XLA; auto "
-             "times both first on a CPU and takes the faster")
+        help="sinusoid on TensorFlow: compile the meta-step with XLA. The "
+             "command runs with TensorFlow's op determinism (a rerun repeats "
+             "the run exactly), under which Keras compiles without XLA: auto "
+             "and off train without it; on turns op determinism off for the "
+             "run and compiles with XLA (faster; see "
+             "benchmarks/sinusoid_step.py)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialization, training episodes and "
                              "the test tasks")

@@ -214,9 +214,10 @@ def run(parsers, args, command=False):
         except ValueError as error:
             evaluate_parser.error(str(error))
     _resolve(train_parser, args)
-    if command:
+    if command and getattr(args, "xla", "auto") != "on":
         # The command itself (a process of its own); callers of `main`
-        # with arguments keep their process's settings.
+        # with arguments keep their process's settings. Keras compiles
+        # without XLA under op determinism, so `--xla on` goes without it.
         _deterministic()
     if args.dataset in CONTROL_TASKS:
         from keras_meta.experiments import navigation

@@ -50,6 +50,34 @@ class CLITest(testing.TestCase):
             self.assertAlmostEqual(mean, trained[steps], delta=2e-3 * max(
                 1.0, trained[steps]))
 
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="op determinism is TensorFlow's")
+    def test_op_determinism_trains_without_xla_and_says_so(self):
+        # Keras compiles without XLA under op determinism (which the
+        # command turns on): the run must not claim otherwise.
+        import contextlib
+        import io
+        import importlib
+        from unittest import mock
+
+        sinusoid = importlib.import_module("keras_meta.experiments.sinusoid")
+        directory = self.get_temp_dir()
+        output = io.StringIO()
+        with mock.patch.object(sinusoid, "_op_determinism",
+                               return_value=True), (
+                contextlib.redirect_stdout(output)):
+            code = cli.main([
+                "train", "--meta-steps", "20", "--num-test-tasks", "4",
+                "--steps-per-execution", "10", "--output-dir", directory,
+                "--verbose", "1",
+            ])
+        self.assertEqual(code, 0)
+        self.assertIn("[0/3] XLA: off", output.getvalue())
+        with open(os.path.join(directory, "results.json")) as f:
+            config = json.load(f)["config"]
+        self.assertFalse(config["jit_compile"])
+        self.assertIn("op determinism", config["xla_probe"]["skipped"])
+
     def test_diverged_run_fails_and_writes_strict_json(self):
         # An inner step of 50 on sinusoid diverges within ten steps.
         directory = self.get_temp_dir()

@@ -62,6 +62,16 @@ def _cpu_only_tensorflow():
                 if d.device_type != "CPU"]
 
 
+def _op_determinism():
+    """Whether TensorFlow's op determinism is on: Keras then compiles
+    without XLA whatever `jit_compile` says."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    from tensorflow.python.framework import config as tf_config
+
+    return bool(tf_config.is_op_determinism_enabled())
+
+
 def _phase(verbose, text):
     if verbose != 0:
         print(text, flush=True)
@@ -236,7 +246,15 @@ def run(
         return learner
 
     xla = None
-    if jit_compile == "auto" and _cpu_only_tensorflow() and (
+    if jit_compile is not False and _op_determinism():
+        # `keras-meta train` runs deterministically; Keras would silently
+        # compile without XLA. Say so instead of timing the same step twice.
+        jit_compile = False
+        xla = {"skipped": "TensorFlow's op determinism is on; Keras does "
+                          "not compile with XLA under it"}
+        _phase(verbose, "[0/3] XLA: off (TensorFlow's op determinism is on, "
+                        "and Keras compiles without XLA under it)")
+    elif jit_compile == "auto" and _cpu_only_tensorflow() and (
             meta_steps >= 50 * steps_per_execution):
         use, xla = choose_jit_compile(
             make_learner, train, steps_per_execution=steps_per_execution)
