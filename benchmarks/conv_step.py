@@ -25,6 +25,12 @@ seconds per step over the timed steps after it.
 
 learn2learn lives in another Python (it needs PyTorch): pass its
 interpreter with `--torch-python`; without one only keras_meta is timed.
+The committed result used a virtual environment with the CPU build of
+torch 2.13.0, learn2learn 0.2.0 built from its source distribution (its
+three `.pyx` files re-translated with a current Cython first, since the
+shipped C files predate Python 3.11) and torchvision 0.28.0 with its
+compiled operators left out (learn2learn imports torchvision but this
+benchmark uses none of its operators).
 
     python benchmarks/conv_step.py --torch-python /path/to/torch/python
 """
