@@ -1007,6 +1007,15 @@ class MetaModel(keras.Model):
                     data_batch = tf_backend.local_batch(next(batches))
                     break
             iterator = None
+        elif getattr(self, "_distribute_strategy", None) is None:
+            # Without a strategy Keras builds the optimizer inside the first
+            # traced step; TensorFlow then traces the step a second time
+            # (variables were created), and a second-order meta-step takes
+            # seconds to trace. Built here, it is traced once.
+            optimizer = getattr(self, "optimizer", None)
+            if optimizer is not None and not optimizer.built and all(
+                    layer.built for layer in self._flatten_layers()):
+                optimizer.build(self.trainable_variables)
         return super()._maybe_symbolic_build(
             iterator=iterator, data_batch=data_batch)
 

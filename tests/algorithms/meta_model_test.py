@@ -94,6 +94,34 @@ class MetaModelBasicsTest(testing.TestCase):
         self.assertLess(after, 0.7 * before)
 
 
+class TracingTest(testing.TestCase):
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="TensorFlow retraces after variable creation")
+    def test_first_training_step_is_traced_once(self):
+        # Keras builds the optimizer inside the first traced step when no
+        # strategy is set; TensorFlow would then trace the (expensive)
+        # meta-step twice. MetaModel builds it first.
+        learner = MAML(testing.tiny_classifier(num_ways=3),
+                       inner_learning_rate=0.3)
+        learner.compile(optimizer=keras.optimizers.Adam(1e-3),
+                        loss=keras.losses.SparseCategoricalCrossentropy(
+                            from_logits=True))
+        traces = []
+        original = learner.train_step
+
+        def counted(*args, **kwargs):
+            traces.append(1)
+            return original(*args, **kwargs)
+
+        learner.train_step = counted
+        inputs, labels = testing.toy_episodes(num_tasks=2, num_ways=3,
+                                              num_shots=1, num_queries=2)
+        learner.train_on_batch(inputs, labels)
+        learner.train_on_batch(inputs, labels)
+        self.assertTrue(learner.optimizer.built)
+        self.assertLen(traces, 1)
+
+
 class AdaptTest(testing.TestCase):
     @parameterized.named_parameters(
         ("no_batch_norm", _functional_classifier, 3),
