@@ -37,6 +37,21 @@ class TestCase(parameterized.TestCase):
         for a, d in zip(keras.tree.flatten(actual), keras.tree.flatten(desired)):
             np.testing.assert_allclose(a, d, atol=atol, rtol=rtol, err_msg=msg)
 
+    def assertSameTrainingStep(self, logs, expected_logs, before, after,
+                               expected_after):
+        """Two ways of taking one training step from the same weights
+        (`before`) gave the same logs and updated weights, and the step
+        moved most weights (else the comparison would mean nothing)."""
+        self.assertEqual(set(logs), set(expected_logs))
+        for key in logs:
+            self.assertAllClose(logs[key], expected_logs[key], rtol=1e-5,
+                                atol=1e-6, msg=key)
+        moved = 0
+        for b, a, e in zip(before, after, expected_after):
+            self.assertAllClose(a, e, rtol=1e-4, atol=1e-6)
+            moved += int(np.max(np.abs(e - b)) > 1e-6)
+        self.assertGreater(moved, len(before) // 2)
+
     def assertAdaptedModelMatches(self, meta_model, inputs, task=0,
                                   atol=1e-5, rtol=1e-4):
         """`adapt()` on one task's support set gives a model predicting its

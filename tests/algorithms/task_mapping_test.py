@@ -84,16 +84,8 @@ class TaskMappingTest(testing.TestCase):
         self.assertTrue(learner._vectorizes_tasks())
         _, loop_logs, _, loop_after, loop_predictions = _one_step(
             factory, "map", data)
-        self.assertEqual(set(logs), set(loop_logs))
-        for key in logs:
-            self.assertAllClose(logs[key], loop_logs[key], rtol=1e-5,
-                                atol=1e-6, msg=key)
-        moved = 0
-        for b, v, m in zip(before, after, loop_after):
-            self.assertAllClose(v, m, rtol=1e-4, atol=1e-6)
-            moved += int(np.max(np.abs(m - b)) > 1e-6)
-        # The comparison means something only if the step moved weights.
-        self.assertGreater(moved, len(before) // 2)
+        self.assertSameTrainingStep(logs, loop_logs, before, after,
+                                    loop_after)
         self.assertAllClose(predictions, loop_predictions, rtol=1e-4,
                             atol=1e-5)
 
