@@ -83,9 +83,8 @@ _VECTORIZABLE_LAYERS = (
 def _dense_only(model):
     """Whether `model` is a Sequential or functional model built only of
     dense and elementwise layers (nested such models included)."""
-    if not isinstance(model, (keras.Sequential, keras.Model)) or not (
-            isinstance(model, keras.Sequential)
-            or getattr(model, "_is_graph_network", False)
+    # A subclassed model's `call` may hold any op: it is never vectorized.
+    if not (isinstance(model, keras.Sequential)
             or type(model).__name__ == "Functional"):
         return False
     for layer in model.layers:
