@@ -38,7 +38,6 @@ benchmark uses none of its operators).
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -285,17 +284,10 @@ def _report(rows, args):
               f"{ratio} | {row['first_call_s']:.1f} | "
               f"{row['resident_before_mb']:.0f} | "
               f"{row['first_call_peak_mb']:.0f} |")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({
-            "command": "python benchmarks/conv_step.py " + " ".join(
-                sys.argv[1:]),
-            "machine": {"cpu_count": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "load_average_at_end": os.getloadavg()},
-            "steps": args.steps, "rounds": args.rounds, "rows": rows,
-        }, f, indent=2)
-    print(f"\nwrote {args.output}")
+    from meta_step import write_result
+
+    write_result(args.output, "conv_step.py",
+                 {"steps": args.steps, "rounds": args.rounds, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -54,6 +54,22 @@ def _episodes(config, num_batches, seed=0):
     return inputs, labels.astype("int32")
 
 
+def write_result(path, script, fields):
+    """Writes a benchmark's JSON: the command that made it, the machine,
+    and `fields`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({
+            "command": f"python benchmarks/{script} " + " ".join(
+                sys.argv[1:]),
+            "machine": {"cpu_count": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "load_average_at_end": os.getloadavg()},
+            **fields,
+        }, f, indent=2)
+    print(f"\nwrote {path}")
+
+
 class _SteadyStateTimer:
     """Notes when batch `skip` starts, to time fit() past its setup."""
 

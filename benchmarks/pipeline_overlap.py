@@ -20,13 +20,13 @@ writes JSON.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 from meta_step import _SteadyStateTimer
+from meta_step import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -130,21 +130,13 @@ def main():
     for row in rows:
         print(f"| {row['mode']} | {row['steps_per_s']:.3f} | "
               f"{row['ratio_to_bare']:.2f} |")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({
-            "command": "python benchmarks/pipeline_overlap.py " + " ".join(
-                sys.argv[1:]),
-            "machine": {"cpu_count": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "load_average_at_end": os.getloadavg()},
-            "config": {"ways": WAYS, "shots": SHOTS, "queries": QUERIES,
-                       "meta_batch": META_BATCH, "inner_steps": 5,
-                       "image_shape": [84, 84, 3], "filters": 32,
-                       "steps": args.steps, "repeats": args.repeats},
-            "rows": rows,
-        }, f, indent=2)
-    print(f"\nwrote {args.output}")
+    write_result(args.output, "pipeline_overlap.py", {
+        "config": {"ways": WAYS, "shots": SHOTS, "queries": QUERIES,
+                   "meta_batch": META_BATCH, "inner_steps": 5,
+                   "image_shape": [84, 84, 3], "filters": 32,
+                   "steps": args.steps, "repeats": args.repeats},
+        "rows": rows,
+    })
 
 
 if __name__ == "__main__":
