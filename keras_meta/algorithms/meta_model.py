@@ -192,6 +192,14 @@ def _label_errors(hooks=None):
         ) from None
 
 
+class _StepFunction:
+    """Holds a traced step out of sight of TensorFlow's object tracking
+    (which would export a `tf.function` attribute with the model)."""
+
+    def __init__(self, function):
+        self.function = function
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
 class MetaModel(keras.Model):
     """Base class of meta-learners: Keras training whose batches are tasks.
@@ -1028,6 +1036,35 @@ class MetaModel(keras.Model):
             self.train_function = backend.scan_steps(
                 self.train_step, self.steps_per_execution)
         return result
+
+    def make_predict_function(self, force=False):
+        """Keras's, except that on TensorFlow an execution of several steps
+        calls one traced step.
+
+        Keras unrolls `steps_per_execution` predict steps into the traced
+        function, so a meta-step's inner loop was traced once per step of
+        an execution (50 times for the sinusoid job), and again for each
+        new `eval_inner_steps`.
+        """
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        step = None
+        if (keras.backend.backend() == "tensorflow"
+                and self.steps_per_execution > 1 and not self.run_eagerly
+                and not self.jit_compile):
+            import tensorflow as tf
+
+            step = _StepFunction(tf.function(
+                super().predict_step, reduce_retracing=True,
+                experimental_attributes={"_noinline": True}))
+        object.__setattr__(self, "_predict_step_function", step)
+        return super().make_predict_function(force)
+
+    def predict_step(self, data):
+        step = getattr(self, "_predict_step_function", None)
+        if step is not None:
+            return step.function(data)
+        return super().predict_step(data)
 
     def _scans_steps(self):
         nnx = getattr(keras.config, "is_nnx_enabled", lambda: False)

@@ -121,6 +121,38 @@ class TracingTest(testing.TestCase):
         self.assertTrue(learner.optimizer.built)
         self.assertLen(traces, 1)
 
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="Keras unrolls predict steps on TensorFlow")
+    def test_predict_execution_traces_its_step_once(self):
+        # Keras unrolls `steps_per_execution` predict steps into one traced
+        # function; MetaModel calls one traced step from each of them.
+        def make(steps_per_execution):
+            learner = MAML(testing.tiny_classifier(num_ways=3),
+                           inner_learning_rate=0.3, num_inner_steps=2)
+            learner.compile(loss=LOSS,
+                            steps_per_execution=steps_per_execution)
+            return learner
+
+        learner, reference = make(4), make(1)
+        reference.set_weights(learner.get_weights())
+        traces = []
+        original = learner.adapt_task
+
+        def counted(*args, **kwargs):
+            traces.append(1)
+            return original(*args, **kwargs)
+
+        learner.adapt_task = counted
+        inputs, _ = testing.toy_episodes(num_tasks=8, num_ways=3,
+                                         num_shots=1, num_queries=2)
+        predictions = learner.predict(inputs, batch_size=2, verbose=0)
+        self.assertLen(traces, 1)
+        self.assertAllClose(
+            predictions, reference.predict(inputs, batch_size=2, verbose=0))
+        learner.eval_inner_steps = 3
+        learner.predict(inputs, batch_size=2, verbose=0)
+        self.assertLen(traces, 2)
+
 
 class AdaptTest(testing.TestCase):
     @parameterized.named_parameters(
