@@ -94,6 +94,20 @@ def _algorithm_help():
                      for name, text in ALGORITHMS.items())
 
 
+def _threads(value):
+    if value == "auto":
+        return value
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a number of threads >= 0 (0: TensorFlow's "
+            f"default), got {value!r}")
+    return threads
+
+
 def _train_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
@@ -191,6 +205,14 @@ def _train_parser(subparsers):
              "and off train without it; on turns op determinism off for the "
              "run and compiles with XLA (faster; see "
              "benchmarks/sinusoid_step.py)")
+    parser.add_argument(
+        "--threads", type=_threads, default="auto",
+        help="TensorFlow's intra-op threads (how many threads one operation "
+             "may use). auto: 1 for the gradient-based sinusoid job, whose "
+             "small matrix products run faster on one thread than split "
+             "across cores (same results; see benchmarks/sinusoid_step.py), "
+             "TensorFlow's default (one per core) otherwise; 0: TensorFlow's "
+             "default")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialization, training episodes and "
                              "the test tasks")

@@ -188,6 +188,40 @@ def _deterministic():
         tf.config.experimental.enable_op_determinism()
 
 
+def intra_op_threads(args):
+    """TensorFlow's intra-op threads for a resolved `train` command: a
+    number, or `None` for TensorFlow's default (one per core).
+
+    `--threads auto` is 1 for the gradient-based sinusoid job: its largest
+    operation multiplies 250 x 40 by 40 x 40, and splitting such products
+    across cores costs more than it saves (0.69 against 1.24 ms per
+    meta-step on 2 cores, the same losses; `benchmarks/sinusoid_step.py`).
+    Convolutional and larger models keep TensorFlow's default.
+    """
+    if args.threads != "auto":
+        return args.threads or None
+    if (args.dataset == "sinusoid"
+            and args.algorithm not in REGRESSION_ONLY):
+        return 1
+    return None
+
+
+def _set_intra_op_threads(args):
+    import keras
+
+    threads = intra_op_threads(args)
+    if threads is None or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    if args.verbose:
+        why = ("--threads auto: small matrix products run faster on one "
+               "thread; --threads 0 for TensorFlow's default"
+               if args.threads == "auto" else f"--threads {args.threads}")
+        print(f"TensorFlow intra-op threads: {threads} ({why})", flush=True)
+
+
 def main(argv=None):
     """Runs `keras-meta` with `argv` (default: the command line)."""
     parsers = build_parser()
@@ -214,6 +248,9 @@ def run(parsers, args, command=False):
         except ValueError as error:
             evaluate_parser.error(str(error))
     _resolve(train_parser, args)
+    if command:
+        # A process-wide setting, so only for the command's own process.
+        _set_intra_op_threads(args)
     if command and getattr(args, "xla", "auto") != "on":
         # The command itself (a process of its own); callers of `main`
         # with arguments keep their process's settings. Keras compiles

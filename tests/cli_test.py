@@ -22,6 +22,9 @@ class CLITest(testing.TestCase):
             results = json.load(f)
         self.assertEqual(results["config"]["meta_steps"], 60)
         self.assertTrue(results["config"]["jit_compile"])
+        # This process keeps its settings (only the command sets threads).
+        self.assertEqual(results["config"]["intra_op_threads"], (
+            0 if keras.backend.backend() == "tensorflow" else None))
         for method in ("maml", "pretrained"):
             for shots in ("K=5", "K=10"):
                 rows = results["curves"][method][shots]
@@ -102,6 +105,28 @@ class CLITest(testing.TestCase):
             cli.main(["train", "--meta-steps", "0"])
         with self.assertRaises(SystemExit):
             cli.main(["train", "--algorithm", "nope"])
+        for threads in ("-1", "two"):
+            with self.assertRaises(SystemExit):
+                cli.main(["train", "--threads", threads])
+
+    def test_intra_op_threads(self):
+        # One thread for the gradient-based sinusoid job only, unless asked.
+        parser, train_parser, _ = cli.build_parser()
+
+        def threads(*argv):
+            args = parser.parse_args(["train", *argv])
+            cli._resolve(train_parser, args)
+            return cli.intra_op_threads(args)
+
+        self.assertEqual(threads(), 1)
+        self.assertEqual(threads("--algorithm", "reptile"), 1)
+        self.assertIsNone(threads("--algorithm", "cnp"))
+        self.assertIsNone(threads("--algorithm", "protonet", "--data-dir",
+                                  "/tmp"))
+        self.assertIsNone(threads("--task", "navigation2d"))
+        self.assertIsNone(threads("--threads", "0"))
+        self.assertEqual(threads("--algorithm", "protonet", "--data-dir",
+                                 "/tmp", "--threads", "2"), 2)
 
 
 def _fake_omniglot(directory, num_characters=6, per_character=20, size=12):

@@ -72,6 +72,16 @@ def _op_determinism():
     return bool(tf_config.is_op_determinism_enabled())
 
 
+def _intra_op_threads():
+    """TensorFlow's intra-op threads (0: its default, one per core);
+    `None` on other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
 def _phase(verbose, text):
     if verbose != 0:
         print(text, flush=True)
@@ -403,6 +413,7 @@ def run(
         "seed": seed,
         "jit_compile": trained_with_xla,
         "xla_probe": xla,
+        "intra_op_threads": _intra_op_threads(),
     }
     results = {
         "config": config,
