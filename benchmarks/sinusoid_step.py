@@ -5,8 +5,10 @@ step, Adam, `steps_per_execution=50`) trained on `keras_meta.data.sinusoid`
 through `fit()` in four modes, each in a fresh process, alternating,
 `--repeats` times: `tensorflow_before` (TensorFlow without XLA, tasks
 mapped with `tf.map_fn` and episodes drawn one task at a time, as before
-both were vectorized), `tensorflow` (without XLA), `tensorflow_xla`
-(`jit_compile=True`) and `jax`. Each process traces
+both were vectorized), `tensorflow` (without XLA), `tensorflow_one_thread`
+(without XLA, one intra-op thread, as `keras-meta train` runs it),
+`tensorflow_xla` (`jit_compile=True`), `tensorflow_xla_one_thread` and
+`jax`. Each process traces
 with one execution, then times `--steps` meta-steps; the table shows
 medians and the ratio to the first mode, and the training loss after the
 timed steps (the same seeds in every mode: the modes differ by rounding
@@ -26,10 +28,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODES = {"tensorflow_before": ("tensorflow", False),
-         "tensorflow": ("tensorflow", False),
-         "tensorflow_xla": ("tensorflow", True),
-         "jax": ("jax", None)}
+# mode: (backend, jit_compile, TensorFlow intra-op threads or None)
+MODES = {"tensorflow_before": ("tensorflow", False, None),
+         "tensorflow": ("tensorflow", False, None),
+         "tensorflow_one_thread": ("tensorflow", False, 1),
+         "tensorflow_xla": ("tensorflow", True, None),
+         "tensorflow_xla_one_thread": ("tensorflow", True, 1),
+         "jax": ("jax", None, None)}
 
 
 def _per_task_sinusoid(num_shots, batch_size, seed):
@@ -63,7 +68,11 @@ def _worker(mode, steps):
     from keras_meta import data
     from keras_meta.experiments import catalog
 
-    _, jit = MODES[mode]
+    _, jit, threads = MODES[mode]
+    if threads is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
     keras.utils.set_random_seed(0)
     learner = catalog.build_regressor(
         "maml", inner_learning_rate=0.01, num_inner_steps=None, epochs=1,
@@ -118,11 +127,11 @@ def main():
     print()
     print(f"sinusoid MAML meta-step through fit(), {args.steps} steps, "
           f"median of {args.repeats} fresh processes")
-    print(f"{'mode':<16}{'ms/step':>9}{'vs ' + modes[0]:>16}"
+    print(f"{'mode':<26}{'ms/step':>9}{'vs ' + modes[0]:>22}"
           f"{'first fit (s)':>15}{'loss':>9}")
     for mode, m in medians.items():
-        print(f"{mode:<16}{m['ms_per_step']:>9.2f}"
-              f"{first / m['ms_per_step']:>15.2f}x"
+        print(f"{mode:<26}{m['ms_per_step']:>9.2f}"
+              f"{first / m['ms_per_step']:>21.2f}x"
               f"{m['first_fit_s']:>15.1f}{m['loss']:>9.3f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
