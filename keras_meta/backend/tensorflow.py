@@ -128,10 +128,12 @@ def task_mapping(vectorize=False):
 def map_tasks(fn, elements, output_dtypes, vectorize=False):
     """Applies `fn` to each task of a meta-batch and stacks the results.
 
-    Loops with `tf.map_fn`, whose graph does not grow with the number of
-    tasks: tracing takes the same time at meta-batch 4 or 64, and the
-    number of tasks may be unknown when the step is traced (the last
-    partial batch, a replica's share of a global batch). Where
+    A single task (a leading dimension of 1 known when tracing) runs
+    without a loop. Otherwise loops with `tf.map_fn`, whose graph does not
+    grow with the number of tasks: tracing takes the same time at
+    meta-batch 4 or 64, and the number of tasks may be unknown when the
+    step is traced (the last partial batch, a replica's share of a global
+    batch). Where
     `task_mapping(vectorize)` says `"vmap"`, `tf.vectorized_map` computes
     all tasks at once instead (ops without a vectorized form still loop).
 
@@ -143,6 +145,16 @@ def map_tasks(fn, elements, output_dtypes, vectorize=False):
         vectorize: Bool, whether `fn` vectorizes well (see
             `task_mapping`).
     """
+    flat = [e for e in tf.nest.flatten(elements) if e is not None]
+    if flat and flat[0].shape[0] == 1:
+        # One task (a step taken task by task): no loop. Inside a loop the
+        # task's backward pass would run in the loop's gradient, where
+        # TensorFlow cannot use oneDNN's max-pooling gradient (it needs
+        # the forward op's workspace): that alone took a fifth of a
+        # Conv-4 meta-step.
+        outputs = fn(tf.nest.map_structure(
+            lambda e: None if e is None else e[0], elements))
+        return tf.nest.map_structure(lambda o: tf.expand_dims(o, 0), outputs)
     if task_mapping(vectorize) == "vmap":
         return tf.vectorized_map(fn, elements, fallback_to_while_loop=True)
     if callable(output_dtypes):
@@ -191,8 +203,10 @@ def sum_task_gradients(task_fn, elements, weights, output_dtypes,
     connected = []
 
     def body(index, loss_sum, gradient_sums, arrays):
+        # A static leading 1 lets `map_tasks` run the task without a loop.
         task = tf.nest.map_structure(
-            lambda e: None if e is None else e[index:index + 1], elements)
+            lambda e: None if e is None else tf.ensure_shape(
+                e[index:index + 1], [1] + e.shape[1:]), elements)
         with tf.GradientTape() as tape:
             outputs, loss = task_fn(task)
             share = loss / tf.cast(num_tasks, loss.dtype)
