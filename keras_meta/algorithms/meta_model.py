@@ -15,6 +15,7 @@ from keras_meta import backend
 from keras_meta import episode
 from keras_meta.algorithms.model_utils import clone_with_weights
 from keras_meta.algorithms.model_utils import ensure_weights
+from keras_meta.algorithms.model_utils import walk_layers
 from keras_meta.algorithms import normalization
 from keras_meta.metrics import EpisodeStatistics
 
@@ -78,6 +79,18 @@ _VECTORIZABLE_LAYERS = (
     keras.layers.Concatenate, keras.layers.Add, keras.layers.Subtract,
     keras.layers.Multiply, keras.layers.Identity,
 )
+
+
+_MAX_POOLING_LAYERS = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
+                       keras.layers.MaxPooling3D)
+
+
+def _has_max_pooling(model):
+    """Whether `model` has a max-pooling layer. On TensorFlow the gradient
+    of max pooling inside a loop over tasks cannot use oneDNN's kernel;
+    taken task by task it can (`benchmarks/conv_step.py`)."""
+    return any(isinstance(layer, _MAX_POOLING_LAYERS)
+               for layer in walk_layers(model))
 
 
 def _dense_only(model):
@@ -283,10 +296,13 @@ class MetaModel(keras.Model):
             is exact when the loss of a batch is the mean of its tasks'
             losses, as for every compiled loss reduced by
             `"sum_over_batch_size"` (Keras's default). `"auto"` chooses it
-            for such losses when the layer outputs of a batch would take
-            256 MiB or more (`TASK_GRADIENT_BYTES`; known for Sequential
-            and functional models), as small models run faster whole, and
-            unless a subclass overrides `compute_loss()`. `False`
+            for such losses, unless a subclass overrides `compute_loss()`,
+            when the wrapped model has a max-pooling layer (its gradient
+            then runs on oneDNN's kernel, not in a loop's gradient, where
+            TensorFlow cannot use it: a Conv-4 step is 20-40% faster) or
+            when the layer outputs of a batch would take 256 MiB or more
+            (`TASK_GRADIENT_BYTES`; known for Sequential and functional
+            models); small dense models run faster whole. `False`
             differentiates the whole meta-batch at once. The JAX backend
             always does.
         **kwargs: Passed to `keras.Model` (`name`, `dtype`).
@@ -1104,7 +1120,8 @@ class MetaModel(keras.Model):
         if isinstance(loss, keras.losses.Loss) and (
                 loss.reduction != "sum_over_batch_size"):
             return False
-        return self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES
+        return (_has_max_pooling(self.model)
+                or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
 
     def _batch_activation_bytes(self, data):
         """Bytes of the wrapped model's layer outputs for a whole batch.

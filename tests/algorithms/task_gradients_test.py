@@ -115,12 +115,14 @@ class TaskGradientsTest(testing.TestCase):
             "support_labels": keras.KerasTensor((32, 5), dtype="int32"),
             "query_inputs": keras.KerasTensor((32, 75, 28, 28, 1)),
         }
+        # Strided convolutions, no max pooling: chosen by memory alone.
         conv = keras_meta.MAML(
-            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1)),
+            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1),
+                                    pool=False),
             inner_learning_rate=0.4)
         conv.compile(optimizer="adam", loss=LOSS)
-        # Conv-4-64 keeps about 218,000 values per example: 2.1 GiB for
-        # 32 tasks of 80 examples.
+        # Conv-4-64 without pooling keeps about 51,000 values per example:
+        # 0.5 GiB for 32 tasks of 80 examples.
         self.assertGreater(conv._batch_activation_bytes((inputs,)),
                            meta_model_module.TASK_GRADIENT_BYTES)
         self.assertTrue(conv._uses_task_gradients((inputs,)))
@@ -128,6 +130,12 @@ class TaskGradientsTest(testing.TestCase):
             (2, 6) + tuple(value.shape[2:]), dtype=value.dtype)
             for key, value in inputs.items()}
         self.assertFalse(conv._uses_task_gradients((small,)))
+        # Max pooling: task by task at any size.
+        pooled = keras_meta.MAML(
+            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1)),
+            inner_learning_rate=0.4)
+        pooled.compile(optimizer="adam", loss=LOSS)
+        self.assertTrue(pooled._uses_task_gradients((small,)))
         # A loss that does not average over the batch keeps whole batches.
         conv.compile(optimizer="adam", loss=keras.losses
                      .SparseCategoricalCrossentropy(from_logits=True,
