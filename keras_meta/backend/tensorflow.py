@@ -205,8 +205,8 @@ def sum_task_gradients(task_fn, elements, weights, output_dtypes,
     def body(index, loss_sum, gradient_sums, arrays):
         # A static leading 1 lets `map_tasks` run the task without a loop.
         task = tf.nest.map_structure(
-            lambda e: None if e is None else tf.ensure_shape(
-                e[index:index + 1], [1] + e.shape[1:]), elements)
+            lambda e: None if e is None else tf.expand_dims(e[index], 0),
+            elements)
         with tf.GradientTape() as tape:
             outputs, loss = task_fn(task)
             share = loss / tf.cast(num_tasks, loss.dtype)
