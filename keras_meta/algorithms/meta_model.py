@@ -81,15 +81,20 @@ _VECTORIZABLE_LAYERS = (
 )
 
 
-_MAX_POOLING_LAYERS = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
-                       keras.layers.MaxPooling3D)
+_CONVOLUTIONAL_LAYERS = (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+    keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+)
 
 
-def _has_max_pooling(model):
-    """Whether `model` has a max-pooling layer. On TensorFlow the gradient
-    of max pooling inside a loop over tasks cannot use oneDNN's kernel;
-    taken task by task it can (`benchmarks/conv_step.py`)."""
-    return any(isinstance(layer, _MAX_POOLING_LAYERS)
+def _is_convolutional(model):
+    """Whether `model` has a convolution or max-pooling layer. On
+    TensorFlow their gradients run faster task by task, each task's
+    backward pass beside its forward pass, than in the gradient of a loop
+    over tasks, where oneDNN's max-pooling gradient cannot be used
+    (`benchmarks/conv_step.py`)."""
+    return any(isinstance(layer, _CONVOLUTIONAL_LAYERS)
                for layer in walk_layers(model))
 
 
@@ -297,12 +302,13 @@ class MetaModel(keras.Model):
             losses, as for every compiled loss reduced by
             `"sum_over_batch_size"` (Keras's default). `"auto"` chooses it
             for such losses, unless a subclass overrides `compute_loss()`,
-            when the wrapped model has a max-pooling layer (its gradient
-            then runs on oneDNN's kernel, not in a loop's gradient, where
-            TensorFlow cannot use it: a Conv-4 step is 20-40% faster) or
-            when the layer outputs of a batch would take 256 MiB or more
-            (`TASK_GRADIENT_BYTES`; known for Sequential and functional
-            models); small dense models run faster whole. `False`
+            when the wrapped model has a convolution or max-pooling layer
+            (a Conv-4 step is 25-30% faster with max pooling, whose
+            gradient then runs on oneDNN's kernel rather than in a loop's
+            gradient, where TensorFlow cannot use it; 8% with strided
+            convolutions) or when the layer outputs of a batch would take
+            256 MiB or more (`TASK_GRADIENT_BYTES`; known for Sequential
+            and functional models); small dense models run faster whole. `False`
             differentiates the whole meta-batch at once. The JAX backend
             always does.
         **kwargs: Passed to `keras.Model` (`name`, `dtype`).
@@ -1120,7 +1126,7 @@ class MetaModel(keras.Model):
         if isinstance(loss, keras.losses.Loss) and (
                 loss.reduction != "sum_over_batch_size"):
             return False
-        return (_has_max_pooling(self.model)
+        return (_is_convolutional(self.model)
                 or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
 
     def _batch_activation_bytes(self, data):

@@ -109,33 +109,37 @@ class TaskGradientsTest(testing.TestCase):
         self.assertNotEmpty(learner.losses)
         self.assert_same_step(factory, _episodes(weights=True))
 
-    def test_auto_chooses_by_activation_memory(self):
-        inputs = {
-            "support_inputs": keras.KerasTensor((32, 5, 28, 28, 1)),
-            "support_labels": keras.KerasTensor((32, 5), dtype="int32"),
-            "query_inputs": keras.KerasTensor((32, 75, 28, 28, 1)),
-        }
-        # Strided convolutions, no max pooling: chosen by memory alone.
-        conv = keras_meta.MAML(
-            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1),
-                                    pool=False),
-            inner_learning_rate=0.4)
-        conv.compile(optimizer="adam", loss=LOSS)
-        # Conv-4-64 without pooling keeps about 51,000 values per example:
-        # 0.5 GiB for 32 tasks of 80 examples.
-        self.assertGreater(conv._batch_activation_bytes((inputs,)),
+    def test_auto_chooses_by_model_and_memory(self):
+        def episodes(tasks, queries, shape):
+            return {
+                "support_inputs": keras.KerasTensor((tasks, 5) + shape),
+                "support_labels": keras.KerasTensor((tasks, 5),
+                                                    dtype="int32"),
+                "query_inputs": keras.KerasTensor((tasks, queries) + shape),
+            }
+
+        # A dense model: chosen by memory alone.
+        dense = keras_meta.MAML(keras.Sequential([
+            keras.Input((8,)), keras.layers.Dense(16384),
+            keras.layers.Dense(5)]), inner_learning_rate=0.4)
+        dense.compile(optimizer="adam", loss=LOSS)
+        # About 16,400 values per example: 430 MB for 32 tasks of 205.
+        large = episodes(32, 200, (8,))
+        self.assertGreater(dense._batch_activation_bytes((large,)),
                            meta_model_module.TASK_GRADIENT_BYTES)
-        self.assertTrue(conv._uses_task_gradients((inputs,)))
-        small = {key: keras.KerasTensor(
-            (2, 6) + tuple(value.shape[2:]), dtype=value.dtype)
-            for key, value in inputs.items()}
-        self.assertFalse(conv._uses_task_gradients((small,)))
-        # Max pooling: task by task at any size.
-        pooled = keras_meta.MAML(
-            keras_meta.models.conv4(num_outputs=5, input_shape=(28, 28, 1)),
-            inner_learning_rate=0.4)
-        pooled.compile(optimizer="adam", loss=LOSS)
-        self.assertTrue(pooled._uses_task_gradients((small,)))
+        self.assertTrue(dense._uses_task_gradients((large,)))
+        self.assertFalse(dense._uses_task_gradients(
+            (episodes(2, 6, (8,)),)))
+        # Convolutions, with or without max pooling: at any size.
+        small = episodes(2, 6, (28, 28, 1))
+        for pool in (True, False):
+            conv = keras_meta.MAML(
+                keras_meta.models.conv4(num_outputs=5,
+                                        input_shape=(28, 28, 1), pool=pool),
+                inner_learning_rate=0.4)
+            conv.compile(optimizer="adam", loss=LOSS)
+            self.assertTrue(conv._uses_task_gradients((small,)))
+        inputs = episodes(32, 75, (28, 28, 1))
         # A loss that does not average over the batch keeps whole batches.
         conv.compile(optimizer="adam", loss=keras.losses
                      .SparseCategoricalCrossentropy(from_logits=True,
