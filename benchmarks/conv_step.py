@@ -10,7 +10,14 @@ The three configurations in which MAML is usually timed:
 keras_meta's variants: `default` (`task_gradients="auto"`, which takes
 these batches task by task, two tasks at a time), `whole_batch_gradient`
 (`task_gradients=False`, the whole meta-batch differentiated at once, as
-before) and `one_task_at_a_time` (task by task without overlap).
+before), `task_by_task` (`task_gradients=True`) and `one_task_at_a_time`
+(task by task without overlap).
+
+More keras_meta-only configurations compare the whole batch with task by
+task where "auto" once chose the whole batch: `omniglot_4`,
+`omniglot_first_order_4` (meta-batch 4), `omniglot_strided_4` (Conv-4
+with stride-2 convolutions instead of max pooling) and `protonet_4`,
+`protonet_16` (ProtoNet on the Conv-4 embedding).
 
 Both sides run the same network (four blocks of 3x3 convolution,
 BatchNorm with batch statistics, ReLU and 2x2 max pooling, then a dense
@@ -54,6 +61,17 @@ CONFIGS = {
                           inner_steps=5, inner_learning_rate=0.01,
                           first_order=False),
 }
+# Smaller meta-batches, a metric learner and a network without max pooling
+# (keras_meta only: `--variants whole_batch_gradient task_by_task`).
+_OMNIGLOT = CONFIGS["omniglot"]
+CONFIGS.update({
+    "omniglot_4": dict(_OMNIGLOT, meta_batch=4),
+    "omniglot_first_order_4": dict(_OMNIGLOT, meta_batch=4,
+                                   first_order=True),
+    "omniglot_strided_4": dict(_OMNIGLOT, meta_batch=4, pool=False),
+    "protonet_4": dict(_OMNIGLOT, meta_batch=4, learner="protonet"),
+    "protonet_16": dict(_OMNIGLOT, meta_batch=16, learner="protonet"),
+})
 WAYS, SHOTS, QUERIES = 5, 1, 15
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -124,18 +142,29 @@ def keras_meta_worker(name, steps, variant):
     options = {}
     if variant == "whole_batch_gradient":
         options["task_gradients"] = False
+    elif variant == "task_by_task":
+        options["task_gradients"] = True
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
         tf_backend.TASK_GRADIENT_PARALLELISM = 1
-    maml = keras_meta.MAML(
-        keras_meta.models.conv4(num_outputs=WAYS, input_shape=config["shape"],
-                                filters=config["filters"]),
-        inner_learning_rate=config["inner_learning_rate"],
-        num_inner_steps=config["inner_steps"],
-        first_order=config["first_order"],
-        **options,
-    )
+    if config.get("learner") == "protonet":
+        maml = keras_meta.ProtoNet(
+            keras_meta.models.conv4(num_outputs=None,
+                                    input_shape=config["shape"],
+                                    filters=config["filters"]),
+            num_ways=WAYS, **options)
+    else:
+        maml = keras_meta.MAML(
+            keras_meta.models.conv4(num_outputs=WAYS,
+                                    input_shape=config["shape"],
+                                    filters=config["filters"],
+                                    pool=config.get("pool", True)),
+            inner_learning_rate=config["inner_learning_rate"],
+            num_inner_steps=config["inner_steps"],
+            first_order=config["first_order"],
+            **options,
+        )
     maml.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -153,6 +182,8 @@ def keras_meta_worker(name, steps, variant):
 
 def learn2learn_worker(name, steps, variant):
     del variant
+    if set(CONFIGS[name]) - set(CONFIGS["omniglot"]):
+        raise ValueError(f"{name} is timed for keras_meta only")
     import learn2learn as l2l
     import numpy as np
     import torch
@@ -215,7 +246,9 @@ def _run(python, side, config, steps, variant):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
+    parser.add_argument("--configs", nargs="+",
+                        default=["omniglot", "omniglot_first_order",
+                                 "mini_imagenet"],
                         choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=6,
                         help="meta-steps timed after the first call")
@@ -225,7 +258,7 @@ def main():
                         help="a Python with torch and learn2learn 0.2.0")
     parser.add_argument("--variants", nargs="+", default=["default"],
                         choices=["default", "whole_batch_gradient",
-                                 "one_task_at_a_time"],
+                                 "task_by_task", "one_task_at_a_time"],
                         help="keras_meta settings to time")
     parser.add_argument("--output", default=os.path.join(
         HERE, "results", "conv_step.json"))
@@ -269,13 +302,13 @@ def main():
 def _report(rows, args):
     print()
     print("| configuration | implementation | s per step | ratio to "
-          "learn2learn | first call (s) | resident before (MB) | "
-          "peak (MB) |")
+          "learn2learn (else to the first row) | first call (s) | "
+          "resident before (MB) | peak (MB) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
+        same = [r for r in rows if r["config"] == row["config"]]
         reference = next(
-            (r for r in rows if r["config"] == row["config"]
-             and r["side"] == "learn2learn"), None)
+            (r for r in same if r["side"] == "learn2learn"), same[0])
         ratio = (f"{row['median_step_s'] / reference['median_step_s']:.2f}"
                  if reference else "")
         name = row["side"] + (
