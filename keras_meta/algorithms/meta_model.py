@@ -1082,11 +1082,12 @@ class MetaModel(keras.Model):
         object.__setattr__(self, "_predict_step_function", step)
         return super().make_predict_function(force)
 
-    def predict_step(self, data):
+    def predict_step(self, *args, **kwargs):
+        # TensorFlow's step takes `data`, JAX's `(state, data)`.
         step = getattr(self, "_predict_step_function", None)
         if step is not None:
-            return step.function(data)
-        return super().predict_step(data)
+            return step.function(*args, **kwargs)
+        return super().predict_step(*args, **kwargs)
 
     def _scans_steps(self):
         nnx = getattr(keras.config, "is_nnx_enabled", lambda: False)
