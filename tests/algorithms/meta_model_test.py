@@ -94,6 +94,20 @@ class MetaModelBasicsTest(testing.TestCase):
         self.assertLess(after, 0.7 * before)
 
 
+def _count_calls(obj, name):
+    """Wraps method `name` of `obj`; returns the list it appends to on each
+    call (here: each time TensorFlow traces it)."""
+    calls = []
+    original = getattr(obj, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
 class TracingTest(testing.TestCase):
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="TensorFlow retraces after variable creation")
@@ -106,14 +120,7 @@ class TracingTest(testing.TestCase):
         learner.compile(optimizer=keras.optimizers.Adam(1e-3),
                         loss=keras.losses.SparseCategoricalCrossentropy(
                             from_logits=True))
-        traces = []
-        original = learner.train_step
-
-        def counted(*args, **kwargs):
-            traces.append(1)
-            return original(*args, **kwargs)
-
-        learner.train_step = counted
+        traces = _count_calls(learner, "train_step")
         inputs, labels = testing.toy_episodes(num_tasks=2, num_ways=3,
                                               num_shots=1, num_queries=2)
         learner.train_on_batch(inputs, labels)
@@ -135,14 +142,7 @@ class TracingTest(testing.TestCase):
 
         learner, reference = make(4), make(1)
         reference.set_weights(learner.get_weights())
-        traces = []
-        original = learner.adapt_task
-
-        def counted(*args, **kwargs):
-            traces.append(1)
-            return original(*args, **kwargs)
-
-        learner.adapt_task = counted
+        traces = _count_calls(learner, "adapt_task")
         inputs, _ = testing.toy_episodes(num_tasks=8, num_ways=3,
                                          num_shots=1, num_queries=2)
         predictions = learner.predict(inputs, batch_size=2, verbose=0)
