@@ -194,7 +194,7 @@ def intra_op_threads(args):
 
     `--threads auto` is 1 for the gradient-based sinusoid job: its largest
     operation multiplies 250 x 40 by 40 x 40, and splitting such products
-    across cores costs more than it saves (0.69 against 1.24 ms per
+    across cores costs more than it saves (0.64 against 1.17 ms per
     meta-step on 2 cores, the same losses; `benchmarks/sinusoid_step.py`).
     Convolutional and larger models keep TensorFlow's default.
     """
