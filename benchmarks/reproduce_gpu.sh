@@ -41,7 +41,7 @@ for name in $algorithms; do
   fi
   mkdir -p "$directory"
   echo "$name: $steps steps, logging to $directory/train.log"
-  "$python" -m keras_meta_cli train --algorithm "$name" --dataset omniglot \
+  "$python" -m keras_meta train --algorithm "$name" --dataset omniglot \
     --data-dir "$data_dir" --meta-steps "$steps" \
     --meta-batch-size "$meta_batch_size" \
     --filters "$filters" --inner-learning-rate 0.4 --batch-norm "$batch_norm" \

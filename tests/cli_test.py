@@ -5,6 +5,9 @@ import keras
 import pytest
 
 from keras_meta import cli
+from keras_meta.cli import checks
+from keras_meta.cli import commands
+from keras_meta.experiments import choices
 from keras_meta import testing
 
 
@@ -115,8 +118,8 @@ class CLITest(testing.TestCase):
 
         def threads(*argv):
             args = parser.parse_args(["train", *argv])
-            cli._resolve(train_parser, args)
-            return cli.intra_op_threads(args)
+            checks.resolve_train_arguments(train_parser, args)
+            return commands.intra_op_threads(args)
 
         self.assertEqual(threads(), 1)
         self.assertEqual(threads("--algorithm", "reptile"), 1)
@@ -150,8 +153,6 @@ def _fake_omniglot(directory, num_characters=6, per_character=20, size=12):
 
 class CLIAlgorithmsTest(testing.TestCase):
     def test_every_algorithm_is_listed(self):
-        import keras_meta_cli
-
         parser_help = []
 
         class Capture:
@@ -167,7 +168,7 @@ class CLIAlgorithmsTest(testing.TestCase):
             with self.assertRaises(SystemExit):
                 cli.main(["train", "--help"])
         text = "".join(parser_help)
-        for name in keras_meta_cli.ALGORITHMS:
+        for name in choices.ALGORITHMS:
             self.assertIn(f"{name}:", text)
 
     def test_metric_learner_on_omniglot_folders(self):
@@ -403,12 +404,16 @@ class CLIHelpTest(testing.TestCase):
         import subprocess
         import sys
 
+        # The public names load on first use in the command's process.
         code = (
-            "import sys, keras_meta_cli\n"
+            "import sys\n"
+            "sys.argv = ['keras-meta']\n"
+            "from keras_meta import cli\n"
             "for argv in (['--help'], ['train', '--help'],"
-            " ['evaluate', '--help'], ['train', '--algorithm', 'nope']):\n"
+            " ['evaluate', '--help'], ['train', '--algorithm', 'nope'],"
+            " ['train', '--meta-steps', '0']):\n"
             "    try:\n"
-            "        keras_meta_cli.main(argv)\n"
+            "        cli.main(argv)\n"
             "    except SystemExit:\n"
             "        pass\n"
             "print('IMPORTED', 'tensorflow' in sys.modules,"
@@ -418,7 +423,33 @@ class CLIHelpTest(testing.TestCase):
         self.assertIn("IMPORTED False False", result.stdout)
         self.assertNotIn("%%", result.stdout)
         self.assertIn("invalid choice: 'nope'", result.stderr)
+        self.assertIn("--meta-steps must be positive", result.stderr)
         self.assertIn("--seed", result.stdout)
+
+    def test_python_m_keras_meta_is_the_command(self):
+        import subprocess
+        import sys
+
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_meta", "train", "--algorithm",
+             "nope"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("invalid choice: 'nope'", result.stderr)
+        # Refused before TensorFlow loads: no start-up logs.
+        self.assertNotIn("oneDNN", result.stderr)
+
+    def test_library_import_loads_the_learners(self):
+        import subprocess
+        import sys
+
+        # Outside the command, `import keras_meta` registers every learner
+        # for `keras.models.load_model` at once, as before.
+        code = ("import keras, keras_meta\n"
+                "print(keras.saving.get_registered_object("
+                "'keras_meta>MAML') is keras_meta.MAML)\n")
+        result = subprocess.run([sys.executable, "-c", code],
+                                capture_output=True, text=True, timeout=120)
+        self.assertIn("True", result.stdout)
 
 
 class XLAChoiceTest(testing.TestCase):

@@ -12,9 +12,8 @@ import keras
 
 from keras_meta import algorithms
 from keras_meta import models
-# The names and one-line descriptions, shared with the command line.
-from keras_meta_cli import CLASSIFICATION_ONLY
-from keras_meta_cli import GRADIENT_BASED
+from keras_meta.experiments.choices import CLASSIFICATION_ONLY
+from keras_meta.experiments.choices import GRADIENT_BASED
 
 # The learners of labelled episodes (the reinforcement learners of
 # `keras-meta train --task navigation2d` are built by

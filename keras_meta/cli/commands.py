@@ -1,0 +1,311 @@
+"""What `keras-meta` runs once its arguments are parsed and checked:
+`train` dispatched by task to an experiment, and `evaluate`."""
+
+import os
+import sys
+
+from keras_meta.experiments.choices import CONTROL_TASKS
+from keras_meta.experiments.choices import REGRESSION_ONLY
+
+
+def _evaluation_episodes(args):
+    from keras_meta import data
+
+    if args.benchmark == "sinusoid":
+        from keras_meta.experiments import sinusoid
+
+        shots = args.num_shots or 10
+        return data.sinusoid(
+            num_shots=shots, num_queries=args.num_queries or 100,
+            num_tasks=args.num_episodes, batch_size=100,
+            seed=sinusoid.test_seed(args.seed, shots))
+    shots = args.num_shots or 1
+    queries = args.num_queries or 15
+    if args.benchmark == "omniglot-background":
+        from keras_meta.experiments import omniglot
+
+        train_folder, folder = omniglot.find_subsets(args.data_dir)
+        index = data.load_class_index(folder, image_size=(28, 28),
+                                      channels=1)
+        # The characters `keras-meta train` tests on: small2's alphabets
+        # that are not training classes of small1.
+        index, _ = data.remove_shared_classes(index, data.load_class_index(
+            train_folder, image_size=(28, 28), channels=1))
+        return data.episodes_from_index(
+            index, num_ways=args.num_ways, num_shots=shots,
+            num_queries=queries, batch_size=50,
+            num_episodes=args.num_episodes,
+            seed=omniglot.test_seed(args.seed))
+    _, _, test = data.benchmarks.get(
+        args.benchmark, num_ways=args.num_ways, num_shots=shots,
+        num_queries=queries, num_test_episodes=args.num_episodes,
+        seed=args.seed)
+    return test
+
+
+def _evaluate_navigation(args):
+    import keras
+
+    from keras_meta import rl
+    from keras_meta.experiments import navigation
+
+    learner = keras.models.load_model(args.checkpoint)
+    if not isinstance(learner, rl.MetaPolicyGradient):
+        raise ValueError(
+            f"{args.checkpoint} holds a {type(learner).__name__}, not a "
+            "keras_meta.rl learner; --benchmark navigation2d evaluates "
+            "the .keras files of `keras-meta train --task navigation2d`.")
+    steps = 3
+    if args.inner_steps:
+        steps = max(int(s) for s in args.inner_steps.split(","))
+    tasks = navigation.test_tasks(
+        learner.environment, args.num_episodes, args.seed)
+    summary = rl.summarize_returns(learner.adaptation_returns(
+        tasks, num_steps=steps, seed=args.seed + 2))
+    print(f"{type(learner).__name__} on navigation2d, {len(tasks)} test "
+          "goals: mean return (+- 95% CI)")
+    for step, (mean, ci) in enumerate(zip(summary["mean"], summary["ci95"])):
+        print(f"  after {step} steps: {mean:8.2f} +- {ci:.2f}")
+    return 0
+
+
+def _run_evaluate(parser, args):
+    from keras_meta.experiments import evaluation
+
+    if args.num_episodes is None:
+        args.num_episodes = 40 if args.benchmark == "navigation2d" else 600
+    if args.benchmark == "navigation2d":
+        if args.num_episodes < 2:
+            parser.error("--num-episodes must be at least 2 for a CI")
+        return _evaluate_navigation(args)
+    if args.num_episodes < 2:
+        parser.error("--num-episodes must be at least 2 for a CI")
+    steps = None
+    if args.inner_steps:
+        try:
+            steps = [int(s) for s in args.inner_steps.split(",")]
+        except ValueError:
+            parser.error("--inner-steps takes integers, e.g. 0,1,10")
+        if any(s < 0 for s in steps):
+            parser.error("--inner-steps must be >= 0")
+    learner = evaluation.load(args.checkpoint)
+    if (steps is None and args.benchmark == "sinusoid"
+            and hasattr(learner, "eval_inner_steps")):
+        steps = [0, 1, 10]
+    rows = evaluation.evaluate_steps(learner, _evaluation_episodes(args),
+                                     steps)
+    print(evaluation.format_rows(
+        rows, title=f"{type(learner).__name__} on {args.benchmark}, "
+                    f"{args.num_episodes} episodes (mean +- 95% CI)"))
+    return 0
+
+
+def _deterministic():
+    """Makes a run repeat itself exactly on the same machine and build.
+
+    Every random draw is seeded by `--seed`; TensorFlow's op determinism
+    fixes the order of its parallel reductions. Across machines the numbers
+    may still differ in the last digits (CPU instruction sets pick
+    different kernels), which a long meta-training run can amplify.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def intra_op_threads(args):
+    """TensorFlow's intra-op threads for a resolved `train` command: a
+    number, or `None` for TensorFlow's default (one per core).
+
+    `--threads auto` is 1 for the gradient-based sinusoid job: its largest
+    operation multiplies 250 x 40 by 40 x 40, and splitting such products
+    across cores costs more than it saves (0.64 against 1.17 ms per
+    meta-step on 2 cores, the same losses; `benchmarks/sinusoid_step.py`).
+    Convolutional and larger models keep TensorFlow's default.
+    """
+    if args.threads != "auto":
+        return args.threads or None
+    if (args.dataset == "sinusoid"
+            and args.algorithm not in REGRESSION_ONLY):
+        return 1
+    return None
+
+
+def _set_intra_op_threads(args):
+    import keras
+
+    threads = intra_op_threads(args)
+    if threads is None or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    if args.verbose:
+        why = ("--threads auto: small matrix products run faster on one "
+               "thread; --threads 0 for TensorFlow's default"
+               if args.threads == "auto" else f"--threads {args.threads}")
+        print(f"TensorFlow intra-op threads: {threads} ({why})", flush=True)
+
+
+def _command_line(command):
+    """The command line recorded in results.json, or `None` when called
+    from Python."""
+    return "keras-meta " + " ".join(sys.argv[1:]) if command else None
+
+
+def _train_control(args, parsers, command):
+    from keras_meta.experiments import navigation
+
+    results = navigation.run(
+        task=args.dataset,
+        learners=(args.algorithm, "pretrained", "random"),
+        output=os.path.join(args.output_dir, "results.json"),
+        iterations=args.meta_steps,
+        meta_batch_size=args.meta_batch_size,
+        num_trajectories=args.num_shots,
+        inner_learning_rate=args.inner_learning_rate,
+        learning_rate=args.learning_rate,
+        eval_every=max(1, min(25, args.meta_steps)),
+        num_test_tasks=args.num_test_tasks, seed=args.seed,
+        verbose=args.verbose, save_dir=args.output_dir,
+        plot_path=os.path.join(args.output_dir, f"{args.dataset}.png"),
+        command=_command_line(command))
+    print(navigation.format_table(results, navigation.PAPERS[args.dataset]))
+    print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
+          f"{os.path.join(args.output_dir, args.dataset + '.png')}")
+    return 0
+
+
+def _train_recommender(args, parsers, command):
+    from keras_meta.experiments import movielens
+
+    output = os.path.join(args.output_dir, "results.json")
+    try:
+        results = movielens.run(
+            source=args.data_dir,
+            learners=("global_mean", "pretrained", args.algorithm),
+            output=output, protocol=args.protocol,
+            meta_epochs=max(1, args.meta_steps // 50),
+            steps_per_epoch=min(50, args.meta_steps),
+            meta_batch_size=args.meta_batch_size,
+            inner_learning_rates=(args.inner_learning_rate,),
+            inner_steps=(args.num_inner_steps or 1,),
+            learning_rate=args.learning_rate, seed=args.seed,
+            verbose=args.verbose, command=_command_line(command))
+    except ValueError as error:
+        parsers[1].error(str(error))
+    print(movielens.format_table(results))
+    print(f"wrote {output}")
+    return 0
+
+
+def _train_omniglot(args, parsers, command):
+    from keras_meta.experiments import omniglot
+
+    results = omniglot.run(
+        algorithm=args.algorithm, data_dir=args.data_dir,
+        output_dir=args.output_dir, num_ways=args.num_ways,
+        num_shots=args.num_shots, meta_steps=args.meta_steps,
+        meta_batch_size=args.meta_batch_size, filters=args.filters,
+        inner_learning_rate=args.inner_learning_rate,
+        num_inner_steps=args.num_inner_steps,
+        learning_rate=args.learning_rate,
+        num_test_episodes=args.num_test_tasks,
+        steps_per_execution=args.steps_per_execution, seed=args.seed,
+        batch_norm=args.batch_norm, verbose=args.verbose,
+    )
+    print(omniglot.format_row(results))
+    print(f"wrote {args.output_dir}")
+    return 0
+
+
+def _train_neural_process(args):
+    from keras_meta.experiments import neural_process
+
+    results = neural_process.run(
+        algorithm=args.algorithm, output_dir=args.output_dir,
+        meta_steps=args.meta_steps,
+        meta_batch_size=args.meta_batch_size, num_shots=args.num_shots,
+        learning_rate=args.learning_rate,
+        num_test_tasks=args.num_test_tasks,
+        steps_per_execution=args.steps_per_execution, seed=args.seed,
+        verbose=args.verbose)
+    print(neural_process.format_table(results))
+    print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
+          f"{os.path.join(args.output_dir, 'sinusoid.png')}")
+    return 0
+
+
+def _train_sinusoid(args, parsers, command):
+    if args.algorithm in REGRESSION_ONLY:
+        return _train_neural_process(args)
+    from keras_meta.experiments import sinusoid
+
+    results = sinusoid.run(
+        algorithm=args.algorithm,
+        output_dir=args.output_dir,
+        meta_steps=args.meta_steps,
+        meta_batch_size=args.meta_batch_size,
+        num_shots=args.num_shots,
+        inner_learning_rate=args.inner_learning_rate,
+        learning_rate=args.learning_rate,
+        num_inner_steps=args.num_inner_steps,
+        num_test_tasks=args.num_test_tasks,
+        steps_per_execution=args.steps_per_execution,
+        seed=args.seed,
+        verbose=args.verbose,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
+    )
+    print(sinusoid.format_table(results))
+    print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
+          f"{os.path.join(args.output_dir, 'sinusoid.png')}")
+    if results["non_finite"]:
+        print(f"keras-meta train: {len(results['non_finite'])} evaluated "
+              "MSE values are not finite (the adaptation diverged; see the "
+              "FAIL lines). Try a smaller --inner-learning-rate or fewer "
+              "evaluation steps.", file=sys.stderr)
+        return 1
+    return 0
+
+
+# `keras-meta train --task T` runs TRAINERS[T](args, parsers, command).
+TRAINERS = {
+    "sinusoid": _train_sinusoid,
+    "omniglot": _train_omniglot,
+    "movielens": _train_recommender,
+    **{task: _train_control for task in CONTROL_TASKS},
+}
+
+
+def run(parsers, args, command=False):
+    """Runs parsed `keras-meta` arguments.
+
+    Args:
+        parsers: `(parser, train_parser, evaluate_parser)` from
+            `keras_meta.cli.parser.build_parser()`.
+        args: The parsed arguments, `train`'s completed by
+            `keras_meta.cli.checks.resolve_train_arguments`.
+        command: Whether this is the `keras-meta` process itself, which
+            then runs deterministically (see `_deterministic`).
+    """
+    parser, _, evaluate_parser = parsers
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "evaluate":
+        try:
+            return _run_evaluate(evaluate_parser, args)
+        except ValueError as error:
+            evaluate_parser.error(str(error))
+    if command:
+        # A process-wide setting, so only for the command's own process.
+        _set_intra_op_threads(args)
+    if command and getattr(args, "xla", "auto") != "on":
+        # The command itself (a process of its own); callers of `main`
+        # with arguments keep their process's settings. Keras compiles
+        # without XLA under op determinism, so `--xla on` goes without it.
+        _deterministic()
+    return TRAINERS[args.dataset](args, parsers, command)
