@@ -3,7 +3,7 @@ RecBole-MetaRec's protocol.
 
 Global mean, a pretrained recommender fine-tuned per user, MeLU (`ANIL`
 adapting the decision layers), MAML and Meta-SGD, all on
-`keras_meta.models.field_recommender`, with inner rates and steps (and the
+`keras_meta.recommendation.field_recommender`, with inner rates and steps (and the
 fine-tuning's) chosen on validation users, scored per user
 (MAE, RMSE; nDCG@k, and RecBole-MetaRec's precision@k and nDCG@k; mean and
 95% CI over users) in each of the protocol's states, plus paired per-user

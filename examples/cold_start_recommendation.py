@@ -32,21 +32,21 @@ keras.utils.set_random_seed(0)
 
 # User tasks with MeLU's protocol: users with 13-100 ratings, 10 queries,
 # users split 8:1:1, the newest movies held out as new items.
-tasks = keras_meta.data.movielens_cold_start(
+tasks = keras_meta.recommendation.movielens_cold_start(
     args.data_dir, protocol=args.protocol, seed=0)
 print(tasks.description)
 k = 5 if args.protocol == "melu" else 3  # fewer than the query ratings
 
-model = keras_meta.models.field_recommender(tasks.features, seed=0)
+model = keras_meta.recommendation.field_recommender(tasks.features, seed=0)
 melu = keras_meta.ANIL(
-    model, head=keras_meta.models.field_recommender_head(model),
+    model, head=keras_meta.recommendation.field_recommender_head(model),
     inner_learning_rate=0.1, num_inner_steps=1)
 melu.compile(
     optimizer=keras.optimizers.Adam(1e-3), loss="mse",
     metrics=[keras.metrics.MeanAbsoluteError(),
              keras.metrics.RootMeanSquaredError(),
-             keras_meta.metrics.NormalizedDCG(k=k),
-             keras_meta.metrics.PrecisionAtK(k=k)])
+             keras_meta.recommendation.NormalizedDCG(k=k),
+             keras_meta.recommendation.PrecisionAtK(k=k)])
 melu.fit(
     tasks.episodes("train", batch_size=32), steps_per_epoch=50,
     epochs=args.epochs,

@@ -4,6 +4,7 @@ Wrap a Keras model in a `MetaModel` (such as `keras_meta.MAML`), then use
 `compile()`, `fit()`, `evaluate()` and `predict()` on batches of episodes.
 """
 
+import importlib as _importlib
 import os as _os
 import sys as _sys
 
@@ -38,6 +39,7 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "recommendation",
     "rl",
 ]
 
@@ -60,7 +62,7 @@ def _load_public_api():
 
 def _import_public_names():
     global backend, callbacks, data, episode, inner, losses, metrics
-    global models, rl, export
+    global models, recommendation, rl, export
     global ANIL, BOIL, CAVIA, ANP, CNP, IMAML, LEO, MAML, MANN, MatchingNet
     global MetaModel, MetaSGD, ProtoMAML, ProtoNet, R2D2, RelationNet
     global Reptile, SNAIL
@@ -72,6 +74,7 @@ def _import_public_names():
     from keras_meta import losses
     from keras_meta import metrics
     from keras_meta import models
+    from keras_meta import recommendation
     from keras_meta import rl
     from keras_meta.algorithms import ANIL
     from keras_meta.algorithms import ANP
@@ -82,15 +85,15 @@ def _import_public_names():
     from keras_meta.algorithms import LEO
     from keras_meta.algorithms import MAML
     from keras_meta.algorithms import MANN
+    from keras_meta.algorithms import R2D2
+    from keras_meta.algorithms import SNAIL
     from keras_meta.algorithms import MatchingNet
     from keras_meta.algorithms import MetaModel
     from keras_meta.algorithms import MetaSGD
     from keras_meta.algorithms import ProtoMAML
     from keras_meta.algorithms import ProtoNet
-    from keras_meta.algorithms import R2D2
     from keras_meta.algorithms import RelationNet
     from keras_meta.algorithms import Reptile
-    from keras_meta.algorithms import SNAIL
     from keras_meta.export import export
 
 
@@ -108,7 +111,14 @@ def _started_as_command():
         for flag, target in zip(argv, argv[1:]))
 
 
+# Public names that are modules: asked for alone, they load alone.
+_SUBMODULES = ("backend", "callbacks", "data", "episode", "inner", "losses",
+               "metrics", "models", "recommendation", "rl")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"keras_meta.{name}")
     if name in __all__ and not _loading:
         _load_public_api()
         return globals()[name]

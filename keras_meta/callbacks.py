@@ -101,3 +101,27 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir)
+
+
+def skip_trained_batches(x, callbacks, steps_per_epoch):
+    """`x` without the batches a resumed run has already trained on.
+
+    With a `BackupAndRestore` among `callbacks`, an endless dataset (such
+    as `keras_meta.data.episodes` or an environment's `task_dataset`, whose
+    batch `i` is a pure function of its seed and `i`) and
+    `steps_per_epoch`, a run resumed at epoch `e` starts from batch
+    `e * steps_per_epoch`, as the uninterrupted run does. A finite dataset
+    restarts every epoch, so nothing is skipped.
+    """
+    backups = [c for c in callbacks or []
+               if isinstance(c, BackupAndRestore)]
+    if not backups or not steps_per_epoch or not hasattr(x, "skip"):
+        return x
+    epoch = backups[0].restored_epoch()
+    if epoch <= 0:
+        return x
+    import tensorflow as tf
+
+    if x.cardinality() != tf.data.INFINITE_CARDINALITY:
+        return x
+    return x.skip(epoch * steps_per_epoch)

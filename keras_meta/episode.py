@@ -29,6 +29,9 @@ SUPPORT_LABELS = "support_labels"
 QUERY_INPUTS = "query_inputs"
 SUPPORT_WEIGHTS = "support_weights"
 EPISODE_KEYS = (QUERY_INPUTS, SUPPORT_INPUTS, SUPPORT_LABELS)
+# The key under which a training step passes the query labels to `call()`,
+# for learners that use them in training (`MetaModel.uses_query_labels`).
+QUERY_LABELS = "query_labels"
 
 
 def _static_dim(tensor, axis):

@@ -3,7 +3,7 @@
 import keras
 
 from keras_meta import episode
-from keras_meta.algorithms.model_utils import has_input_shape
+from keras_meta.models.surgery import has_input_shape
 
 
 def export(meta_model, filepath, *, example_shape=None, verbose=False):

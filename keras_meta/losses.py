@@ -6,11 +6,43 @@ import math
 import keras
 from keras import ops
 
+from keras_meta.gaussian import split_gaussian
 
-def split_gaussian(y_pred):
-    """`(mean, std)`: the two halves of the last axis of `y_pred`."""
-    half = y_pred.shape[-1] // 2
-    return y_pred[..., :half], y_pred[..., half:]
+
+def unreduced(loss):
+    """A loss (name, function or `keras.losses.Loss`) as a function of
+    `(labels, predictions)` returning one value per example, unreduced."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    return loss
+
+
+def averages_over_batch(loss):
+    """Whether a compiled `loss` is one loss reduced by the mean over the
+    batch (`"sum_over_batch_size"`, Keras's default, which Keras also
+    gives plain functions)."""
+    if loss is None or isinstance(loss, (dict, list, tuple)):
+        return False
+    loss = keras.losses.get(loss)
+    return not (isinstance(loss, keras.losses.Loss)
+                and loss.reduction != "sum_over_batch_size")
+
+
+def weighted_mean(values, weights=None):
+    """The mean of `values` weighted by `weights` (0 for padding), which
+    broadcast from the leading axes of `values`; the plain mean without
+    weights. Averages by hand rather than through a reduced Keras loss,
+    which a distribution strategy would divide by the replica count."""
+    if weights is None:
+        return ops.mean(values)
+    weights = ops.cast(weights, values.dtype)
+    weights = ops.reshape(
+        weights,
+        ops.shape(weights) + (1,) * (len(values.shape) - len(weights.shape)))
+    weights = ops.broadcast_to(weights, ops.shape(values))
+    return ops.sum(values * weights) / ops.maximum(
+        ops.sum(weights), ops.cast(1e-12, values.dtype))
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")

@@ -16,7 +16,8 @@ class APITest(testing.TestCase):
                 "backend",
                 "callbacks", "export",
                 "data",
-                "episode", "inner", "losses", "metrics", "models", "rl",
+                "episode", "inner", "losses", "metrics", "models",
+                "recommendation", "rl",
             ]),
         )
         for name in keras_meta.__all__:
@@ -30,16 +31,14 @@ class APITest(testing.TestCase):
                 "ProtoNet", "R2D2", "RelationNet", "Reptile", "SNAIL",
             ],
             keras_meta.data: [
-                "ClassIndex", "ColdStartTasks", "MovieLensFeatures",
-                "benchmarks", "class_fingerprints", "episodes",
-                "episodes_from_index", "load_class_index", "load_movielens",
-                "movielens_cold_start", "plot_episode",
+                "ClassIndex", "benchmarks", "class_fingerprints",
+                "episodes", "episodes_from_index", "load_class_index",
+                "plot_episode",
                 "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "splits",
             ],
             keras_meta.models: ["BatchStatisticsModel", "MANNCell",
                                 "attentive_neural_process_networks", "conv4",
-                                "field_recommender", "field_recommender_head",
                                 "mann_sequence_model", "mlp",
                                 "neural_process_networks",
                                 "snail_sequence_model"],
@@ -52,11 +51,15 @@ class APITest(testing.TestCase):
                 "gaussian_log_prob", "gaussian_mlp_policy", "split_gaussian",
                 "summarize_returns",
             ],
+            keras_meta.recommendation: [
+                "ColdStartTasks", "MovieLensFeatures", "NormalizedDCG",
+                "PrecisionAtK", "field_recommender", "field_recommender_head",
+                "load_movielens", "movielens_cold_start"],
             keras_meta.inner: [
                 "adam", "conjugate_gradient", "gradient_descent",
                 "gradient_step"],
             keras_meta.backend: [
-                "check_label_range", "compiled", "exact_moments",
+                "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled", "exact_moments",
                 "implicit_solution", "loss_and_gradients", "map_tasks",
                 "num_replicas",
                 "per_replica_logs", "read_value", "scan_steps",
@@ -82,3 +85,28 @@ class APITest(testing.TestCase):
             keras_meta.episode.EPISODE_KEYS,
             ("query_inputs", "support_inputs", "support_labels"),
         )
+
+    def test_moved_names_warn_and_still_work(self):
+        import warnings
+
+        moved = [
+            (keras_meta.data, "movielens_cold_start"),
+            (keras_meta.data, "ColdStartTasks"),
+            (keras_meta.data, "MovieLensFeatures"),
+            (keras_meta.data, "load_movielens"),
+            (keras_meta.models, "field_recommender"),
+            (keras_meta.models, "field_recommender_head"),
+            (keras_meta.metrics, "NormalizedDCG"),
+            (keras_meta.metrics, "PrecisionAtK"),
+        ]
+        for module, name in moved:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = getattr(module, name)
+            self.assertIs(value, getattr(keras_meta.recommendation, name))
+            self.assertTrue(any(
+                issubclass(w.category, DeprecationWarning)
+                and "keras_meta.recommendation" in str(w.message)
+                for w in caught), name)
+        with self.assertRaisesRegex(AttributeError, "no attribute"):
+            keras_meta.data.not_a_name

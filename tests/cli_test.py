@@ -12,6 +12,7 @@ from keras_meta import testing
 
 
 class CLITest(testing.TestCase):
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_train_writes_results_and_figure(self):
         # Trained with XLA where the backend has it (JAX always compiles).
         directory = self.get_temp_dir()
@@ -56,6 +57,7 @@ class CLITest(testing.TestCase):
             self.assertAlmostEqual(mean, trained[steps], delta=2e-3 * max(
                 1.0, trained[steps]))
 
+    @pytest.mark.slow  # an end-to-end run of the command
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="op determinism is TensorFlow's")
     def test_op_determinism_trains_without_xla_and_says_so(self):
@@ -84,6 +86,7 @@ class CLITest(testing.TestCase):
         self.assertFalse(config["jit_compile"])
         self.assertIn("op determinism", config["xla_probe"]["skipped"])
 
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_diverged_run_fails_and_writes_strict_json(self):
         # An inner step of 50 on sinusoid diverges within ten steps.
         directory = self.get_temp_dir()
@@ -189,6 +192,7 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertTrue(0.0 <= results["accuracy"] <= 1.0)
         self.assertGreater(results["accuracy_ci95"], 0.0)
 
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_gradient_learner_on_sinusoid(self):
         directory = self.get_temp_dir()
         code = cli.main([
@@ -204,6 +208,7 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertTrue(os.path.exists(
             os.path.join(directory, "metasgd.keras")))
 
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_neural_process_on_sinusoid(self):
         import contextlib
         import io
@@ -239,6 +244,7 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertAlmostEqual(float(means["mse"]),
                                results["rows"]["K=10"]["mse"], delta=1e-3)
 
+    @pytest.mark.slow  # an end-to-end run of the command
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="keras_meta.rl trains on TensorFlow")
     def test_navigation2d_trains_promp_and_its_baselines(self):
@@ -273,9 +279,10 @@ class CLIAlgorithmsTest(testing.TestCase):
                                results["promp"]["returns"]["mean"][3],
                                places=2)
 
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_movielens_trains_melu_and_its_baselines(self):
-        from tests.data.movielens_test import _generate
-        from tests.data.movielens_test import _write_100k
+        from tests.recommendation.movielens_test import _generate
+        from tests.recommendation.movielens_test import _write_100k
 
         folder = os.path.join(self.get_temp_dir(), "ml-100k")
         _write_100k(folder, _generate(num_users=150))
@@ -295,9 +302,10 @@ class CLIAlgorithmsTest(testing.TestCase):
             self.assertTrue(0 < scores[name][0] <= 1, name)
         self.assertIn("user_cold", results["melu"]["mae_minus_pretrained"])
 
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_movielens_mamo_protocol(self):
-        from tests.data.movielens_test import _generate
-        from tests.data.movielens_test import _write_100k
+        from tests.recommendation.movielens_test import _generate
+        from tests.recommendation.movielens_test import _write_100k
 
         folder = os.path.join(self.get_temp_dir(), "ml-100k")
         _write_100k(folder, _generate(num_users=150))
@@ -353,6 +361,7 @@ class CLIAlgorithmsTest(testing.TestCase):
 
 
 class CLIEvaluateTest(testing.TestCase):
+    @pytest.mark.slow  # an end-to-end run of the command
     def test_evaluate_before_and_after_adaptation(self):
         import contextlib
         import io
@@ -438,6 +447,26 @@ class CLIHelpTest(testing.TestCase):
         # Refused before TensorFlow loads: no start-up logs.
         self.assertNotIn("oneDNN", result.stderr)
 
+    def test_command_loads_saved_learners(self):
+        import subprocess
+        import sys
+
+        import keras_meta
+
+        # The command's process loads the public names after parsing; a
+        # saved learner must still deserialize there.
+        learner = keras_meta.MAML(keras_meta.models.mlp(seed=0),
+                                  inner_learning_rate=0.01)
+        learner.compile(loss="mse")
+        path = os.path.join(self.get_temp_dir(), "maml.keras")
+        learner.save(path)
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_meta", "evaluate", path,
+             "--num-episodes", "2", "--inner-steps", "0,1"],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertIn("MAML on sinusoid", result.stdout)
+
     def test_library_import_loads_the_learners(self):
         import subprocess
         import sys
@@ -453,6 +482,7 @@ class CLIHelpTest(testing.TestCase):
 
 
 class XLAChoiceTest(testing.TestCase):
+    @pytest.mark.slow  # an end-to-end run of the command
     @pytest.mark.tensorflow_only
     def test_both_modes_are_timed_and_train_alike(self):
         import numpy as np

@@ -2,8 +2,8 @@
 
 from keras_meta.algorithms.anil import ANIL
 from keras_meta.algorithms.anil import BOIL
-from keras_meta.algorithms.cavia import CAVIA
 from keras_meta.algorithms.anp import ANP
+from keras_meta.algorithms.cavia import CAVIA
 from keras_meta.algorithms.cnp import CNP
 from keras_meta.algorithms.imaml import IMAML
 from keras_meta.algorithms.leo import LEO

@@ -3,7 +3,7 @@
 import keras
 
 from keras_meta.algorithms.maml import MAML
-from keras_meta.algorithms.model_utils import layer_weight_mask
+from keras_meta.models.surgery import layer_weight_mask
 
 
 class _HeadBodyMAML(MAML):

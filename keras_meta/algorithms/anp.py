@@ -11,10 +11,10 @@ from keras_meta import backend
 from keras_meta import episode
 from keras_meta.algorithms.cnp import CNP
 from keras_meta.algorithms.cnp import gaussian_outputs
-from keras_meta.algorithms.model_utils import SavesSeedGenerator
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import clone_with_weights
-from keras_meta.rl.policies import gaussian_kl
+from keras_meta.checks import check_count
+from keras_meta.gaussian import gaussian_kl
+from keras_meta.models.seed_state import SavesSeedGenerator
+from keras_meta.models.surgery import clone_with_weights
 
 # The latent path's standard deviation, `0.1 + 0.9 * sigmoid(raw)`, as in
 # the Neural Process papers.
@@ -188,16 +188,10 @@ class ANP(SavesSeedGenerator, CNP):
                 for v in self.latent_encoder.non_trainable_variables]
         return params
 
-    def train_step(self, *args, **kwargs):
-        if self.latent_encoder is None:
-            return super().train_step(*args, **kwargs)
-        # The query labels join the inputs, for the latent posterior.
-        *rest, data = args
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, dict) and y is not None:
-            x = {**x, _QUERY_LABELS: y}
-        data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-        return super().train_step(*rest, data, **kwargs)
+    def uses_query_labels(self):
+        """With a latent path, training reads the query labels: the
+        latent posterior encodes the support and query sets together."""
+        return self.latent_encoder is not None
 
     def per_task_parameters(self, inputs, training):
         if not training or self.latent_encoder is None:
@@ -206,9 +200,9 @@ class ANP(SavesSeedGenerator, CNP):
         values = {"latent_noise": keras.random.normal(
             (num_tasks, self.latent_dim), seed=self.seed_generator,
             dtype=self.model.compute_dtype)}
-        if _QUERY_LABELS in inputs:
-            values[_QUERY_LABELS] = ops.cast(inputs[_QUERY_LABELS],
-                                             self.model.compute_dtype)
+        if episode.QUERY_LABELS in inputs:
+            values[episode.QUERY_LABELS] = ops.cast(
+                inputs[episode.QUERY_LABELS], self.model.compute_dtype)
         return values
 
     def task_output_keys(self, training):
@@ -292,10 +286,11 @@ class ANP(SavesSeedGenerator, CNP):
             z = prior_mean
             if training:
                 mean, std = prior_mean, prior_std
-                if _QUERY_LABELS in params:
+                if episode.QUERY_LABELS in params:
                     query_features = self._latent_features(
-                        params, self._pairs(query_inputs,
-                                            params[_QUERY_LABELS]), training)
+                        params, self._pairs(
+                            query_inputs, params[episode.QUERY_LABELS]),
+                        training)
                     mean, std = self._latent_distribution(
                         params,
                         task_state["latent_sum"]
@@ -414,5 +409,3 @@ class ANP(SavesSeedGenerator, CNP):
         return super().from_config(config)
 
 
-# The key under which `train_step` passes the query labels to `call()`.
-_QUERY_LABELS = "query_labels"

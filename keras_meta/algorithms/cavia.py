@@ -6,7 +6,7 @@ from keras import ops
 from keras_meta import backend
 from keras_meta import inner
 from keras_meta.algorithms.maml import MAML
-from keras_meta.algorithms.model_utils import check_count
+from keras_meta.checks import check_count
 
 _NORMALIZATION = (keras.layers.BatchNormalization,
                   keras.layers.LayerNormalization,
@@ -124,14 +124,14 @@ class CAVIA(MAML):
             )
         return example_shape[:-1] + (features,)
 
-    def _output_dtype(self, query_inputs):
+    def output_dtype(self, query_inputs):
         spec = self.model.compute_output_spec(keras.KerasTensor(
             self._extended_shape(query_inputs.shape[1:]),
             dtype=query_inputs.dtype))
         return spec.dtype
 
-    def _num_outputs(self, example_shape, dtype):
-        return super()._num_outputs(self._extended_shape(example_shape),
+    def num_outputs(self, example_shape, dtype):
+        return super().num_outputs(self._extended_shape(example_shape),
                                     dtype)
 
     def _with_context(self, inputs, context):

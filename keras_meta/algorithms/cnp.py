@@ -8,8 +8,8 @@ from keras import ops
 
 from keras_meta import backend
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import clone_with_weights
-from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.checks import positive_number
+from keras_meta.models.surgery import clone_with_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -116,10 +116,10 @@ class CNP(MetaModel):
             for v in self.encoder.non_trainable_variables]
         return params
 
-    def _num_outputs(self, example_shape, dtype):
+    def num_outputs(self, example_shape, dtype):
         return None
 
-    def _output_dtype(self, query_inputs):
+    def output_dtype(self, query_inputs):
         return self.model.compute_dtype
 
     def _pairs(self, inputs, labels):

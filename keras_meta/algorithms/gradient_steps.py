@@ -1,10 +1,26 @@
 """What Reptile and iMAML share: plain gradient steps on all weights."""
 
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import eval_inner_steps_property
-from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.checks import check_count
+from keras_meta.checks import positive_number
 
+
+def _get_eval_inner_steps(self):
+    return self._eval_inner_steps
+
+
+def _set_eval_inner_steps(self, value):
+    check_count("eval_inner_steps", value, 0)
+    object.__setattr__(self, "_eval_inner_steps", value)
+    # The step count is baked into traced functions: retrace them.
+    self.test_function = None
+    self.predict_function = None
+
+
+eval_inner_steps_property = property(
+    _get_eval_inner_steps, _set_eval_inner_steps,
+    doc="Inner steps when evaluating, predicting and in `adapt()`; "
+        "setting it retraces the test and predict functions.")
 
 class GradientStepsMetaModel(MetaModel):
     """A learner adapting every weight by `num_inner_steps` gradient steps.

@@ -7,9 +7,9 @@ from keras_meta import backend
 from keras_meta import episode
 from keras_meta import inner
 from keras_meta.algorithms.gradient_steps import GradientStepsMetaModel
-from keras_meta.algorithms.meta_model import _in_train_step
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import positive_number
+from keras_meta.algorithms.step_context import in_train_step
+from keras_meta.checks import check_count
+from keras_meta.checks import positive_number
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -223,12 +223,12 @@ class IMAML(GradientStepsMetaModel):
 
         predictions = backend.map_tasks(
             predict, (solutions, states, query_inputs, support_inputs),
-            lambda: self._output_dtype(query_inputs),
+            lambda: self.output_dtype(query_inputs),
         )
         return {"predictions": predictions, "inner_residual": residuals}
 
-    def _task_output_dtypes(self, query_inputs, training):
-        predictions = super()._task_output_dtypes(query_inputs, training)
+    def task_output_dtypes(self, query_inputs, training):
+        predictions = super().task_output_dtypes(query_inputs, training)
         if not training:
             return predictions
         return {"predictions": predictions,
@@ -246,7 +246,7 @@ class IMAML(GradientStepsMetaModel):
     def get_metrics_result(self):
         # The residual is measured in training only.
         result = super().get_metrics_result()
-        if not _in_train_step(self):
+        if not in_train_step(self):
             result.pop("inner_residual", None)
         return result
 

@@ -5,15 +5,16 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
+from keras_meta import episode
 from keras_meta import inner
+from keras_meta.algorithms.heads import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
+from keras_meta.algorithms.heads import with_linear_head
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
-from keras_meta.algorithms.model_utils import SavesSeedGenerator
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import positive_number
-from keras_meta.algorithms.model_utils import support_classes
-from keras_meta.algorithms.model_utils import with_linear_head
+from keras_meta.checks import check_count
+from keras_meta.checks import positive_number
+from keras_meta.models.seed_state import SavesSeedGenerator
 
 
 def _dense(units, activation=None, name=None):
@@ -325,7 +326,7 @@ class LEO(SavesSeedGenerator, MetaModel):
         # Sampling noise for every task, drawn once per step: the latents',
         # the decoded weights' at each latent step and after the last, and
         # the dropout masks.
-        num_tasks = ops.shape(inputs["support_inputs"])[0]
+        num_tasks = ops.shape(inputs[episode.SUPPORT_INPUTS])[0]
         dtype = self.variable_dtype
         values = {
             "latent_noise": keras.random.normal(
@@ -337,8 +338,8 @@ class LEO(SavesSeedGenerator, MetaModel):
         }
         if self.dropout_rate:
             keep = 1.0 - self.dropout_rate
-            for key, examples in (("support_dropout", "support_inputs"),
-                                  ("query_dropout", "query_inputs")):
+            for key, examples in (("support_dropout", episode.SUPPORT_INPUTS),
+                                  ("query_dropout", episode.QUERY_INPUTS)):
                 shape = tuple(ops.shape(inputs[examples])[:2]) + (
                     self.feature_dim,)
                 kept = keras.random.uniform(
@@ -346,7 +347,7 @@ class LEO(SavesSeedGenerator, MetaModel):
                 values[key] = ops.cast(kept, dtype) / keep
         return values
 
-    def _num_outputs(self, example_shape, dtype):
+    def num_outputs(self, example_shape, dtype):
         return self.num_ways
 
     def build_adapted_model(self, task_state, support_inputs):

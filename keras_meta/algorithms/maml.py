@@ -6,10 +6,10 @@ from keras import ops
 
 from keras_meta import backend
 from keras_meta import inner
+from keras_meta.algorithms.gradient_steps import eval_inner_steps_property
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import eval_inner_steps_property
-from keras_meta.algorithms.model_utils import walk_layers
+from keras_meta.checks import check_count
+from keras_meta.models.surgery import walk_layers
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import support_classes
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
 from keras_meta.algorithms.proto_net import ProtoNet
 
 

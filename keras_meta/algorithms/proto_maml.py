@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from keras_meta import inner
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
+from keras_meta.algorithms.heads import with_linear_head
 from keras_meta.algorithms.maml import MAML
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import support_classes
-from keras_meta.algorithms.model_utils import with_linear_head
+from keras_meta.checks import check_count
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -104,7 +104,7 @@ class ProtoMAML(MAML):
         embeddings = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         return ops.matmul(embeddings, weights[-2]) + weights[-1]
 
-    def _num_outputs(self, example_shape, dtype):
+    def num_outputs(self, example_shape, dtype):
         return self.num_ways
 
     def build_adapted_model(self, task_state, support_inputs):

@@ -5,10 +5,10 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
-from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import support_classes
-from keras_meta.algorithms.model_utils import with_linear_head
+from keras_meta.algorithms.heads import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
+from keras_meta.algorithms.heads import with_linear_head
 from keras_meta.algorithms.proto_net import ProtoNet
 
 

@@ -7,12 +7,12 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
+from keras_meta.algorithms.heads import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import support_classes
-from keras_meta.algorithms.normalization import BatchStatisticsModel
+from keras_meta.checks import check_count
+from keras_meta.models.batch_statistics import BatchStatisticsModel
 
 
 def default_relation_module(embedding_dim, units=8, seed=None):
@@ -170,7 +170,7 @@ class RelationNet(MetaModel):
             self.relation_scores(params, classes, queries, training,
                                  supports), present)
 
-    def _num_outputs(self, example_shape, dtype):
+    def num_outputs(self, example_shape, dtype):
         return self.num_ways
 
     def build_adapted_model(self, task_state, support_inputs):

@@ -70,23 +70,17 @@ class Reptile(GradientStepsMetaModel):
         self.inner_optimizer = inner_optimizer
         self.adapt_on_queries = bool(adapt_on_queries)
 
-    def train_step(self, *args, **kwargs):
-        if not self.adapt_on_queries:
-            return super().train_step(*args, **kwargs)
-        # The query labels join the inputs, for `call()` to adapt on.
-        *rest, data = args
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, dict) and y is not None:
-            x = {**x, _QUERY_LABELS: y}
-        data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-        return super().train_step(*rest, data, **kwargs)
+    def uses_query_labels(self):
+        """With `adapt_on_queries`, training adapts on the support and
+        query sets joined."""
+        return self.adapt_on_queries
 
     def call(self, inputs, training=False):
         if not (training and isinstance(inputs, dict)
-                and _QUERY_LABELS in inputs):
+                and episode.QUERY_LABELS in inputs):
             return super().call(inputs, training=training)
         inputs = dict(inputs)
-        query_labels = inputs.pop(_QUERY_LABELS)
+        query_labels = inputs.pop(episode.QUERY_LABELS)
         support_labels = inputs[episode.SUPPORT_LABELS]
         joined = dict(inputs)
         joined[episode.SUPPORT_INPUTS] = ops.concatenate(
@@ -155,5 +149,3 @@ class Reptile(GradientStepsMetaModel):
 
 
 _INNER_OPTIMIZERS = ("sgd", "adam")
-# The key under which `train_step` passes the query labels to `call()`.
-_QUERY_LABELS = "query_labels"

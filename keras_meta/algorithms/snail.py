@@ -7,13 +7,14 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
+from keras_meta import episode
+from keras_meta.algorithms.heads import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.heads import mask_absent_classes
+from keras_meta.algorithms.heads import support_classes
 from keras_meta.algorithms.meta_model import MetaModel
-from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
-from keras_meta.algorithms.model_utils import SavesSeedGenerator
-from keras_meta.algorithms.model_utils import check_count
-from keras_meta.algorithms.model_utils import clone_with_weights
-from keras_meta.algorithms.model_utils import mask_absent_classes
-from keras_meta.algorithms.model_utils import support_classes
+from keras_meta.checks import check_count
+from keras_meta.models.seed_state import SavesSeedGenerator
+from keras_meta.models.surgery import clone_with_weights
 
 
 class SequenceClassifier(SavesSeedGenerator, MetaModel):
@@ -80,7 +81,7 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
     def per_task_parameters(self, inputs, training):
         if not training:
             return None
-        support = inputs["support_inputs"]
+        support = inputs[episode.SUPPORT_INPUTS]
         shape = tuple(ops.shape(support)[:2])
         # A random order of each task's support examples.
         return {"support_order": ops.argsort(keras.random.uniform(
@@ -165,7 +166,7 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
         logits = self.sequence_model.predict(sequences, verbose=0)
         return logits[positions, positions]
 
-    def _num_outputs(self, example_shape, dtype):
+    def num_outputs(self, example_shape, dtype):
         return self.num_ways
 
     def build_adapted_model(self, task_state, support_inputs):

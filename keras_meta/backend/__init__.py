@@ -26,6 +26,8 @@ if _BACKEND == "tensorflow":
 
     # Keras's TensorFlow trainer runs its executions in one graph already.
     scan_steps = None
+    # Label ranges are asserted inside every traced step.
+    CHECKS_LABELS_IN_GRAPH = True
 elif _BACKEND == "jax":
     from keras_meta.backend.jax import check_label_range
     from keras_meta.backend.jax import compiled
@@ -42,6 +44,9 @@ elif _BACKEND == "jax":
 
     # The JAX trainer differentiates whole batches.
     sum_task_gradients = None
+    # No assertion stops a jitted step: the first episode's labels are
+    # checked before training instead.
+    CHECKS_LABELS_IN_GRAPH = False
 else:
     raise ImportError(
         f"keras_meta supports the 'tensorflow' and 'jax' Keras backends; the "
@@ -51,7 +56,8 @@ else:
     )
 
 __all__ = [
-    "check_label_range", "compiled", "exact_moments", "implicit_solution",
-    "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
+    "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled",
+    "exact_moments", "implicit_solution", "loss_and_gradients", "map_tasks",
+    "num_replicas", "per_replica_logs",
     "read_value", "scan_steps", "sum_task_gradients", "task_mapping",
     "value_and_grad"]

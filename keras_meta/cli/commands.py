@@ -4,6 +4,16 @@
 import os
 import sys
 
+# In the command's own process `keras_meta` defers its public names until
+# the arguments are checked (see `keras_meta/__init__.py`). Importing these
+# rooms here registers every learner, layer, loss and metric for
+# `keras.models.load_model`, which `evaluate` calls first.
+from keras_meta import algorithms  # noqa: F401
+from keras_meta import losses  # noqa: F401
+from keras_meta import metrics  # noqa: F401
+from keras_meta import models  # noqa: F401
+from keras_meta import recommendation  # noqa: F401
+from keras_meta import rl  # noqa: F401
 from keras_meta.experiments.choices import CONTROL_TASKS
 from keras_meta.experiments.choices import REGRESSION_ONLY
 

@@ -7,6 +7,7 @@ import os
 from keras_meta.experiments.choices import ALGORITHMS
 from keras_meta.experiments.choices import DATASETS
 
+
 def _algorithm_help():
     return "; ".join(f"{name}: {text}"
                      for name, text in ALGORITHMS.items())
@@ -76,6 +77,13 @@ def _train_parser(subparsers):
              "movielens: folder of ml-100k or ml-1m files (default: the "
              "recbole package's MovieLens-100K)",
     )
+    _add_training_arguments(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_training_arguments(parser):
+    """Budgets, episode shapes and learning rates of `train`."""
     parser.add_argument("--meta-steps", type=int, default=None,
                         help="outer steps (sinusoid 70000 as in the MAML "
                              "paper; omniglot 2000; navigation2d 300)")
@@ -115,6 +123,10 @@ def _train_parser(subparsers):
                              "training")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="sinusoid 50; omniglot 10")
+
+
+def _add_run_arguments(parser):
+    """How `train` runs: compilation, threads, seed and output."""
     parser.add_argument(
         "--xla", choices=("auto", "on", "off"), default="auto",
         help="sinusoid on TensorFlow: compile the meta-step with XLA. The "
@@ -137,7 +149,6 @@ def _train_parser(subparsers):
     parser.add_argument("--output-dir", default=None,
                         help="default keras_meta_runs/DATASET")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
-    return parser
 
 
 def _evaluate_parser(subparsers):

@@ -12,28 +12,27 @@ from keras_meta.data.episodes import ClassIndex
 from keras_meta.data.episodes import episodes
 from keras_meta.data.episodes import episodes_from_index
 from keras_meta.data.episodes import load_class_index
-from keras_meta.data.movielens import ColdStartTasks
-from keras_meta.data.movielens import MovieLensFeatures
-from keras_meta.data.movielens import load_movielens
-from keras_meta.data.movielens import movielens_cold_start
 from keras_meta.data.plotting import plot_episode
 from keras_meta.data.sinusoid import sinusoid
 from keras_meta.data.sinusoid import sinusoid_parameters
+from keras_meta.deprecation import moved_names
 
 __all__ = [
     "ClassIndex",
-    "ColdStartTasks",
-    "MovieLensFeatures",
     "benchmarks",
     "class_fingerprints",
     "episodes",
     "episodes_from_index",
     "load_class_index",
-    "load_movielens",
-    "movielens_cold_start",
     "plot_episode",
     "remove_shared_classes",
     "sinusoid",
     "sinusoid_parameters",
     "splits",
 ]
+
+# Cold-start recommendation moved to its own wing, `keras_meta.recommendation`.
+__getattr__ = moved_names("keras_meta.data", {
+    name: "keras_meta.recommendation" for name in (
+        "ColdStartTasks", "MovieLensFeatures", "load_movielens",
+        "movielens_cold_start", "movielens")})

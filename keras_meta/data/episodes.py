@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from keras_meta import episode
+from keras_meta.data.batching import finish_episodes
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -606,93 +607,79 @@ def _captured_array(array):
         return tf.Variable(array, trainable=False, name="episode_examples")
 
 
-def episodes_from_index(index, *, num_ways, num_shots, num_queries,
-                        batch_size, rotations=False, seed=None,
-                        num_episodes=None, within_groups=False):
-    """Episodes from a `ClassIndex` (see `episodes()` for the arguments).
-
-    With `within_groups=True`, each episode first draws one group of the
-    index (an Omniglot alphabet) among those with at least `num_ways`
-    classes, then its classes from that group alone (Lake et al.'s
-    within-alphabet protocol).
-    """
+def _class_sampler(index, *, num_classes, num_ways, rotations,
+                   within_groups):
+    """A function from an episode's seeds to its `num_ways` distinct
+    classes (int64, in label order): drawn among all classes, or, with
+    `within_groups`, within one group drawn among those with at least
+    `num_ways` classes."""
     import tensorflow as tf
 
-    ways_range = _count_range("num_ways", num_ways)
-    shots_range = _count_range("num_shots", num_shots)
-    # Shapes are those of the largest episode; smaller ones are padded.
-    num_ways, num_shots = ways_range[1], shots_range[1]
-    per_class = num_shots + num_queries
-    num_base = index.num_classes
-    num_classes = num_base * (4 if rotations else 1)
-    if num_classes < num_ways:
+    if not within_groups:
+        def choose(seeds):
+            # Distinct classes in a random order: the order is the labels.
+            chosen = tf.argsort(
+                tf.random.stateless_uniform([num_classes], seeds[0])
+            )[:num_ways]
+            return tf.cast(chosen, tf.int64)
+
+        return choose
+    if index.groups is None:
         raise ValueError(
-            f"Episodes of {num_ways} ways need at least {num_ways} classes, "
-            f"but the source has {num_classes}"
-            f"{' (rotations included)' if rotations else ''}. Lower "
-            "`num_ways` or use a larger split."
+            "`within_groups=True` needs a class index with groups "
+            "(such as Omniglot's alphabets)."
         )
-    index.check_counts(per_class)
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**31))
-    if within_groups:
-        if index.groups is None:
-            raise ValueError(
-                "`within_groups=True` needs a class index with groups "
-                "(such as Omniglot's alphabets)."
-            )
-        # With rotations, class `4 * c + r` is character `c` turned `r`
-        # quarter turns: it stays in its character's group.
-        class_groups = (np.repeat(index.groups, 4) if rotations
-                        else index.groups)
-        group_ids, group_of_class = np.unique(class_groups,
-                                              return_inverse=True)
-        members = np.argsort(group_of_class, kind="stable")
-        group_counts = np.bincount(group_of_class)
-        group_offsets = np.concatenate([[0], np.cumsum(group_counts)[:-1]])
-        eligible = np.flatnonzero(group_counts >= num_ways)
-        if not len(eligible):
-            raise ValueError(
-                f"Within-group episodes of {num_ways} ways need a group with "
-                f"at least {num_ways} classes; the largest has "
-                f"{group_counts.max()}."
-            )
-        members_t = tf.constant(members, tf.int64)
-        group_counts_t = tf.constant(group_counts, tf.int64)
-        group_offsets_t = tf.constant(group_offsets, tf.int64)
-        eligible_t = tf.constant(eligible, tf.int64)
-        max_group = int(group_counts.max())
+    # With rotations, class `4 * c + r` is character `c` turned `r`
+    # quarter turns: it stays in its character's group.
+    class_groups = (np.repeat(index.groups, 4) if rotations
+                    else index.groups)
+    _, group_of_class = np.unique(class_groups, return_inverse=True)
+    members = np.argsort(group_of_class, kind="stable")
+    group_counts = np.bincount(group_of_class)
+    group_offsets = np.concatenate([[0], np.cumsum(group_counts)[:-1]])
+    eligible = np.flatnonzero(group_counts >= num_ways)
+    if not len(eligible):
+        raise ValueError(
+            f"Within-group episodes of {num_ways} ways need a group with "
+            f"at least {num_ways} classes; the largest has "
+            f"{group_counts.max()}."
+        )
+    members_t = tf.constant(members, tf.int64)
+    group_counts_t = tf.constant(group_counts, tf.int64)
+    group_offsets_t = tf.constant(group_offsets, tf.int64)
+    eligible_t = tf.constant(eligible, tf.int64)
+    max_group = int(group_counts.max())
+
+    def choose_within_group(seeds):
+        pick = tf.random.stateless_uniform(
+            [], seeds[2], 0, len(eligible), dtype=tf.int64
+        )
+        group = tf.gather(eligible_t, pick)
+        scores = tf.random.stateless_uniform([max_group], seeds[0])
+        scores = tf.where(
+            tf.range(max_group, dtype=tf.int64)
+            < tf.gather(group_counts_t, group),
+            scores,
+            2.0,
+        )
+        local = tf.cast(tf.argsort(scores)[:num_ways], tf.int64)
+        return tf.gather(members_t, tf.gather(group_offsets_t, group) + local)
+
+    return choose_within_group
+
+
+def _image_sampler(index, *, num_ways, per_class, rotations):
+    """A function from an episode's classes and seeds to `per_class`
+    distinct examples of each, `[ways, per_class, ...]` float32 images
+    (decoded, and turned for rotated classes)."""
+    import tensorflow as tf
+
     examples = _captured_array(index.examples)
     offsets = tf.constant(index.offsets, tf.int64)
     counts = tf.constant(index.counts, tf.int64)
     max_count = int(index.counts.max())
 
-    def make_episode(episode_index):
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), episode_index]), 3
-        )
-        if within_groups:
-            pick = tf.random.stateless_uniform(
-                [], seeds[2], 0, len(eligible), dtype=tf.int64
-            )
-            group = tf.gather(eligible_t, pick)
-            scores = tf.random.stateless_uniform([max_group], seeds[0])
-            scores = tf.where(
-                tf.range(max_group, dtype=tf.int64)
-                < tf.gather(group_counts_t, group),
-                scores,
-                2.0,
-            )
-            local = tf.cast(tf.argsort(scores)[:num_ways], tf.int64)
-            chosen = tf.gather(
-                members_t, tf.gather(group_offsets_t, group) + local
-            )
-        else:
-            # Distinct classes in a random order: the order is the labels.
-            chosen = tf.argsort(
-                tf.random.stateless_uniform([num_classes], seeds[0])
-            )[:num_ways]
-            chosen = tf.cast(chosen, tf.int64)
+    def sample(chosen, seeds):
         base = chosen // 4 if rotations else chosen
         # Distinct examples per class: the first `per_class` of a random
         # order in which the class's real examples come first.
@@ -723,6 +710,52 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                 (images, chosen % 4),
                 fn_output_signature=images.dtype,
             )
+        return images
+
+    return sample
+
+
+def episodes_from_index(index, *, num_ways, num_shots, num_queries,
+                        batch_size, rotations=False, seed=None,
+                        num_episodes=None, within_groups=False):
+    """Episodes from a `ClassIndex` (see `episodes()` for the arguments).
+
+    With `within_groups=True`, each episode first draws one group of the
+    index (an Omniglot alphabet) among those with at least `num_ways`
+    classes, then its classes from that group alone (Lake et al.'s
+    within-alphabet protocol).
+    """
+    import tensorflow as tf
+
+    ways_range = _count_range("num_ways", num_ways)
+    shots_range = _count_range("num_shots", num_shots)
+    # Shapes are those of the largest episode; smaller ones are padded.
+    num_ways, num_shots = ways_range[1], shots_range[1]
+    per_class = num_shots + num_queries
+    num_base = index.num_classes
+    num_classes = num_base * (4 if rotations else 1)
+    if num_classes < num_ways:
+        raise ValueError(
+            f"Episodes of {num_ways} ways need at least {num_ways} classes, "
+            f"but the source has {num_classes}"
+            f"{' (rotations included)' if rotations else ''}. Lower "
+            "`num_ways` or use a larger split."
+        )
+    index.check_counts(per_class)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    choose_classes = _class_sampler(
+        index, num_classes=num_classes, num_ways=num_ways,
+        rotations=rotations, within_groups=within_groups)
+    sample_images = _image_sampler(index, num_ways=num_ways,
+                                   per_class=per_class, rotations=rotations)
+
+    def make_episode(episode_index):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), episode_index]), 3
+        )
+        chosen = choose_classes(seeds)
+        images = sample_images(chosen, seeds)  # [ways, per_class, ...]
         labels = tf.repeat(tf.range(num_ways, dtype=tf.int32)[:, None],
                            per_class, axis=1)
         shape = tf.shape(images)[2:]
@@ -749,54 +782,3 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                            shots_range=shots_range, num_queries=num_queries,
                            batch_size=batch_size, seed=seed,
                            num_episodes=num_episodes)
-
-
-def finish_episodes(dataset, *, ways_range, shots_range, num_queries,
-                    batch_size, seed, num_episodes):
-    """Pads variable episodes, batches and prefetches.
-
-    `dataset` yields `(episode_index, inputs, query_labels)` of the largest
-    episode shape. For variable ways or shots, each episode draws its ways
-    and its shots per class from `(seed, episode_index)` (as in
-    Meta-Dataset); the other slots hold real images of the drawn classes
-    and get weight 0 in `inputs["support_weights"]` and the batch's
-    `sample_weight`.
-    """
-    import tensorflow as tf
-
-    variable = ways_range[0] < ways_range[1] or shots_range[0] < shots_range[1]
-    num_ways, num_shots = ways_range[1], shots_range[1]
-
-    def plain(index, inputs, query_labels):
-        del index
-        return inputs, query_labels
-
-    def padded(index, inputs, query_labels):
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64) + 1, index]), 2
-        )
-        ways = tf.random.stateless_uniform(
-            [], seeds[0], ways_range[0], ways_range[1] + 1, dtype=tf.int32
-        )
-        shots = tf.random.stateless_uniform(
-            [num_ways], seeds[1], shots_range[0], shots_range[1] + 1,
-            dtype=tf.int32,
-        )
-        real_way = tf.range(num_ways) < ways
-        support_mask = tf.logical_and(
-            tf.range(num_shots)[None] < shots[:, None], real_way[:, None]
-        )
-        query_mask = tf.tile(real_way[:, None], [1, num_queries])
-        inputs = dict(inputs)
-        inputs[episode.SUPPORT_WEIGHTS] = tf.reshape(
-            tf.cast(support_mask, tf.float32), [-1]
-        )
-        return inputs, query_labels, tf.reshape(
-            tf.cast(query_mask, tf.float32), [-1]
-        )
-
-    dataset = dataset.map(padded if variable else plain,
-                          num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=num_episodes is None)
-    return dataset.prefetch(tf.data.AUTOTUNE)

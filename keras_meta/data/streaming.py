@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 
 from keras_meta import episode
+from keras_meta.data.batching import finish_episodes
 
 
 def stream_episodes(
@@ -54,8 +55,6 @@ def stream_episodes(
         A `tf.data.Dataset` of episode batches, as `episodes()` makes.
     """
     import tensorflow as tf
-
-    from keras_meta.data.episodes import finish_episodes
 
     num_ways, num_shots = ways_range[1], shots_range[1]
     per_class = num_shots + num_queries

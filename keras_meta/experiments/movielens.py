@@ -2,7 +2,7 @@
 RecBole-MetaRec's protocol, run by `keras-meta train --task movielens` and
 `benchmarks/movielens_cold_start.py`.
 
-Every learner wraps the same `keras_meta.models.field_recommender` and is
+Every learner wraps the same `recommendation.field_recommender` and is
 scored on the same users, per user (MAE and RMSE of the query ratings the
 state counts; where it counts them all, nDCG@k with the ratings as gains
 and RecBole-MetaRec's precision@k and nDCG@k), mean and 95% CI over users,
@@ -27,8 +27,11 @@ import time
 import keras
 import numpy as np
 
-import keras_meta
-from keras_meta.data import movielens
+from keras_meta import algorithms
+from keras_meta import episode
+from keras_meta import recommendation
+from keras_meta.metrics import Z_95
+from keras_meta.recommendation import movielens
 
 LEARNERS = ("global_mean", "pretrained", "melu", "maml", "metasgd")
 # Each protocol as `movielens_cold_start` arguments: RecBole-MetaRec's is
@@ -52,7 +55,7 @@ def _per_user_scores(predictions, arrays, k=None):
     gains), `precision_top_k` and `ndcg_top_k` (RecBole-MetaRec's
     precision@k and nDCG@k, the true top k being the relevant items).
     """
-    labels = arrays["query_labels"][..., 0]
+    labels = arrays[episode.QUERY_LABELS][..., 0]
     predictions = np.asarray(predictions, "float32").reshape(labels.shape)
     weights = arrays["query_weights"]
     count = weights.sum(1)
@@ -66,44 +69,44 @@ def _per_user_scores(predictions, arrays, k=None):
         }
     if k is not None and (weights == 1).all() and labels.shape[1] > k:
         for name, metric in (
-                ("ndcg", keras_meta.metrics.NormalizedDCG(k=k)),
-                ("precision_top_k", keras_meta.metrics.PrecisionAtK(k=k)),
-                ("ndcg_top_k", keras_meta.metrics.NormalizedDCG(
+                ("ndcg", recommendation.NormalizedDCG(k=k)),
+                ("precision_top_k", recommendation.PrecisionAtK(k=k)),
+                ("ndcg_top_k", recommendation.NormalizedDCG(
                     k=k, gain="top_k"))):
             out[name] = keras.ops.convert_to_numpy(
-                metric._per_task(labels, predictions, None))
+                metric.per_task(labels, predictions, None))
     return out
 
 
 def _summary(per_user):
     return {name: [float(values.mean()), float(
-        keras_meta.metrics.Z_95 * values.std(ddof=1)
+        Z_95 * values.std(ddof=1)
         / np.sqrt(len(values)))] for name, values in per_user.items()}
 
 
 def _flat(arrays):
     """Every counted (support and query) rating of a state as one
     training set."""
-    support = arrays["support_weights"] > 0
+    support = arrays[episode.SUPPORT_WEIGHTS] > 0
     query = arrays["query_weights"] > 0
-    x = np.concatenate([arrays["support_inputs"][support],
-                        arrays["query_inputs"][query]])
-    y = np.concatenate([arrays["support_labels"][support],
-                        arrays["query_labels"][query]])
+    x = np.concatenate([arrays[episode.SUPPORT_INPUTS][support],
+                        arrays[episode.QUERY_INPUTS][query]])
+    y = np.concatenate([arrays[episode.SUPPORT_LABELS][support],
+                        arrays[episode.QUERY_LABELS][query]])
     return x, y
 
 
 def _meta_learner(name, model, inner_learning_rate, num_inner_steps):
     if name == "melu":
-        return keras_meta.ANIL(
-            model, head=keras_meta.models.field_recommender_head(model),
+        return algorithms.ANIL(
+            model, head=recommendation.field_recommender_head(model),
             inner_learning_rate=inner_learning_rate,
             num_inner_steps=num_inner_steps)
     if name == "maml":
-        return keras_meta.MAML(model, inner_learning_rate=inner_learning_rate,
+        return algorithms.MAML(model, inner_learning_rate=inner_learning_rate,
                                num_inner_steps=num_inner_steps)
     if name == "metasgd":
-        return keras_meta.MetaSGD(
+        return algorithms.MetaSGD(
             model, inner_learning_rate=inner_learning_rate,
             num_inner_steps=num_inner_steps)
     raise ValueError(f"Unknown learner {name!r}; expected {list(LEARNERS)}.")
@@ -135,6 +138,139 @@ def paired_differences(per_user, reference):
             float(1.96 * diff.std(ddof=1) / np.sqrt(len(diff)))]
 
 
+class _Experiment:
+    """What every learner of a run shares: the tasks, the states scored,
+    the ranking cut-off, and how a fresh recommender is built."""
+
+    def __init__(self, tasks, counts, *, k, seed, embedding_dim):
+        self.tasks = tasks
+        self.states = [s for s in tasks.evaluation_states if counts[s] > 1]
+        self.k = k
+        self.seed = seed
+        self.embedding_dim = embedding_dim
+
+    def model(self):
+        keras.utils.set_random_seed(self.seed)
+        return recommendation.field_recommender(
+            self.tasks.features, embedding_dim=self.embedding_dim,
+            seed=self.seed)
+
+    def score(self, predict):
+        """`(per-user scores, summaries)` of `predict(state)` on every
+        scored state."""
+        out = {s: _per_user_scores(predict(s), self.tasks.states[s], self.k)
+               for s in self.states}
+        return out, {s: _summary(v) for s, v in out.items()}
+
+
+def _global_mean(experiment):
+    tasks = experiment.tasks
+    users, scores = experiment.score(lambda s: np.full(
+        tasks.states[s][episode.QUERY_LABELS].shape, tasks.global_mean))
+    return users, scores, {"mean": tasks.global_mean}
+
+
+def _pretrained(experiment, *, learning_rate, fine_tune_rates, inner_steps,
+                verbose):
+    """The recommender trained on all training ratings jointly, then
+    fine-tuned per user with the step size and steps chosen on the
+    validation users."""
+    tasks = experiment.tasks
+    net = experiment.model()
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    x, y = _flat(tasks.states["train"])
+    vx, vy = _flat(tasks.states[tasks.validation_state])
+    net.fit(x, y, batch_size=256, epochs=100, validation_data=(vx, vy),
+            verbose=verbose, callbacks=[keras.callbacks.EarlyStopping(
+                patience=5, restore_best_weights=True)])
+    validation = {}
+    for rate in fine_tune_rates:
+        for steps in inner_steps:
+            tuner = algorithms.MAML(net, inner_learning_rate=rate,
+                                    num_inner_steps=steps)
+            _compile(tuner, learning_rate)
+            validation[(rate, steps)] = _validation_mae(tuner, tasks)
+    rate, steps = min(validation, key=validation.get)
+    tuner = algorithms.MAML(net, inner_learning_rate=rate,
+                            num_inner_steps=steps)
+    _compile(tuner, learning_rate)
+    users, scores = experiment.score(lambda s: _predict(tuner, tasks, s))
+    tuner.eval_inner_steps = 0
+    extra = {"inner_learning_rate": rate, "num_inner_steps": steps,
+             "validation_mae": {
+                 f"rate {r}, steps {n}": round(v, 4)
+                 for (r, n), v in validation.items()},
+             "without_fine_tuning": experiment.score(
+                 lambda s: _predict(tuner, tasks, s))[1]}
+    return users, scores, extra
+
+
+def _meta_learned(experiment, name, *, inner_learning_rates, inner_steps,
+                  learning_rate, meta_batch_size, steps_per_epoch,
+                  meta_epochs, verbose):
+    """The meta-learner `name`, trained once per (inner rate, steps) pair;
+    the pair with the lowest validation MAE is scored."""
+    tasks = experiment.tasks
+    validation, best = {}, None
+    for rate in inner_learning_rates:
+        for steps in inner_steps:
+            learner = _meta_learner(name, experiment.model(), rate, steps)
+            _compile(learner, learning_rate)
+            history = learner.fit(
+                tasks.episodes("train", batch_size=meta_batch_size,
+                               seed=experiment.seed),
+                steps_per_epoch=steps_per_epoch, epochs=meta_epochs,
+                validation_data=tasks.episodes(
+                    tasks.validation_state, batch_size=64),
+                callbacks=[keras.callbacks.EarlyStopping(
+                    monitor="val_mean_absolute_error", patience=8,
+                    restore_best_weights=True)],
+                verbose=verbose).history
+            curve = history["val_mean_absolute_error"]
+            validation[(rate, steps)] = {
+                "best": round(float(min(curve)), 4),
+                "best_epoch": int(np.argmin(curve)) + 1,
+                "epochs_run": len(curve)}
+            if best is None or min(curve) < best[0]:
+                best = (min(curve), rate, steps, learner)
+    _, rate, steps, learner = best
+    users, scores = experiment.score(lambda s: _predict(learner, tasks, s))
+    learner.eval_inner_steps = 0
+    extra = {
+        "inner_learning_rate": rate, "num_inner_steps": steps,
+        "validation_mae": {
+            f"rate {r}, steps {n}": v for (r, n), v in validation.items()},
+        "without_adaptation": experiment.score(
+            lambda s: _predict(learner, tasks, s))[1]}
+    return users, scores, extra
+
+
+def _add_paired_differences(results, per_user, states):
+    """Paired per-user MAE differences against the baselines."""
+    for name in results:
+        for baseline in ("pretrained", "global_mean"):
+            if name == baseline or baseline not in per_user:
+                continue
+            results[name][f"mae_minus_{baseline}"] = {
+                s: paired_differences(per_user[name][s], per_user[baseline][s])
+                for s in states}
+
+
+def _load_tasks(source, protocol, seed):
+    """The protocol's tasks and the number of users in each state."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; expected one of "
+                         f"{list(PROTOCOLS)}.")
+    tasks = movielens.movielens_cold_start(
+        source, seed=seed, **PROTOCOLS[protocol])
+    counts = {state: int(len(arrays["users"]))
+              for state, arrays in tasks.states.items()}
+    print(tasks.description)
+    print("users per state: " + ", ".join(
+        f"{k} {v}" for k, v in counts.items()), flush=True)
+    return tasks, counts
+
+
 def run(*, source=None, learners=LEARNERS, output, protocol="melu",
         ranking_k=None, meta_epochs=30,
         steps_per_epoch=50, meta_batch_size=32, inner_learning_rates=(0.1,),
@@ -153,104 +289,29 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
     metrics use `ranking_k` (5 with 10 query ratings, 3 with MAMO's 5 when
     `None`).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}; expected one of "
-                         f"{list(PROTOCOLS)}.")
     start = time.perf_counter()
-    tasks = movielens.movielens_cold_start(
-        source, seed=seed, **PROTOCOLS[protocol])
-    counts = {state: int(len(arrays["users"]))
-              for state, arrays in tasks.states.items()}
-    print(tasks.description)
-    print("users per state: " + ", ".join(
-        f"{k} {v}" for k, v in counts.items()), flush=True)
-    states = [s for s in tasks.evaluation_states if counts[s] > 1]
-    queries = tasks.states["train"]["query_labels"].shape[1]
+    tasks, counts = _load_tasks(source, protocol, seed)
+    queries = tasks.states["train"][episode.QUERY_LABELS].shape[1]
     k = ranking_k or (5 if queries > 5 else max(queries - 2, 1))
-    validation_state = tasks.validation_state
+    experiment = _Experiment(tasks, counts, k=k, seed=seed,
+                             embedding_dim=embedding_dim)
     results, per_user = {}, {}
-
-    def model():
-        keras.utils.set_random_seed(seed)
-        return keras_meta.models.field_recommender(
-            tasks.features, embedding_dim=embedding_dim, seed=seed)
-
-    def score(predict):
-        out = {s: _per_user_scores(predict(s), tasks.states[s], k)
-               for s in states}
-        return out, {s: _summary(v) for s, v in out.items()}
-
     for name in learners:
         begin = time.perf_counter()
         if name == "global_mean":
-            users, scores = score(lambda s: np.full(
-                tasks.states[s]["query_labels"].shape, tasks.global_mean))
-            extra = {"mean": tasks.global_mean}
+            users, scores, extra = _global_mean(experiment)
         elif name == "pretrained":
-            net = model()
-            net.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                        loss="mse")
-            x, y = _flat(tasks.states["train"])
-            vx, vy = _flat(tasks.states[validation_state])
-            net.fit(x, y, batch_size=256, epochs=100,
-                    validation_data=(vx, vy), verbose=verbose,
-                    callbacks=[keras.callbacks.EarlyStopping(
-                        patience=5, restore_best_weights=True)])
-            # The fine-tuning step size and steps, chosen on the
-            # validation users.
-            validation = {}
-            for rate in fine_tune_rates:
-                for steps in inner_steps:
-                    tuner = keras_meta.MAML(
-                        net, inner_learning_rate=rate,
-                        num_inner_steps=steps)
-                    _compile(tuner, learning_rate)
-                    validation[(rate, steps)] = _validation_mae(tuner, tasks)
-            rate, steps = min(validation, key=validation.get)
-            tuner = keras_meta.MAML(net, inner_learning_rate=rate,
-                                    num_inner_steps=steps)
-            _compile(tuner, learning_rate)
-            users, scores = score(lambda s: _predict(tuner, tasks, s))
-            tuner.eval_inner_steps = 0
-            extra = {"inner_learning_rate": rate, "num_inner_steps": steps,
-                     "validation_mae": {
-                         f"rate {r}, steps {n}": round(v, 4)
-                         for (r, n), v in validation.items()},
-                     "without_fine_tuning": score(
-                         lambda s: _predict(tuner, tasks, s))[1]}
+            users, scores, extra = _pretrained(
+                experiment, learning_rate=learning_rate,
+                fine_tune_rates=fine_tune_rates, inner_steps=inner_steps,
+                verbose=verbose)
         else:
-            validation, best = {}, None
-            for rate in inner_learning_rates:
-                for steps in inner_steps:
-                    learner = _meta_learner(name, model(), rate, steps)
-                    _compile(learner, learning_rate)
-                    history = learner.fit(
-                        tasks.episodes("train", batch_size=meta_batch_size,
-                                       seed=seed),
-                        steps_per_epoch=steps_per_epoch, epochs=meta_epochs,
-                        validation_data=tasks.episodes(
-                            validation_state, batch_size=64),
-                        callbacks=[keras.callbacks.EarlyStopping(
-                            monitor="val_mean_absolute_error", patience=8,
-                            restore_best_weights=True)],
-                        verbose=verbose).history
-                    curve = history["val_mean_absolute_error"]
-                    validation[(rate, steps)] = {
-                        "best": round(float(min(curve)), 4),
-                        "best_epoch": int(np.argmin(curve)) + 1,
-                        "epochs_run": len(curve)}
-                    if best is None or min(curve) < best[0]:
-                        best = (min(curve), rate, steps, learner)
-            _, rate, steps, learner = best
-            users, scores = score(lambda s: _predict(learner, tasks, s))
-            learner.eval_inner_steps = 0
-            extra = {
-                "inner_learning_rate": rate, "num_inner_steps": steps,
-                "validation_mae": {
-                    f"rate {r}, steps {n}": v
-                    for (r, n), v in validation.items()},
-                "without_adaptation": score(
-                    lambda s: _predict(learner, tasks, s))[1]}
+            users, scores, extra = _meta_learned(
+                experiment, name, inner_learning_rates=inner_learning_rates,
+                inner_steps=inner_steps, learning_rate=learning_rate,
+                meta_batch_size=meta_batch_size,
+                steps_per_epoch=steps_per_epoch, meta_epochs=meta_epochs,
+                verbose=verbose)
         per_user[name] = {s: v["mean_absolute_error"]
                           for s, v in users.items()}
         results[name] = {"scores": scores, **extra,
@@ -259,14 +320,7 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
             f"{s} MAE {v['mean_absolute_error'][0]:.3f}"
             f"+-{v['mean_absolute_error'][1]:.3f}"
             for s, v in scores.items()), flush=True)
-    # Paired per-user MAE differences against the baselines.
-    for name in results:
-        for baseline in ("pretrained", "global_mean"):
-            if name == baseline or baseline not in per_user:
-                continue
-            results[name][f"mae_minus_{baseline}"] = {
-                s: paired_differences(per_user[name][s], per_user[baseline][s])
-                for s in states}
+    _add_paired_differences(results, per_user, experiment.states)
     config = dict(protocol=protocol, ranking_k=k, meta_epochs=meta_epochs,
                   steps_per_epoch=steps_per_epoch,
                   meta_batch_size=meta_batch_size,

@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_meta import algorithms
 from keras_meta import data
+from keras_meta import episode
 from keras_meta import losses
 from keras_meta import metrics
 from keras_meta import models
@@ -132,13 +133,13 @@ def _plot(learner, path, algorithm, seed, num_shots):
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     name = algorithm.upper()
     for task, axis in enumerate(axes):
-        adapted = learner.adapt(inputs["support_inputs"][task],
-                                inputs["support_labels"][task])
+        adapted = learner.adapt(inputs[episode.SUPPORT_INPUTS][task],
+                                inputs[episode.SUPPORT_LABELS][task])
         mean, std = algorithms.CNP.split(adapted.predict(grid, verbose=0))
         axis.plot(grid[:, 0], amplitudes[task] * np.sin(
             grid[:, 0] - phases[task]), "k-", label="true function")
-        axis.plot(np.asarray(inputs["support_inputs"][task])[:, 0],
-                  np.asarray(inputs["support_labels"][task])[:, 0], "k^",
+        axis.plot(np.asarray(inputs[episode.SUPPORT_INPUTS][task])[:, 0],
+                  np.asarray(inputs[episode.SUPPORT_LABELS][task])[:, 0], "k^",
                   label=f"{num_shots} support points")
         axis.plot(grid[:, 0], mean[:, 0], "-", color="tab:blue",
                   label=f"{name} mean")

@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_meta import algorithms
 from keras_meta import data
+from keras_meta import episode
 from keras_meta import metrics
 from keras_meta import models
 from keras_meta.experiments import catalog
@@ -38,8 +39,9 @@ def _pooled_points(dataset):
     import tensorflow as tf  # A tf.data pipeline, whatever the backend.
 
     def flatten(inputs, query_labels):
-        x = tf.concat([inputs["support_inputs"], inputs["query_inputs"]], 1)
-        y = tf.concat([inputs["support_labels"], query_labels], 1)
+        x = tf.concat([inputs[episode.SUPPORT_INPUTS],
+                       inputs[episode.QUERY_INPUTS]], 1)
+        y = tf.concat([inputs[episode.SUPPORT_LABELS], query_labels], 1)
         return tf.reshape(x, (-1, 1)), tf.reshape(y, (-1, 1))
 
     return dataset.map(flatten)
@@ -196,6 +198,156 @@ def _plot(path, curves, examples, config):
     plt.close(figure)
 
 
+def _choose_xla(jit_compile, make_learner, train, steps_per_execution,
+                meta_steps, verbose, seed):
+    """`(jit_compile, probe)`: whether the learner compiles with XLA, and
+    what decided it (`None`, or a dict recorded in results.json)."""
+    xla = None
+    if jit_compile is not False and _op_determinism():
+        # `keras-meta train` runs deterministically; Keras would silently
+        # compile without XLA. Say so instead of timing the same step twice.
+        jit_compile = False
+        xla = {"skipped": "TensorFlow's op determinism is on; Keras does "
+                          "not compile with XLA under it"}
+        _phase(verbose, "[0/3] XLA: off (TensorFlow's op determinism is on, "
+                        "and Keras compiles without XLA under it)")
+    elif jit_compile == "auto" and _cpu_only_tensorflow() and (
+            meta_steps >= 50 * steps_per_execution):
+        use, xla = choose_jit_compile(
+            make_learner, train, steps_per_execution=steps_per_execution)
+        jit_compile = use
+        _phase(verbose, f"[0/3] XLA: {xla['xla_ms_per_step']:.2f} ms per "
+                        f"meta-step against {xla['plain_ms_per_step']:.2f} "
+                        f"without (best of 2 x {xla['steps_timed'] // 2} "
+                        f"steps): {'compiling with' if use else 'without'} "
+                        "XLA")
+        keras.utils.set_random_seed(seed)
+    return jit_compile, xla
+
+
+def _test_sets(shots, num_tasks, num_queries, seed):
+    """The fixed test tasks for each support size in `shots`, in memory."""
+    return {
+        k: _materialize(
+            data.sinusoid(num_shots=k, num_queries=num_queries,
+                          num_tasks=num_tasks, batch_size=100,
+                          seed=test_seed(seed, k))
+        )
+        for k in shots
+    }
+
+
+def _example_tasks(algorithm, learner, pretrained, test_sets, num_shots,
+                   num_test_tasks, inner_learning_rate, seed):
+    """Three test tasks for the figure, each adapted by the learner and the
+    pretrained baseline through the public `adapt()`."""
+    grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
+    amplitudes, phases = data.sinusoid_parameters(
+        min(30, num_test_tasks), seed=test_seed(seed, num_shots)
+    )
+    inputs, _ = test_sets[num_shots]
+    examples = []
+    # Three contrasting tasks: the smallest and largest phase, and the
+    # largest amplitude among the first 30 test tasks.
+    chosen = [int(np.argmin(phases)), int(np.argmax(phases)),
+              int(np.argmax(amplitudes))]
+    for task in dict.fromkeys(chosen):
+        support_x = inputs[episode.SUPPORT_INPUTS][task]
+        support_y = inputs[episode.SUPPORT_LABELS][task]
+        example = {
+            "grid": grid[:, 0], "support_x": support_x[:, 0],
+            "support_y": support_y[:, 0],
+            "amplitude": amplitudes[task], "phase": phases[task],
+            "truth": amplitudes[task] * np.sin(grid[:, 0] - phases[task]),
+        }
+        baseline = algorithms.MAML(pretrained,
+                                   inner_learning_rate=inner_learning_rate)
+        baseline.compile(loss="mse")
+        for name, adapter in ((algorithm, learner), ("pretrained", baseline)):
+            example[name] = {}
+            for label, num_steps in (("0 steps", 0), ("1 step", 1),
+                                     ("10 steps", 10)):
+                adapter.eval_inner_steps = num_steps
+                adapted = adapter.adapt(support_x, support_y)
+                example[name][label] = adapted.predict(grid, verbose=0)[:, 0]
+        examples.append(example)
+    return examples
+
+
+def _summarize(curves, algorithm):
+    """`(summary, non_finite, targets_met)` of the evaluated curves."""
+    def at(method, shots, num_steps):
+        return curves[method][f"K={shots}"][num_steps]["mse"]
+
+    summary = {
+        "K10_1_step": at(algorithm, 10, 1),
+        "K10_10_steps": at(algorithm, 10, 10),
+        "pretrained_K10_1_step": at("pretrained", 10, 1),
+        "baseline_ratio_1_step": (
+            at("pretrained", 10, 1) / at(algorithm, 10, 1)),
+    }
+    non_finite = [
+        f"{method} {shots} after {row['steps']} steps"
+        for method, by_shots in curves.items()
+        for shots, rows in by_shots.items() for row in rows
+        if not np.isfinite(row["mse"])]
+    checks = {
+        "every evaluated MSE is finite": not non_finite,
+        f"{algorithm} K=10 after 1 step <= {TARGET_ONE_STEP}":
+            summary["K10_1_step"] <= TARGET_ONE_STEP,
+        f"{algorithm} K=10 after 10 steps <= {TARGET_TEN_STEPS}":
+            summary["K10_10_steps"] <= TARGET_TEN_STEPS,
+        f"pretrained / {algorithm} after 1 step >= {TARGET_BASELINE_RATIO}":
+            summary["baseline_ratio_1_step"] >= TARGET_BASELINE_RATIO,
+    }
+    return summary, non_finite, checks
+
+
+def _evaluate_learner_only(algorithm, learner, num_test_tasks,
+                           num_test_queries, seed, meta_steps, meta_seconds):
+    """The results of a run without the baseline: the learner's K=10
+    curve on the same test tasks."""
+    test_sets = _test_sets((10,), num_test_tasks, num_test_queries,
+                           seed)
+    start = time.perf_counter()
+    curves = {algorithm: _evaluate_learner(learner, test_sets,
+                                           list(range(11)))}
+    return {
+        "config": {"algorithm": algorithm,
+                   "num_inner_steps": getattr(
+                       learner, "num_inner_steps", None),
+                   "meta_steps": meta_steps},
+        "curves": curves,
+        "seconds": {"meta_training": meta_seconds,
+                    "evaluation": time.perf_counter() - start},
+    }
+
+
+def _config(algorithm, learner, *, meta_steps, meta_batch_size, num_shots,
+            inner_learning_rate, learning_rate, num_test_tasks,
+            num_test_queries, seed, jit_compile, xla):
+    """The run's settings as results.json records them."""
+    config = {
+        "algorithm": algorithm,
+        "model": "MLP 1-40-40-1 ReLU" + (
+            " (+4 context inputs)" if algorithm == "cavia" else ""),
+        "meta_steps": meta_steps,
+        "meta_batch_size": meta_batch_size,
+        "train K": num_shots,
+        "inner_learning_rate": inner_learning_rate,
+        "num_inner_steps": getattr(learner, "num_inner_steps", None),
+        "optimizer": f"Adam({learning_rate})" + (
+            ", cosine decay" if algorithm == "maml++" else ""),
+        "test tasks": num_test_tasks,
+        "query points per test task": num_test_queries,
+        "seed": seed,
+        "jit_compile": jit_compile,
+        "xla_probe": xla,
+        "intra_op_threads": _intra_op_threads(),
+    }
+    return config
+
+
 def run(
     *,
     algorithm="maml",
@@ -255,26 +407,9 @@ def run(
         )
         return learner
 
-    xla = None
-    if jit_compile is not False and _op_determinism():
-        # `keras-meta train` runs deterministically; Keras would silently
-        # compile without XLA. Say so instead of timing the same step twice.
-        jit_compile = False
-        xla = {"skipped": "TensorFlow's op determinism is on; Keras does "
-                          "not compile with XLA under it"}
-        _phase(verbose, "[0/3] XLA: off (TensorFlow's op determinism is on, "
-                        "and Keras compiles without XLA under it)")
-    elif jit_compile == "auto" and _cpu_only_tensorflow() and (
-            meta_steps >= 50 * steps_per_execution):
-        use, xla = choose_jit_compile(
-            make_learner, train, steps_per_execution=steps_per_execution)
-        jit_compile = use
-        _phase(verbose, f"[0/3] XLA: {xla['xla_ms_per_step']:.2f} ms per "
-                        f"meta-step against {xla['plain_ms_per_step']:.2f} "
-                        f"without (best of 2 x {xla['steps_timed'] // 2} "
-                        f"steps): {'compiling with' if use else 'without'} "
-                        "XLA")
-        keras.utils.set_random_seed(seed)
+    jit_compile, xla = _choose_xla(jit_compile, make_learner, train,
+                                   steps_per_execution, meta_steps,
+                                   verbose, seed)
     learner = make_learner(jit_compile)
     _phase(verbose, f"[1/3] meta-training {algorithm.upper()}: "
                     f"{epochs * steps_per_epoch} steps of {meta_batch_size} "
@@ -294,22 +429,9 @@ def run(
                         jit_compile=False)
 
     if not baseline:
-        test_sets = {10: _materialize(data.sinusoid(
-            num_shots=10, num_queries=num_test_queries,
-            num_tasks=num_test_tasks, batch_size=100,
-            seed=test_seed(seed, 10)))}
-        start = time.perf_counter()
-        curves = {algorithm: _evaluate_learner(learner, test_sets,
-                                               list(range(11)))}
-        return {
-            "config": {"algorithm": algorithm,
-                       "num_inner_steps": getattr(
-                           learner, "num_inner_steps", None),
-                       "meta_steps": epochs * steps_per_epoch},
-            "curves": curves,
-            "seconds": {"meta_training": meta_seconds,
-                        "evaluation": time.perf_counter() - start},
-        }
+        return _evaluate_learner_only(
+            algorithm, learner, num_test_tasks, num_test_queries, seed,
+            epochs * steps_per_epoch, meta_seconds)
     pretrained = models.mlp(seed=seed)
     pretrained.compile(optimizer=keras.optimizers.Adam(learning_rate),
                        loss="mse", steps_per_execution=steps_per_execution)
@@ -320,14 +442,7 @@ def run(
                    steps_per_epoch=steps_per_epoch, verbose=verbose)
     pretrained_seconds = time.perf_counter() - start
 
-    test_sets = {
-        shots: _materialize(
-            data.sinusoid(num_shots=shots, num_queries=num_test_queries,
-                          num_tasks=num_test_tasks, batch_size=100,
-                          seed=test_seed(seed, shots))
-        )
-        for shots in (10, 5)
-    }
+    test_sets = _test_sets((10, 5), num_test_tasks, num_test_queries, seed)
     steps = list(range(11))
     _phase(verbose, f"[3/3] evaluating both on {num_test_tasks} test tasks, "
                     "K=10 and K=5, after 0..10 steps")
@@ -341,80 +456,17 @@ def run(
     }
     evaluation_seconds = time.perf_counter() - start
 
-    # Example tasks for the figure, through the public `adapt()`.
-    grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
-    amplitudes, phases = data.sinusoid_parameters(
-        min(30, num_test_tasks), seed=test_seed(seed, num_shots)
-    )
-    inputs, _ = test_sets[num_shots]
-    examples = []
-    # Three contrasting tasks: the smallest and largest phase, and the
-    # largest amplitude among the first 30 test tasks.
-    chosen = [int(np.argmin(phases)), int(np.argmax(phases)),
-              int(np.argmax(amplitudes))]
-    for task in dict.fromkeys(chosen):
-        support_x = inputs["support_inputs"][task]
-        support_y = inputs["support_labels"][task]
-        example = {
-            "grid": grid[:, 0], "support_x": support_x[:, 0],
-            "support_y": support_y[:, 0],
-            "amplitude": amplitudes[task], "phase": phases[task],
-            "truth": amplitudes[task] * np.sin(grid[:, 0] - phases[task]),
-        }
-        baseline = algorithms.MAML(pretrained,
-                                   inner_learning_rate=inner_learning_rate)
-        baseline.compile(loss="mse")
-        for name, adapter in ((algorithm, learner), ("pretrained", baseline)):
-            example[name] = {}
-            for label, num_steps in (("0 steps", 0), ("1 step", 1),
-                                     ("10 steps", 10)):
-                adapter.eval_inner_steps = num_steps
-                adapted = adapter.adapt(support_x, support_y)
-                example[name][label] = adapted.predict(grid, verbose=0)[:, 0]
-        examples.append(example)
+    examples = _example_tasks(algorithm, learner, pretrained, test_sets,
+                              num_shots, num_test_tasks, inner_learning_rate,
+                              seed)
 
-    def at(method, shots, num_steps):
-        return curves[method][f"K={shots}"][num_steps]["mse"]
-
-    summary = {
-        "K10_1_step": at(algorithm, 10, 1),
-        "K10_10_steps": at(algorithm, 10, 10),
-        "pretrained_K10_1_step": at("pretrained", 10, 1),
-        "baseline_ratio_1_step": (
-            at("pretrained", 10, 1) / at(algorithm, 10, 1)),
-    }
-    non_finite = [
-        f"{method} {shots} after {row['steps']} steps"
-        for method, by_shots in curves.items()
-        for shots, rows in by_shots.items() for row in rows
-        if not np.isfinite(row["mse"])]
-    checks = {
-        "every evaluated MSE is finite": not non_finite,
-        f"{algorithm} K=10 after 1 step <= {TARGET_ONE_STEP}":
-            summary["K10_1_step"] <= TARGET_ONE_STEP,
-        f"{algorithm} K=10 after 10 steps <= {TARGET_TEN_STEPS}":
-            summary["K10_10_steps"] <= TARGET_TEN_STEPS,
-        f"pretrained / {algorithm} after 1 step >= {TARGET_BASELINE_RATIO}":
-            summary["baseline_ratio_1_step"] >= TARGET_BASELINE_RATIO,
-    }
-    config = {
-        "algorithm": algorithm,
-        "model": "MLP 1-40-40-1 ReLU" + (
-            " (+4 context inputs)" if algorithm == "cavia" else ""),
-        "meta_steps": epochs * steps_per_epoch,
-        "meta_batch_size": meta_batch_size,
-        "train K": num_shots,
-        "inner_learning_rate": inner_learning_rate,
-        "num_inner_steps": getattr(learner, "num_inner_steps", None),
-        "optimizer": f"Adam({learning_rate})" + (
-            ", cosine decay" if algorithm == "maml++" else ""),
-        "test tasks": num_test_tasks,
-        "query points per test task": num_test_queries,
-        "seed": seed,
-        "jit_compile": trained_with_xla,
-        "xla_probe": xla,
-        "intra_op_threads": _intra_op_threads(),
-    }
+    summary, non_finite, checks = _summarize(curves, algorithm)
+    config = _config(
+        algorithm, learner, meta_steps=epochs * steps_per_epoch,
+        meta_batch_size=meta_batch_size, num_shots=num_shots,
+        inner_learning_rate=inner_learning_rate, learning_rate=learning_rate,
+        num_test_tasks=num_test_tasks, num_test_queries=num_test_queries,
+        seed=seed, jit_compile=trained_with_xla, xla=xla)
     results = {
         "config": config,
         "summary": summary,

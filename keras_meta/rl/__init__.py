@@ -16,6 +16,9 @@ few rollouts.
   GAE).
 """
 
+from keras_meta.gaussian import gaussian_kl
+from keras_meta.gaussian import gaussian_log_prob
+from keras_meta.gaussian import split_gaussian
 from keras_meta.rl import advantages
 from keras_meta.rl.callbacks import AdaptationReturns
 from keras_meta.rl.callbacks import summarize_returns
@@ -29,10 +32,7 @@ from keras_meta.rl.meta_policy_gradient import MAMLRL
 from keras_meta.rl.meta_policy_gradient import MetaPolicyGradient
 from keras_meta.rl.meta_policy_gradient import ProMP
 from keras_meta.rl.policies import GaussianPolicyHead
-from keras_meta.rl.policies import gaussian_kl
-from keras_meta.rl.policies import gaussian_log_prob
 from keras_meta.rl.policies import gaussian_mlp_policy
-from keras_meta.rl.policies import split_gaussian
 
 __all__ = [
     "AdaptationReturns",

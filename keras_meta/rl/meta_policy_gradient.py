@@ -5,14 +5,15 @@ import numpy as np
 from keras import ops
 
 from keras_meta import backend
-from keras_meta.algorithms.model_utils import SavesSeedGenerator
-from keras_meta.algorithms.model_utils import check_count
+from keras_meta.callbacks import skip_trained_batches
+from keras_meta.checks import check_count
+from keras_meta.gaussian import gaussian_kl
+from keras_meta.gaussian import gaussian_log_prob
+from keras_meta.gaussian import split_gaussian
+from keras_meta.models.seed_state import SavesSeedGenerator
 from keras_meta.rl import advantages as adv
 from keras_meta.rl.environments import PureFunctionEnvironment
 from keras_meta.rl.environments import SimulatorEnvironment
-from keras_meta.rl.policies import gaussian_kl
-from keras_meta.rl.policies import gaussian_log_prob
-from keras_meta.rl.policies import split_gaussian
 
 INNER_ESTIMATORS = ("vanilla", "lvc")
 
@@ -495,27 +496,15 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
         callbacks (`History`, the progress bar, `ModelCheckpoint`,
         `CSVLogger`, `EarlyStopping`, ...) as Keras does.
         """
-        x = self._resume_position(x, kwargs.get("callbacks"),
-                                  kwargs.get("steps_per_epoch"))
+        # Resuming is exact: the task batches a resumed run trained on are
+        # skipped, and the rollouts' noise generator is restored with the
+        # weights.
+        x = skip_trained_batches(x, kwargs.get("callbacks"),
+                                 kwargs.get("steps_per_epoch"))
         if isinstance(self.environment, SimulatorEnvironment):
             return self._fit_simulator(x, *args, **kwargs)
         kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
-
-    def _resume_position(self, x, callbacks, steps_per_epoch):
-        """With `keras_meta.callbacks.BackupAndRestore`, skips the task
-        batches a resumed run has trained on, so that it sees the tasks an
-        uninterrupted run would (`task_dataset` batch `i` is a pure function
-        of its seed and `i`); the rollouts' noise generator is restored with
-        the weights. Resuming is then exact."""
-        from keras_meta.callbacks import BackupAndRestore
-
-        backups = [c for c in callbacks or []
-                   if isinstance(c, BackupAndRestore)]
-        if not backups or not steps_per_epoch or not hasattr(x, "skip"):
-            return x
-        epoch = backups[0].restored_epoch()
-        return x.skip(epoch * steps_per_epoch) if epoch > 0 else x
 
     def test_step(self, data):
         raise NotImplementedError(

@@ -1,7 +1,5 @@
 """Gaussian policies as ordinary Keras models."""
 
-import math
-
 import keras
 from keras import ops
 
@@ -14,7 +12,7 @@ class GaussianPolicyHead(keras.layers.Layer):
     (a dense layer) followed by the log standard deviation, a weight of its
     own that does not depend on the observation (as in the MAML paper's
     policies). `keras_meta.rl` splits the two halves with
-    `split_gaussian`.
+    `keras_meta.gaussian.split_gaussian`.
 
     Args:
         action_dim: Int, the number of action dimensions.
@@ -87,28 +85,3 @@ def gaussian_mlp_policy(observation_dim, action_dim, *,
         head.kernel.assign(keras.initializers.GlorotUniform(
             seed + len(hidden_units))(head.kernel.shape))
     return model
-
-
-def split_gaussian(outputs):
-    """Splits a policy's outputs `[..., 2 * d]` into `(mean, log_std)`."""
-    dim = outputs.shape[-1] // 2
-    return outputs[..., :dim], outputs[..., dim:]
-
-
-def gaussian_log_prob(actions, mean, log_std):
-    """Log-density of `actions` under a diagonal Gaussian, summed over the
-    last axis."""
-    z = (actions - mean) * ops.exp(-log_std)
-    return ops.sum(
-        -0.5 * ops.square(z) - log_std - 0.5 * math.log(2.0 * math.pi),
-        axis=-1)
-
-
-def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q):
-    """KL(p || q) between diagonal Gaussians, summed over the last axis."""
-    var_p = ops.exp(2.0 * log_std_p)
-    var_q = ops.exp(2.0 * log_std_q)
-    return ops.sum(
-        log_std_q - log_std_p
-        + (var_p + ops.square(mean_p - mean_q)) / (2.0 * var_q) - 0.5,
-        axis=-1)

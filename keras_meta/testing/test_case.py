@@ -8,6 +8,8 @@ import keras
 import numpy as np
 from absl.testing import parameterized
 
+from keras_meta import episode
+
 
 class TestCase(parameterized.TestCase):
     """Base class of keras_meta's tests.
@@ -32,9 +34,17 @@ class TestCase(parameterized.TestCase):
         return path
 
     def assertAllClose(self, actual, desired, atol=1e-6, rtol=1e-6, msg=None):
+        """Nests of tensors or arrays, close element by element. A nest
+        and a plain list of numbers (`[0.5, 2.1]` for one tensor) are
+        compared as arrays; nests of different lengths fail."""
         actual = keras.tree.map_structure(keras.ops.convert_to_numpy, actual)
         desired = keras.tree.map_structure(keras.ops.convert_to_numpy, desired)
-        for a, d in zip(keras.tree.flatten(actual), keras.tree.flatten(desired)):
+        flat_actual = keras.tree.flatten(actual)
+        flat_desired = keras.tree.flatten(desired)
+        if len(flat_actual) != len(flat_desired):
+            flat_actual, flat_desired = [np.asarray(actual)], [
+                np.asarray(desired)]
+        for a, d in zip(flat_actual, flat_desired):
             np.testing.assert_allclose(a, d, atol=atol, rtol=rtol, err_msg=msg)
 
     def assertSameTrainingStep(self, logs, expected_logs, before, after,
@@ -56,10 +66,10 @@ class TestCase(parameterized.TestCase):
                                   atol=1e-5, rtol=1e-4):
         """`adapt()` on one task's support set gives a model predicting its
         queries as `meta_model.predict()` does."""
-        learner = meta_model.adapt(inputs["support_inputs"][task],
-                                   inputs["support_labels"][task])
+        learner = meta_model.adapt(inputs[episode.SUPPORT_INPUTS][task],
+                                   inputs[episode.SUPPORT_LABELS][task])
         self.assertAllClose(
-            learner.predict(inputs["query_inputs"][task], verbose=0),
+            learner.predict(inputs[episode.QUERY_INPUTS][task], verbose=0),
             meta_model.predict(inputs, verbose=0)[task],
             atol=atol, rtol=rtol)
         return learner
@@ -75,8 +85,8 @@ class TestCase(parameterized.TestCase):
         learner.save(path)
         reloaded = keras.models.load_model(path, safe_mode=True)
         self.assertAllClose(
-            reloaded.predict(inputs["query_inputs"][0], verbose=0),
-            learner.predict(inputs["query_inputs"][0], verbose=0))
+            reloaded.predict(inputs[episode.QUERY_INPUTS][0], verbose=0),
+            learner.predict(inputs[episode.QUERY_INPUTS][0], verbose=0))
         return reloaded
 
     def run_adapted_model_test(self, meta_model, episodes, rtol=1e-4):
@@ -96,9 +106,9 @@ class TestCase(parameterized.TestCase):
                             msg="predict() is not deterministic")
         scale = float(np.max(np.abs(predictions)))
         for task in range(len(labels)):
-            learner = meta_model.adapt(inputs["support_inputs"][task],
-                                       inputs["support_labels"][task])
-            queries = inputs["query_inputs"][task]
+            learner = meta_model.adapt(inputs[episode.SUPPORT_INPUTS][task],
+                                       inputs[episode.SUPPORT_LABELS][task])
+            queries = inputs[episode.QUERY_INPUTS][task]
             deployed = learner.predict(queries, batch_size=len(queries),
                                        verbose=0)
             self.assertAllClose(
@@ -148,7 +158,7 @@ class TestCase(parameterized.TestCase):
             if not copy.built:
                 copy.build(model.input_shape if hasattr(model, "inputs")
                            and model.inputs else (None,) + inputs[
-                               "support_inputs"].shape[2:])
+                               episode.SUPPORT_INPUTS].shape[2:])
             weights = initial_weights
             if perturbation is not None:
                 weights = [perturbation(w) for w in weights]

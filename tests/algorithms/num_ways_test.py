@@ -12,7 +12,7 @@ from absl.testing import parameterized
 
 import keras_meta
 from keras_meta import testing
-from keras_meta.algorithms.model_utils import ABSENT_CLASS_LOGIT
+from keras_meta.algorithms.heads import ABSENT_CLASS_LOGIT
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -13,7 +13,6 @@ from absl.testing import parameterized
 
 import keras_meta
 from keras_meta import testing
-from keras_meta.algorithms import meta_model as meta_model_module
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -110,6 +109,8 @@ class TaskGradientsTest(testing.TestCase):
         self.assert_same_step(factory, _episodes(weights=True))
 
     def test_auto_chooses_by_model_and_memory(self):
+        from keras_meta.backend.tensorflow import trainer
+
         def episodes(tasks, queries, shape):
             return {
                 "support_inputs": keras.KerasTensor((tasks, 5) + shape),
@@ -126,7 +127,7 @@ class TaskGradientsTest(testing.TestCase):
         # About 16,400 values per example: 430 MB for 32 tasks of 205.
         large = episodes(32, 200, (8,))
         self.assertGreater(dense._batch_activation_bytes((large,)),
-                           meta_model_module.TASK_GRADIENT_BYTES)
+                           trainer.TASK_GRADIENT_BYTES)
         self.assertTrue(dense._uses_task_gradients((large,)))
         self.assertFalse(dense._uses_task_gradients(
             (episodes(2, 6, (8,)),)))

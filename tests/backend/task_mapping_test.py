@@ -18,7 +18,6 @@ from absl.testing import parameterized
 import keras_meta
 from keras_meta import backend
 from keras_meta import testing
-from keras_meta.algorithms import meta_model as meta_model_module
 from keras_meta.backend import common
 
 NUM_WAYS = 3
@@ -103,7 +102,7 @@ class TaskMappingTest(testing.TestCase):
         self.assertGreater(sum(moved), len(moved) // 2)
 
     def test_which_models_vectorize(self):
-        dense_only = meta_model_module._dense_only
+        from keras_meta.models.inspection import dense_only
         self.assertTrue(dense_only(_dense_model()))
         inputs = keras.Input((4,))
         hidden = keras.layers.Dense(5, activation="relu")(inputs)

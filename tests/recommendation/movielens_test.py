@@ -5,7 +5,7 @@ import numpy as np
 
 import keras_meta
 from keras_meta import testing
-from keras_meta.data import movielens
+from keras_meta.recommendation import movielens
 
 GENRES = ["unknown", "Action", "Comedy", "Drama"]
 
@@ -91,14 +91,14 @@ def _write_atomic(folder, data, drop=None):
 def _trained_melu(tasks, k):
     """MeLU (`ANIL` on the field recommender's decision layers), compiled
     with MAE and nDCG@k and trained two steps on `tasks`."""
-    model = keras_meta.models.field_recommender(
+    model = keras_meta.recommendation.field_recommender(
         tasks.features, embedding_dim=4, hidden_units=(8,), seed=0)
     melu = keras_meta.ANIL(
-        model, head=keras_meta.models.field_recommender_head(model),
+        model, head=keras_meta.recommendation.field_recommender_head(model),
         inner_learning_rate=0.1)
     melu.compile(optimizer="adam", loss="mse", metrics=[
         keras.metrics.MeanAbsoluteError(),
-        keras_meta.metrics.NormalizedDCG(k=k)])
+        keras_meta.recommendation.NormalizedDCG(k=k)])
     melu.fit(tasks.episodes("train", batch_size=4), epochs=1,
              steps_per_epoch=2, verbose=0)
     return melu
@@ -219,7 +219,7 @@ class ProtocolTest(testing.TestCase):
 
     def test_melu_is_anil_on_the_field_recommender(self):
         melu = _trained_melu(self.tasks, k=5)
-        self.assertEqual(keras_meta.models.field_recommender_head(melu.model),
+        self.assertEqual(keras_meta.recommendation.field_recommender_head(melu.model),
                          ["decision_0", "rating"])
         logs = melu.evaluate(self.tasks.episodes("user_cold", batch_size=8),
                              verbose=0, return_dict=True)
@@ -381,7 +381,7 @@ class NormalizedDCGTest(testing.TestCase):
         weight = np.ones((6, 10), "float32")
         weight[0, 7:] = 0.0
         for exponential in (False, True):
-            metric = keras_meta.metrics.NormalizedDCG(
+            metric = keras_meta.recommendation.NormalizedDCG(
                 k=3, gain="exponential" if exponential else "linear")
             metric.update_state(true[..., None], pred[..., None],
                                 sample_weight=weight)
@@ -394,14 +394,14 @@ class NormalizedDCGTest(testing.TestCase):
 
     def test_a_perfect_ranking_scores_one_and_k_must_be_below_the_size(self):
         true = np.array([[5.0, 1.0, 3.0, 2.0, 4.0, 1.0]])
-        metric = keras_meta.metrics.NormalizedDCG(k=3)
+        metric = keras_meta.recommendation.NormalizedDCG(k=3)
         metric.update_state(true, true)
         self.assertAllClose(metric.result(), 1.0)
         metric.reset_state()
         metric.update_state(true, -true)
         self.assertLess(float(metric.result()), 0.7)
         with self.assertRaisesRegex(ValueError, "k < 6"):
-            keras_meta.metrics.NormalizedDCG(k=6).update_state(true, true)
+            keras_meta.recommendation.NormalizedDCG(k=6).update_state(true, true)
 
 
 def _true_top_k_reference(true, k, draws=20000, seed=0):
@@ -443,18 +443,18 @@ class RankingProtocolTest(testing.TestCase):
     def test_precision_and_binary_ndcg_match_numpy(self):
         for k in (3, 5):
             precision, ndcg = self._references(k)
-            metric = keras_meta.metrics.PrecisionAtK(k=k)
+            metric = keras_meta.recommendation.PrecisionAtK(k=k)
             metric.update_state(self.true[..., None], self.pred[..., None],
                                 sample_weight=self.weight)
             self.assertAllClose(metric.result(), precision, atol=2e-3)
-            metric = keras_meta.metrics.NormalizedDCG(k=k, gain="top_k")
+            metric = keras_meta.recommendation.NormalizedDCG(k=k, gain="top_k")
             metric.update_state(self.true[..., None], self.pred[..., None],
                                 sample_weight=self.weight)
             self.assertAllClose(metric.result(), ndcg, atol=2e-3)
 
     def test_perfect_reversed_and_random_rankings(self):
         true = np.array([[5.0, 1.0, 3.0, 2.0, 4.0, 0.5, 6.0, 7.0, 8.0, 9.0]])
-        metric = keras_meta.metrics.PrecisionAtK(k=5)
+        metric = keras_meta.recommendation.PrecisionAtK(k=5)
         metric.update_state(true, true)
         self.assertAllClose(metric.result(), 1.0)
         metric.reset_state()
@@ -473,9 +473,9 @@ class RankingProtocolTest(testing.TestCase):
         metric.update_state(ties, np.zeros_like(ties))
         self.assertAllClose(metric.result(), 0.5, atol=0.01)
         with self.assertRaisesRegex(ValueError, "k < 10"):
-            keras_meta.metrics.PrecisionAtK(k=10).update_state(true, true)
+            keras_meta.recommendation.PrecisionAtK(k=10).update_state(true, true)
         with self.assertRaisesRegex(ValueError, "top_k"):
-            keras_meta.metrics.NormalizedDCG(k=5, gain="binary")
-        config = keras_meta.metrics.PrecisionAtK(k=3).get_config()
+            keras_meta.recommendation.NormalizedDCG(k=5, gain="binary")
+        config = keras_meta.recommendation.PrecisionAtK(k=3).get_config()
         self.assertEqual(
-            keras_meta.metrics.PrecisionAtK.from_config(config).k, 3)
+            keras_meta.recommendation.PrecisionAtK.from_config(config).k, 3)

@@ -1,74 +1,8 @@
-"""Helpers for inspecting and copying wrapped Keras models."""
+"""Copies of and walks through Keras models: the layers a model holds, a
+copy with other weights, which weights belong to which layers."""
 
 import keras
-import numpy as np
 from keras import ops
-
-
-def check_count(name, value, minimum=1):
-    """Raises a `ValueError` unless `value` is an int >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: "
-            f"{name}={value!r}."
-        )
-
-
-def with_linear_head(encoder, input_shape, kernel, bias, *, normalize=False,
-                     subtract_squared_norm=False, name="adapted"):
-    """`encoder`, flattened (optionally unit-normalized), then a dense layer
-    holding `kernel` and `bias`: the adapted model of metric learners.
-
-    With `subtract_squared_norm`, each output also has the embedding's
-    squared norm subtracted (ProtoNet's negative squared distances).
-    """
-    inputs = keras.Input(shape=tuple(input_shape))
-    embeddings = keras.layers.Flatten()(encoder(inputs))
-    if normalize:
-        embeddings = keras.layers.UnitNormalization()(embeddings)
-    head = keras.layers.Dense(kernel.shape[-1], name="head")
-    outputs = head(embeddings)
-    if subtract_squared_norm:
-        squared_norm = keras.layers.Dot(axes=1, name="squared_norm")(
-            [embeddings, embeddings])
-        outputs = keras.layers.Subtract(name="distances")(
-            [outputs, squared_norm])
-    head.set_weights([ops.convert_to_numpy(kernel),
-                      ops.convert_to_numpy(bias)])
-    return keras.Model(inputs, outputs, name=name)
-
-
-# The logit of a class absent from an episode's support set: metric
-# learners size their outputs for `num_ways` classes at most, and an
-# episode with fewer classes must never predict the missing ones.
-ABSENT_CLASS_LOGIT = -1e9
-
-
-def support_classes(labels, num_ways, dtype, weights=None):
-    """One-hot support labels and which classes the support set holds.
-
-    Args:
-        labels: Int tensor `[num_support]` of labels in `[0, num_ways)`.
-        num_ways: Int, the largest number of classes.
-        dtype: The float dtype of the results.
-        weights: Optional `[num_support]`, 0 for padding.
-
-    Returns:
-        `(one_hot, present)`: `[num_support, num_ways]` (padding rows zero)
-        and `[num_ways]`, 1 for each class with a support example.
-    """
-    one_hot = ops.one_hot(ops.cast(labels, "int32"), num_ways, dtype=dtype)
-    if weights is not None:
-        one_hot = one_hot * ops.cast(weights, dtype)[:, None]
-    present = ops.cast(ops.sum(one_hot, axis=0) > 0, dtype)
-    return one_hot, present
-
-
-def mask_absent_classes(logits, present):
-    """`logits` with every absent class's logit at `ABSENT_CLASS_LOGIT`."""
-    present = ops.cast(present, logits.dtype)
-    return logits * present + (1.0 - present) * ops.cast(
-        ABSENT_CLASS_LOGIT, logits.dtype)
 
 
 def walk_layers(layer):
@@ -142,6 +76,16 @@ def ensure_weights(model, input_shape):
     model(ops.zeros((1,) + tuple(input_shape[1:])))
 
 
+def deserialize_model(config):
+    """A model rebuilt from its serialized `config`, with its weights
+    created (a subclassed model gets them when first called)."""
+    model = keras.saving.deserialize_keras_object(config)
+    if not model.weights:
+        input_shape = (config.get("build_config") or {}).get("input_shape")
+        ensure_weights(model, input_shape)
+    return model
+
+
 def layer_weight_mask(model, layers, owner, argument="head"):
     """Marks which of `model.trainable_variables` belong to `layers`.
 
@@ -195,56 +139,3 @@ def layer_weight_mask(model, layers, owner, argument="head"):
             "body. Choose the last layer(s) only."
         )
     return mask
-
-
-def positive_number(name, value):
-    """`value` as a float, or a `ValueError` unless it is a number > 0."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not value > 0):
-        raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}."
-        )
-    return float(value)
-
-
-def _get_eval_inner_steps(self):
-    return self._eval_inner_steps
-
-
-def _set_eval_inner_steps(self, value):
-    check_count("eval_inner_steps", value, 0)
-    object.__setattr__(self, "_eval_inner_steps", value)
-    # The step count is baked into traced functions: retrace them.
-    self.test_function = None
-    self.predict_function = None
-
-
-eval_inner_steps_property = property(
-    _get_eval_inner_steps, _set_eval_inner_steps,
-    doc="Inner steps when evaluating, predicting and in `adapt()`; "
-        "setting it retraces the test and predict functions.")
-
-
-class SavesSeedGenerator:
-    """Saves a model's `seed_generator` state with its weights.
-
-    Keras's weight files leave `SeedGenerator` states out, so a model that
-    draws noise in its training step would resume (`BackupAndRestore`,
-    `load_weights`) with a restarted noise stream. Mix this in before the
-    `keras.Model` base of a model with a `seed_generator` attribute.
-    """
-
-    _SEED_KEY = "seed_generator_state"
-
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store[self._SEED_KEY] = keras.ops.convert_to_numpy(
-            self.seed_generator.state)
-
-    def load_own_variables(self, store):
-        keys = list(store.keys())
-        if self._SEED_KEY in keys:
-            self.seed_generator.state.assign(
-                np.asarray(store[self._SEED_KEY]))
-        super().load_own_variables(
-            {k: store[k] for k in keys if k != self._SEED_KEY})

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from keras_meta import episode
+
 # ml-1m's age groups, applied to ml-100k's ages in years.
 AGE_GROUP_STARTS = (0, 18, 25, 35, 45, 50, 56)
 # Release years: one bucket per five years from 1920 (earlier in the first,
@@ -86,19 +88,33 @@ def _ratings_arrays(rows, source, columns=4):
             table[:, 2].astype("float32"), table[:, 3].astype("int64"))
 
 
+def _read_table(folder, name, separator, min_fields, layout):
+    """The lines of the MovieLens file `name` split on `separator`; a line
+    with fewer than `min_fields` fields raises, naming the `layout`
+    expected."""
+    rows = []
+    for line in _read_lines(os.path.join(folder, name)):
+        fields = line.split(separator)
+        if len(fields) < min_fields:
+            raise ValueError(f"{name}: expected {layout}, got {line!r}")
+        rows.append(fields)
+    return rows
+
+
+def _read_ratings(folder, name, separator):
+    return _ratings_arrays(
+        [line.split(separator) for line in _read_lines(
+            os.path.join(folder, name))], name)
+
+
 def _load_100k(folder):
     _require(folder, ["u.data", "u.user", "u.item"])
-    users, items, ratings, times = _ratings_arrays(
-        [line.split("\t") for line in _read_lines(
-            os.path.join(folder, "u.data"))], "u.data")
-    user_features = {}
-    for line in _read_lines(os.path.join(folder, "u.user")):
-        fields = line.split("|")
-        if len(fields) < 5:
-            raise ValueError(f"u.user: expected 5 '|'-separated fields "
-                             f"(id|age|gender|occupation|zip), got {line!r}")
-        user_features[int(fields[0])] = (
-            int(fields[1]), fields[2], fields[3], fields[4])
+    users, items, ratings, times = _read_ratings(folder, "u.data", "\t")
+    user_features = {
+        int(f[0]): (int(f[1]), f[2], f[3], f[4])
+        for f in _read_table(folder, "u.user", "|", 5,
+                             "5 '|'-separated fields "
+                             "(id|age|gender|occupation|zip)")}
     genre_names = None
     if os.path.exists(os.path.join(folder, "u.genre")):
         pairs = [line.split("|") for line in _read_lines(
@@ -106,11 +122,8 @@ def _load_100k(folder):
         genre_names = [name for name, _ in sorted(
             pairs, key=lambda p: int(p[1]))]
     item_features = {}
-    for line in _read_lines(os.path.join(folder, "u.item")):
-        fields = line.split("|")
-        if len(fields) < 6:
-            raise ValueError(f"u.item: expected id|title|release date|...|"
-                             f"genre flags, got {line!r}")
+    for fields in _read_table(folder, "u.item", "|", 6,
+                              "id|title|release date|...|genre flags"):
         flags = fields[5:]
         names = genre_names or [f"genre_{i}" for i in range(len(flags))]
         date = fields[2]
@@ -124,23 +137,14 @@ def _load_100k(folder):
 
 def _load_1m(folder):
     _require(folder, ["ratings.dat", "users.dat", "movies.dat"])
-    users, items, ratings, times = _ratings_arrays(
-        [line.split("::") for line in _read_lines(
-            os.path.join(folder, "ratings.dat"))], "ratings.dat")
-    user_features = {}
-    for line in _read_lines(os.path.join(folder, "users.dat")):
-        fields = line.split("::")
-        if len(fields) < 5:
-            raise ValueError(f"users.dat: expected id::gender::age::"
-                             f"occupation::zip, got {line!r}")
-        user_features[int(fields[0])] = (
-            int(fields[2]), fields[1], fields[3], fields[4])
+    users, items, ratings, times = _read_ratings(folder, "ratings.dat", "::")
+    user_features = {
+        int(f[0]): (int(f[2]), f[1], f[3], f[4])
+        for f in _read_table(folder, "users.dat", "::", 5,
+                             "id::gender::age::occupation::zip")}
     item_features = {}
-    for line in _read_lines(os.path.join(folder, "movies.dat")):
-        fields = line.split("::")
-        if len(fields) < 3:
-            raise ValueError(f"movies.dat: expected id::title (year)::"
-                             f"genres, got {line!r}")
+    for fields in _read_table(folder, "movies.dat", "::", 3,
+                              "id::title (year)::genres"):
         title = fields[1].strip()
         year = (int(title[-5:-1]) if title.endswith(")")
                 and title[-5:-1].isdigit() else None)
@@ -359,15 +363,15 @@ class ColdStartTasks:
         shuffle = training if shuffle is None else shuffle
         repeat = training if repeat is None else repeat
         inputs = {k: arrays[k] for k in (
-            "support_inputs", "support_labels", "support_weights",
-            "query_inputs")}
+            episode.SUPPORT_INPUTS, episode.SUPPORT_LABELS,
+            episode.SUPPORT_WEIGHTS, episode.QUERY_INPUTS)}
         weights = arrays.get("query_weights")
         if weights is not None and (weights != 1).any():
             dataset = tf.data.Dataset.from_tensor_slices(
-                (inputs, arrays["query_labels"], weights))
+                (inputs, arrays[episode.QUERY_LABELS], weights))
         else:
             dataset = tf.data.Dataset.from_tensor_slices(
-                (inputs, arrays["query_labels"]))
+                (inputs, arrays[episode.QUERY_LABELS]))
         if shuffle:
             dataset = dataset.shuffle(
                 len(arrays["users"]), seed=seed,
@@ -380,27 +384,27 @@ class ColdStartTasks:
 def _pad_tasks(tasks, max_support, size):
     count = len(tasks)
     out = {
-        "support_inputs": np.zeros((count, max_support, size), "float32"),
-        "support_labels": np.zeros((count, max_support, 1), "float32"),
-        "support_weights": np.zeros((count, max_support), "float32"),
-        "query_inputs": None, "query_labels": None,
+        episode.SUPPORT_INPUTS: np.zeros((count, max_support, size), "float32"),
+        episode.SUPPORT_LABELS: np.zeros((count, max_support, 1), "float32"),
+        episode.SUPPORT_WEIGHTS: np.zeros((count, max_support), "float32"),
+        episode.QUERY_INPUTS: None, episode.QUERY_LABELS: None,
         "users": np.array([t[0] for t in tasks], "int64"),
         "support_items": np.full((count, max_support), -1, "int64"),
     }
     queries = max((len(t[3]) for t in tasks), default=0)
-    out["query_inputs"] = np.zeros((count, queries, size), "float32")
-    out["query_labels"] = np.zeros((count, queries, 1), "float32")
+    out[episode.QUERY_INPUTS] = np.zeros((count, queries, size), "float32")
+    out[episode.QUERY_LABELS] = np.zeros((count, queries, 1), "float32")
     out["query_items"] = np.full((count, queries), -1, "int64")
     out["query_weights"] = np.ones((count, queries), "float32")
     for i, (_, sx, sy, qx, qy, s_items, q_items, *weights) in enumerate(
             tasks):
         n = len(sy)
-        out["support_inputs"][i, :n] = sx
-        out["support_labels"][i, :n, 0] = sy
-        out["support_weights"][i, :n] = weights[0] if weights else 1.0
+        out[episode.SUPPORT_INPUTS][i, :n] = sx
+        out[episode.SUPPORT_LABELS][i, :n, 0] = sy
+        out[episode.SUPPORT_WEIGHTS][i, :n] = weights[0] if weights else 1.0
         out["support_items"][i, :n] = s_items
-        out["query_inputs"][i] = qx
-        out["query_labels"][i, :, 0] = qy
+        out[episode.QUERY_INPUTS][i] = qx
+        out[episode.QUERY_LABELS][i, :, 0] = qy
         out["query_items"][i] = q_items
         if weights:
             out["query_weights"][i] = weights[1]
@@ -510,6 +514,29 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=None,
         - [Lee et al., 2019](https://arxiv.org/abs/1908.00413) (MeLU)
         - [Dong et al., 2020](https://arxiv.org/abs/2007.03183) (MAMO)
     """
+    num_queries = _check_protocol(
+        protocol, num_queries=num_queries, min_ratings=min_ratings,
+        max_ratings=max_ratings, num_support=num_support,
+        user_fractions=user_fractions)
+    ratings = source if isinstance(source, Ratings) else load_movielens(
+        source)
+    if protocol == "mamo":
+        return _mamo_tasks(
+            ratings, num_support=num_support,
+            num_queries=5 if num_queries is None else num_queries,
+            warm_item_min_ratings=warm_item_min_ratings,
+            train_on_cold_items=train_on_cold_items,
+            user_fractions=user_fractions, seed=seed)
+    return _melu_tasks(
+        ratings, num_queries=num_queries, min_ratings=min_ratings,
+        max_ratings=max_ratings, cold_item_fraction=cold_item_fraction,
+        user_fractions=user_fractions, seed=seed)
+
+
+def _check_protocol(protocol, *, num_queries, min_ratings, max_ratings,
+                    num_support, user_fractions):
+    """Raises on arguments no task could be built with; returns
+    `num_queries` (MeLU's 10 when `None` under MeLU's protocol)."""
     if protocol not in PROTOCOLS:
         raise ValueError(
             f"Unknown protocol {protocol!r}; expected one of "
@@ -531,19 +558,13 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=None,
             "MAMO's protocol needs at least one support and one query "
             f"rating per user. Received num_support={num_support}, "
             f"num_queries={num_queries}.")
-    ratings = source if isinstance(source, Ratings) else load_movielens(
-        source)
-    if protocol == "mamo":
-        return _mamo_tasks(
-            ratings, num_support=num_support,
-            num_queries=5 if num_queries is None else num_queries,
-            warm_item_min_ratings=warm_item_min_ratings,
-            train_on_cold_items=train_on_cold_items,
-            user_fractions=user_fractions, seed=seed)
-    features, user_codes, item_codes = _encoder(ratings)
-    rng = np.random.default_rng(seed)
+    return num_queries
 
-    # Items: the newest whole release years, up to the cold fraction.
+
+def _newest_items(ratings, cold_item_fraction):
+    """`(items, cold_items, cold_year)`: every item, the newest whole
+    release years up to `cold_item_fraction` of them, and their first
+    year (`None` without new items)."""
     items = np.unique(ratings.items)
     years = np.array([ratings.item_features.get(i, (None, []))[0] or 0
                       for i in items])
@@ -555,6 +576,17 @@ def movielens_cold_start(source=None, *, protocol="melu", num_queries=None,
         cold_items = set(candidate.tolist())
     cold_year = (min(ratings.item_features[i][0] for i in cold_items)
                  if cold_items else None)
+    return items, cold_items, cold_year
+
+
+def _melu_tasks(ratings, *, num_queries, min_ratings, max_ratings,
+                cold_item_fraction, user_fractions, seed):
+    """The states of MeLU's protocol (see `movielens_cold_start`)."""
+    features, user_codes, item_codes = _encoder(ratings)
+    rng = np.random.default_rng(seed)
+
+    items, cold_items, cold_year = _newest_items(ratings,
+                                                 cold_item_fraction)
 
     # Users: a seeded 8:1:1 split.
     groups = _split_users(np.unique(ratings.users), user_fractions, rng)
