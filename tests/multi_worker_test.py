@@ -58,6 +58,7 @@ def _free_ports(count):
 
 @pytest.mark.tensorflow_only
 class MultiWorkerTest(testing.TestCase):
+    @pytest.mark.slow  # several processes
     def test_two_workers_match_one_process(self):
         directory = self.get_temp_dir()
         ports = _free_ports(2)

@@ -74,6 +74,7 @@ def _run(backup_dir, output, kill_at_step=None):
 
 @pytest.mark.tensorflow_only
 class ResumeTest(testing.TestCase):
+    @pytest.mark.slow  # a killed process
     def test_sigkill_and_resume_is_exact(self):
         directory = self.get_temp_dir()
         reference = os.path.join(directory, "reference.npz")

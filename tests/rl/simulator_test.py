@@ -51,6 +51,7 @@ class SimulatorTest(testing.TestCase):
             simulated.adaptation_returns(tasks, num_steps=0),
             graph.adaptation_returns(tasks, num_steps=0), rtol=1e-4)
 
+    @pytest.mark.slow  # a simulator's training loop
     def test_fit_alternates_sampling_and_updates_and_learns(self):
         env = NumpyNavigation()
         keras.utils.set_random_seed(0)
@@ -165,8 +166,10 @@ class ResumeTest(testing.TestCase):
                         reference.policy.get_weights()):
             self.assertAllClose(a, b, atol=1e-6)
 
+    @pytest.mark.slow  # a simulator's training loop
     def test_backup_and_restore_is_exact_in_graph(self):
         self._check_exact_resume(rl.Navigation2D(horizon=10))
 
+    @pytest.mark.slow  # a simulator's training loop
     def test_backup_and_restore_is_exact_with_a_simulator(self):
         self._check_exact_resume(NumpyNavigation(horizon=10))
