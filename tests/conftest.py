@@ -39,7 +39,15 @@ def pytest_addoption(parser):
     parser.addoption("--run_slow", action="store_true", help="run slow tests")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    if BACKEND == "jax":
+        # Slow on JAX's CPU only (convolutions mapped by `lax.map`, or long
+        # inner loops, run 10 to 30 times TensorFlow's time there): such
+        # tests join the slow stage on JAX and stay in TensorFlow's.
+        for item in items:
+            if "slow_on_jax" in item.keywords:
+                item.add_marker(pytest.mark.slow)
     for marker, option in (("large", "--run_large"), ("slow", "--run_slow")):
         if config.getoption(option):
             continue

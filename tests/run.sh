@@ -66,7 +66,7 @@ else
   KERAS_BACKEND=jax stage jax-rest --run_slow "${JAX_REST[@]}"
   # Under vmap: the shared MetaModel machinery, second-order MAML, iMAML's
   # custom VJP and LEO's per-task noise.
-  KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap stage jax-vmap \
+  KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap stage jax-vmap --run_slow \
     tests/algorithms/meta_model_test.py tests/algorithms/maml_test.py \
     tests/algorithms/imaml_test.py tests/algorithms/leo_test.py
 fi

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 from keras_meta import IMAML
@@ -72,6 +73,7 @@ class IMAMLTest(testing.TestCase):
             # The rate of 0.5 overshoots: both branches of the rule ran.
             self.assertGreater(rejections, 0)
 
+    @pytest.mark.slow_on_jax
     def test_converged_inner_loop_gives_the_true_meta_gradient(self):
         # phi*(theta) = (H + lambda I)^-1 (lambda theta + (2/n) A^T y) in
         # closed form; the derivative of L_query(phi*(theta)) is
@@ -119,6 +121,7 @@ class IMAMLTest(testing.TestCase):
             np.linalg.norm(flat) * np.linalg.norm(flat_numeric))
         return cosine, residual
 
+    @pytest.mark.slow_on_jax
     def test_implicit_gradient_of_a_solved_nonconvex_inner_problem(self):
         # The inner problem solved (residual below 1e-2) and lambda large
         # enough for `I + H / lambda` to be positive definite; 21 CG steps
@@ -162,6 +165,7 @@ class IMAMLTest(testing.TestCase):
         self.assertGreater(np.linalg.norm(rough - exact)
                            / np.linalg.norm(exact), 1e-3)
 
+    @pytest.mark.slow_on_jax
     def test_basics(self):
         self.run_meta_model_test(
             cls=IMAML,

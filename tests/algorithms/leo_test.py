@@ -2,6 +2,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from keras_meta import LEO
 from keras_meta import testing
@@ -134,6 +135,7 @@ class LEOTest(testing.TestCase):
             np.testing.assert_array_equal(a, b.numpy())
         self.assertFalse(np.allclose(decoder, leo.decoder.kernel.numpy()))
 
+    @pytest.mark.slow_on_jax
     def test_basics(self):
         self.run_meta_model_test(
             cls=LEO,

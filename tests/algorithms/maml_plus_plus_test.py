@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 from keras_meta import MAML
@@ -111,6 +112,7 @@ class MAMLPlusPlusTest(testing.TestCase):
         maml.eval_inner_steps = 1
         self.assertAllClose(two, maml.predict(inputs, verbose=0), 1e-6, 1e-6)
 
+    @pytest.mark.slow_on_jax
     def test_basics_with_every_option(self):
         meta_model = self.run_meta_model_test(
             cls=MAML,
@@ -191,6 +193,7 @@ class PerStepBatchNormTest(testing.TestCase):
                                          baseline, atol=1e-4))
             weights.assign(original)
 
+    @pytest.mark.slow_on_jax
     def test_adapted_model_matches_and_save(self):
         meta_model = self.run_meta_model_test(
             cls=MAML,

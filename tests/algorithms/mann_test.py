@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 import keras_meta
 from keras_meta import MANN
@@ -208,6 +209,7 @@ class MANNTest(testing.TestCase):
                                          num_shots=2, num_queries=2)
         self.assertAdaptedModelReloads(mann, inputs)
 
+    @pytest.mark.slow_on_jax
     def test_basics(self):
         self.run_meta_model_test(
             cls=MANN, init_kwargs={"model": testing.tiny_classifier(
@@ -232,6 +234,7 @@ class MANNTest(testing.TestCase):
 
 
 class PredictSequenceTest(testing.TestCase):
+    @pytest.mark.slow_on_jax
     def test_each_example_is_predicted_from_the_ones_before(self):
         # Without normalization in the embedding, position t's logits are
         # the query logits of an episode whose support set is the first t

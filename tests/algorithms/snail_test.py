@@ -2,6 +2,7 @@ import itertools
 
 import keras
 import numpy as np
+import pytest
 
 import keras_meta
 from keras_meta import SNAIL
@@ -165,6 +166,7 @@ class SNAILTest(testing.TestCase):
                                          num_shots=2, num_queries=2)
         self.assertAdaptedModelReloads(snail, inputs)
 
+    @pytest.mark.slow_on_jax
     def test_basics(self):
         self.run_meta_model_test(
             cls=SNAIL, init_kwargs={"model": testing.tiny_classifier(
