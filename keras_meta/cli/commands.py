@@ -56,7 +56,6 @@ def _evaluation_episodes(args):
 def _evaluate_navigation(args):
     import keras
 
-    from keras_meta import rl
     from keras_meta.experiments import navigation
 
     learner = keras.models.load_model(args.checkpoint)

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from keras_meta import episode
+from keras_meta.checks import positive_integer
 from keras_meta.data.batching import finish_episodes
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -378,24 +379,13 @@ def _count_range(name, value):
             f"Received: {name}={value!r}."
         )
     for part in pair:
-        _check_positive(name, part)
+        positive_integer(name, part)
     if pair[0] > pair[1]:
         raise ValueError(
             f"`{name}` must be `(low, high)` with low <= high. Received: "
             f"{name}={value!r}."
         )
     return int(pair[0]), int(pair[1])
-
-
-def _check_positive(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-        value < 1
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}."
-        )
 
 
 def episodes(
@@ -499,8 +489,8 @@ def episodes(
         ("num_queries", num_queries),
         ("batch_size", batch_size),
     ):
-        _check_positive(name, value)
-    _check_positive("num_episodes", num_episodes, allow_none=True)
+        positive_integer(name, value)
+    positive_integer("num_episodes", num_episodes, allow_none=True)
     folder = isinstance(source, (str, os.PathLike)) and (
         os.sep in str(source) or os.path.exists(source)
     )

@@ -5,20 +5,12 @@ import math
 import numpy as np
 
 from keras_meta import episode
+from keras_meta.checks import positive_integer
 
 # Finn et al. (2017), section 5.1.
 AMPLITUDE_RANGE = (0.1, 5.0)
 PHASE_RANGE = (0.0, math.pi)
 INPUT_RANGE = (-5.0, 5.0)
-
-
-def _check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}."
-        )
 
 
 def _tasks(indices, seed, amplitude_range, phase_range, input_range,
@@ -106,10 +98,10 @@ def sinusoid(
     import tensorflow as tf  # tf.data feeds every Keras backend.
 
     num_queries = num_shots if num_queries is None else num_queries
-    _check_positive_int("num_shots", num_shots)
-    _check_positive_int("num_queries", num_queries)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("num_tasks", num_tasks, allow_none=True)
+    positive_integer("num_shots", num_shots)
+    positive_integer("num_queries", num_queries)
+    positive_integer("batch_size", batch_size)
+    positive_integer("num_tasks", num_tasks, allow_none=True)
     for name, (low, high) in (
         ("amplitude_range", amplitude_range),
         ("phase_range", phase_range),
@@ -176,7 +168,7 @@ def sinusoid_parameters(num_tasks, *, seed=0):
     Returns:
         `(amplitudes, phases)`, NumPy arrays of shape `[num_tasks]`.
     """
-    _check_positive_int("num_tasks", num_tasks)
+    positive_integer("num_tasks", num_tasks)
     import tensorflow as tf
 
     amplitudes, phases, _, _ = _tasks(

@@ -7,6 +7,7 @@ from keras import ops
 from keras_meta import backend
 from keras_meta.callbacks import skip_trained_batches
 from keras_meta.checks import check_count
+from keras_meta.checks import positive_number
 from keras_meta.gaussian import gaussian_kl
 from keras_meta.gaussian import gaussian_log_prob
 from keras_meta.gaussian import split_gaussian
@@ -16,13 +17,6 @@ from keras_meta.rl.environments import PureFunctionEnvironment
 from keras_meta.rl.environments import SimulatorEnvironment
 
 INNER_ESTIMATORS = ("vanilla", "lvc")
-
-
-def _check_positive(name, value):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not value > 0):
-        raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -166,7 +160,7 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
                 "and its log standard deviation), the way "
                 "`keras_meta.rl.gaussian_mlp_policy` does. Its output shape "
                 f"is {shape}.")
-        _check_positive("inner_learning_rate", inner_learning_rate)
+        positive_number("inner_learning_rate", inner_learning_rate)
         check_count("num_inner_steps", num_inner_steps, 0)
         check_count("num_trajectories", num_trajectories, 1)
         check_count("num_outer_steps", num_outer_steps, 1)
@@ -179,7 +173,7 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
                 f"`inner_estimator` must be one of {list(INNER_ESTIMATORS)}. "
                 f"Received: inner_estimator={inner_estimator!r}.")
         if clip_ratio is not None:
-            _check_positive("clip_ratio", clip_ratio)
+            positive_number("clip_ratio", clip_ratio)
         if kl_penalty < 0:
             raise ValueError(
                 "`kl_penalty` must be >= 0. Received: "
@@ -189,7 +183,7 @@ class MetaPolicyGradient(SavesSeedGenerator, keras.Model):
                                    inner_learning_rate / 2.0]
         eval_learning_rates = [float(r) for r in eval_learning_rates]
         for rate in eval_learning_rates:
-            _check_positive("eval_learning_rates", rate)
+            positive_number("eval_learning_rates", rate)
         self.policy = policy
         self.environment = environment
         self.inner_learning_rate = float(inner_learning_rate)
