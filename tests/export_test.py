@@ -70,6 +70,7 @@ class ExportTest(testing.TestCase):
     @parameterized.named_parameters(
         ("maml_classifier", _classifier), ("maml_regression", _regression),
         ("protonet", _protonet))
+    @pytest.mark.slow  # a SavedModel served in a fresh process
     def test_savedmodel_serves_without_keras_meta(self, make):
         meta_model, (inputs, _) = make()
         path = os.path.join(self.get_temp_dir(), "served")

@@ -37,6 +37,7 @@ def _cases():
 
 class TrainingLearnsTest(testing.TestCase):
     @parameterized.named_parameters(*_cases())
+    @pytest.mark.slow  # trains every learner for many steps
     def test_training_lowers_the_query_loss(self, name, factory):
         keras.utils.set_random_seed(0)
         learner = factory("inductive")

@@ -62,6 +62,7 @@ class RemoveSharedClassesTest(testing.TestCase):
         self.assertEqual(data.class_fingerprints(reversed_index),
                          data.class_fingerprints(train))
 
+    @pytest.mark.slow  # builds the whole Omniglot benchmark
     def test_omniglot_benchmark_never_tests_on_training_images(self):
         # The real subsets share the Greek and Latin alphabets byte for
         # byte; the benchmark's test classes must exclude them.

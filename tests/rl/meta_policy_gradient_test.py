@@ -253,6 +253,7 @@ class OnPolicyTest(testing.TestCase):
 
 
 class TrainingTest(testing.TestCase):
+    @pytest.mark.slow  # trains a policy for many steps
     def test_promp_learns(self):
         env = rl.Navigation2D()
         keras.utils.set_random_seed(0)
