@@ -413,6 +413,8 @@ class CLIHelpTest(testing.TestCase):
         import subprocess
         import sys
 
+        import keras_meta
+
         # The public names load on first use in the command's process.
         code = (
             "import sys\n"
@@ -420,7 +422,7 @@ class CLIHelpTest(testing.TestCase):
             "from keras_meta import cli\n"
             "for argv in (['--help'], ['train', '--help'],"
             " ['evaluate', '--help'], ['train', '--algorithm', 'nope'],"
-            " ['train', '--meta-steps', '0']):\n"
+            " ['train', '--meta-steps', '0'], ['--version']):\n"
             "    try:\n"
             "        cli.main(argv)\n"
             "    except SystemExit:\n"
@@ -433,6 +435,7 @@ class CLIHelpTest(testing.TestCase):
         self.assertNotIn("%%", result.stdout)
         self.assertIn("invalid choice: 'nope'", result.stderr)
         self.assertIn("--meta-steps must be positive", result.stderr)
+        self.assertIn(f"keras-meta {keras_meta.__version__}", result.stdout)
         self.assertIn("--seed", result.stdout)
 
     def test_python_m_keras_meta_is_the_command(self):

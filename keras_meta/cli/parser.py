@@ -6,6 +6,7 @@ import os
 
 from keras_meta.experiments.choices import ALGORITHMS
 from keras_meta.experiments.choices import DATASETS
+from keras_meta.version import __version__
 
 
 def _algorithm_help():
@@ -200,5 +201,7 @@ def build_parser():
         prog="keras-meta",
         description="keras_meta: meta-learning for Keras 3.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"keras-meta {__version__}")
     subparsers = parser.add_subparsers(dest="command")
     return parser, _train_parser(subparsers), _evaluate_parser(subparsers)
