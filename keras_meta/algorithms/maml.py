@@ -58,7 +58,7 @@ class MAML(MetaModel):
             paper's reference code. Defaults to `True` (every trainable
             weight adapts).
         batch_norm: See `keras_meta.MetaModel`. Defaults to
-            `"transductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
+            `"inductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
             statistics are those of each step's batch (support set at inner
             step `j`, query set after the last), and every step gets its own
             meta-learned BatchNormalization scale and offset, which the
