@@ -4,9 +4,9 @@
 Captured as a constant, the array is copied into the constant, into the
 function's graph, and for a while once more when the dataset first runs;
 captured as a variable it is copied once, but episodes are drawn more
-slowly. `keras_meta.data.episodes._captured_array` chooses a variable from
-`VARIABLE_CAPTURE_BYTES` (128 MB) on; this benchmark forces each mode. Each mode runs in a fresh
-process, alternating, `--repeats` times, over a mini-ImageNet-shaped index
+slowly. `keras_meta.data.episode_sources._captured_array` chooses a
+variable from `VARIABLE_CAPTURE_BYTES` (128 MB) on; this benchmark forces
+each mode. Each mode runs in a fresh process, alternating, `--repeats` times, over a mini-ImageNet-shaped index
 of random `uint8` pixels (`--classes` classes of 600 images of 84x84x3;
 the real training split has 64). Reports the medians of the resident
 memory added by building the dataset and by its first batch, and the
@@ -48,9 +48,8 @@ def _worker(mode, classes, num_batches):
     import numpy as np
 
     from keras_meta import data
+    from keras_meta.data import episode_sources as module
 
-    # The module (`keras_meta.data.episodes` is also a function's name).
-    module = sys.modules["keras_meta.data.episodes"]
     module.VARIABLE_CAPTURE_BYTES = 0 if mode == "variable" else float("inf")
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(classes), 600)

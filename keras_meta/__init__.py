@@ -94,7 +94,7 @@ def _import_public_names():
     from keras_meta.algorithms import ProtoNet
     from keras_meta.algorithms import RelationNet
     from keras_meta.algorithms import Reptile
-    from keras_meta.export import export
+    from keras_meta.exporting import export
 
 
 def _started_as_command():

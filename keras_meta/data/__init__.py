@@ -8,13 +8,13 @@ from keras_meta.data import benchmarks
 from keras_meta.data import splits
 from keras_meta.data.deduplication import class_fingerprints
 from keras_meta.data.deduplication import remove_shared_classes
-from keras_meta.data.episodes import ClassIndex
-from keras_meta.data.episodes import episodes
-from keras_meta.data.episodes import episodes_from_index
-from keras_meta.data.episodes import load_class_index
+from keras_meta.data.episode_sources import ClassIndex
+from keras_meta.data.episode_sources import episodes
+from keras_meta.data.episode_sources import episodes_from_index
+from keras_meta.data.episode_sources import load_class_index
 from keras_meta.data.plotting import plot_episode
-from keras_meta.data.sinusoid import sinusoid
-from keras_meta.data.sinusoid import sinusoid_parameters
+from keras_meta.data.sinusoid_tasks import sinusoid
+from keras_meta.data.sinusoid_tasks import sinusoid_parameters
 from keras_meta.deprecation import moved_names
 
 __all__ = [

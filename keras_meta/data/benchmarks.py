@@ -10,8 +10,8 @@ splits are stored as data in `keras_meta.data.splits`, with their sources.
 import numpy as np
 
 from keras_meta.data import splits as split_data
-from keras_meta.data.episodes import ClassIndex
-from keras_meta.data.episodes import episodes_from_index
+from keras_meta.data.episode_sources import ClassIndex
+from keras_meta.data.episode_sources import episodes_from_index
 from keras_meta.data.tfds_source import load_tfds
 
 SPLITS = ("train", "validation", "test")

@@ -360,7 +360,7 @@ class StreamingTest(testing.TestCase):
     def test_auto_streams_large_folders(self):
         import importlib
 
-        episodes_module = importlib.import_module("keras_meta.data.episodes")
+        episodes_module = importlib.import_module("keras_meta.data.episode_sources")
 
         directory = self._folder()
         _, _, _, decode = episodes_module._load_folder(
@@ -512,7 +512,7 @@ class StorageTest(testing.TestCase):
                 index, num_ways=2, num_shots=1, num_queries=1, batch_size=2,
                 seed=3, num_episodes=4)
 
-        module = sys.modules["keras_meta.data.episodes"]
+        module = sys.modules["keras_meta.data.episode_sources"]
         with mock.patch.object(module, "VARIABLE_CAPTURE_BYTES", 0):
             outside = make()
             self.assertIsInstance(

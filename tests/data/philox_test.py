@@ -5,7 +5,6 @@ within two units in the last place (TensorFlow's sine rounds differently
 in vector lanes and in the scalar remainder of a tensor, so the same input
 can round differently at a different position)."""
 
-import importlib
 
 import numpy as np
 import tensorflow as tf
@@ -14,9 +13,7 @@ from keras_meta import data
 from keras_meta import episode
 from keras_meta import testing
 from keras_meta.data import philox
-
-# `keras_meta.data.sinusoid` is the function; this is its module.
-sinusoid_module = importlib.import_module("keras_meta.data.sinusoid")
+from keras_meta.data import sinusoid_tasks as sinusoid_module
 
 # Seed pairs covering signs, zero, both 32-bit halves and the int64 limits.
 SEEDS = np.array([
