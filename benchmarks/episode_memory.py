@@ -6,9 +6,10 @@ function's graph, and for a while once more when the dataset first runs;
 captured as a variable it is copied once, but episodes are drawn more
 slowly. `keras_meta.data.episode_sources._captured_array` chooses a
 variable from `VARIABLE_CAPTURE_BYTES` (128 MB) on; this benchmark forces
-each mode. Each mode runs in a fresh process, alternating, `--repeats` times, over a mini-ImageNet-shaped index
-of random `uint8` pixels (`--classes` classes of 600 images of 84x84x3;
-the real training split has 64). Reports the medians of the resident
+each mode. Each mode runs in a fresh process, alternating, `--repeats`
+times, over a mini-ImageNet-shaped index of random `uint8` pixels
+(`--classes` classes of 600 images of 84x84x3; the real training split
+has 64). Reports the medians of the resident
 memory added by building the dataset and by its first batch, and the
 peak over both (Linux's VmHWM, restarted before each; all beyond the
 NumPy index itself), and episodes per second (5-way 1-shot, 15 queries,
