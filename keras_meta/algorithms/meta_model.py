@@ -17,6 +17,7 @@ step; it delegates the rest to rooms of their own:
 """
 
 import copy
+import json
 
 import keras
 from keras import ops
@@ -40,6 +41,17 @@ BATCH_NORM_MODES = tuple(MODES)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
+def _checked_preprocessing(preprocessing):
+    if preprocessing is None:
+        return None
+    try:
+        return json.loads(json.dumps(dict(preprocessing)))
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`preprocessing` must be a dict of plain JSON values (strings, "
+            f"numbers, lists, dicts). Received: {preprocessing!r}.") from None
+
+
 class MetaModel(Trainer, MetaTrainer, keras.Model):
     """Base class of meta-learners: Keras training whose batches are tasks.
 
@@ -113,6 +125,12 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             as the JAX backend always does. `"auto"` chooses as
             `keras_meta.backend.tensorflow.trainer` explains (task by task
             for convolutional models and large batches).
+        preprocessing: Optional dict, saved with the learner, describing
+            how raw inputs become model inputs, so that a loaded learner
+            can prepare new data itself; plain JSON values only. `keras-meta
+            train` on an image folder stores `{"kind": "image",
+            "image_size": [height, width], "channels": 1 or 3}` and
+            `keras-meta predict` reads it. Defaults to `None`.
         **kwargs: Passed to `keras.Model` (`name`, `dtype`).
 
     Reference:
@@ -132,9 +150,10 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
 
     def __init__(
         self, model, *, batch_norm="inductive", inner_loss=None,
-        task_gradients="auto", **kwargs
+        task_gradients="auto", preprocessing=None, **kwargs
     ):
         super().__init__(**kwargs)
+        self.preprocessing = _checked_preprocessing(preprocessing)
         owner = type(self).__name__
         if task_gradients not in ("auto", True, False):
             raise ValueError(
@@ -498,6 +517,8 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
                 "task_gradients": self.task_gradients,
             }
         )
+        if self.preprocessing is not None:
+            config["preprocessing"] = copy.deepcopy(self.preprocessing)
         return config
 
     @classmethod

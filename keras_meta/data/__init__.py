@@ -6,6 +6,8 @@ TensorFlow is imported when a pipeline is built, not at import, so that
 
 from keras_meta.data import benchmarks
 from keras_meta.data import splits
+from keras_meta.data.class_splits import load_splits
+from keras_meta.data.class_splits import split_classes
 from keras_meta.data.deduplication import class_fingerprints
 from keras_meta.data.deduplication import remove_shared_classes
 from keras_meta.data.episode_sources import ClassIndex
@@ -24,10 +26,12 @@ __all__ = [
     "episodes",
     "episodes_from_index",
     "load_class_index",
+    "load_splits",
     "plot_episode",
     "remove_shared_classes",
     "sinusoid",
     "sinusoid_parameters",
+    "split_classes",
     "splits",
 ]
 

@@ -9,14 +9,14 @@ position, and runs without Python in the loop.
 """
 
 import os
+import warnings
 
 import numpy as np
 
 from keras_meta import episode
 from keras_meta.checks import positive_integer
+from keras_meta.data import image_files
 from keras_meta.data.batching import finish_episodes
-
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 class ClassIndex:
@@ -33,6 +33,9 @@ class ClassIndex:
             (Omniglot's alphabet), for within-group episodes.
         decode: `None` when `examples` are in memory; for streamed sources,
             a function mapping a path tensor to an image tensor.
+        description: `None`, or for an image folder a sentence saying what
+            was read: how many images of which modes, to how many
+            channels and what size, and how many files were skipped.
     """
 
     def __init__(self, examples, labels, class_names=None, groups=None,
@@ -41,6 +44,7 @@ class ClassIndex:
         # With `decode`, `examples` are file paths read when an episode
         # needs them (streaming), and `decode(path)` returns the image.
         self.decode = decode
+        self.description = None
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
                 "Episode sources need integer class labels. Received labels "
@@ -90,27 +94,48 @@ class ClassIndex:
             labels.append(np.full(count, new_label))
             if self.groups is not None:
                 groups.append(np.full(count, self.groups[c]))
-        return ClassIndex(
+        index = ClassIndex(
             np.concatenate(examples), np.concatenate(labels),
             class_names=[self.class_names[c] for c in classes],
             groups=np.concatenate(groups) if groups else None,
             decode=self.decode)
+        index.description = self.description
+        return index
 
-    def check_counts(self, num_per_class):
+    def check_counts(self, num_per_class, on_error="raise"):
+        """This index, or with `on_error="skip"` the index without the
+        classes of fewer than `num_per_class` examples (with a warning).
+
+        Raises:
+            ValueError: naming the short classes and their counts, when
+                some are short and `on_error="raise"`, or when all are.
+        """
         short = np.flatnonzero(self.counts < num_per_class)
-        if len(short):
-            name = self.class_names[short[0]]
+        if not len(short):
+            return self
+        listing = ", ".join(f"'{self.class_names[c]}' has {self.counts[c]}"
+                            for c in short[:8])
+        if len(short) > 8:
+            listing += f" and {len(short) - 8} more"
+        message = (
+            f"Each class needs at least num_shots + num_queries = "
+            f"{num_per_class} examples, but {len(short)} of "
+            f"{self.num_classes} classes have fewer: class {listing}.")
+        if on_error == "raise" or len(short) == self.num_classes:
             raise ValueError(
-                f"Each class needs at least num_shots + num_queries = "
-                f"{num_per_class} examples, but class '{name}' has "
-                f"{self.counts[short[0]]} ({len(short)} classes are short). "
-                "Lower `num_shots` or `num_queries`, or drop such classes "
-                "with `classes=`."
-            )
+                message + " Lower `num_shots` or `num_queries`, drop such "
+                "classes with `classes=`, or pass on_error='skip' to leave "
+                "them out with a warning.")
+        warnings.warn(message + " They are left out (on_error='skip').",
+                      stacklevel=3)
+        return self.subset(np.flatnonzero(self.counts >= num_per_class))
 
 
 def _load_folder(directory, image_size, channels, cache="auto",
-                 memory_limit=2**32, storage="auto"):
+                 memory_limit=2**32, storage="auto", on_error="raise"):
+    """`(examples, labels, names, decode, description)` of an image
+    folder: decoded images, or with `cache="stream"` file paths and the
+    function decoding one."""
     import tensorflow as tf
 
     if not os.path.isdir(directory):
@@ -119,52 +144,43 @@ def _load_folder(directory, image_size, channels, cache="auto",
             "folder. Pass a folder whose leaf sub-folders each hold one "
             "class's images, a `tf.data.Dataset` or a TFDS dataset name."
         )
-    paths, labels, names = [], [], []
-    for root, dirs, files in sorted(os.walk(directory)):
-        dirs.sort()
-        images = sorted(
-            f for f in files if f.lower().endswith(_IMAGE_EXTENSIONS)
-        )
-        if images and not dirs:
-            names.append(os.path.relpath(root, directory))
-            paths += [os.path.join(root, f) for f in images]
-            labels += [len(names) - 1] * len(images)
-    if not paths:
-        raise ValueError(
-            f"The folder '{directory}' holds no images ({', '.join(_IMAGE_EXTENSIONS)}) "
-            "in leaf sub-folders. Expected one sub-folder per class, nested "
-            "folders allowed (as in Omniglot's `Alphabet/character/`)."
-        )
-    first = _stored(
-        tf.io.decode_image(tf.io.read_file(paths[0]), channels=channels,
-                           expand_animations=False),
-        image_size, storage,
-    )
+    paths, labels, names = image_files.scan(directory)
+    channels, readable, modes = image_files.inspect_files(
+        paths, channels, on_error)
+    skipped = int(np.sum(~readable))
+    paths = [path for path, ok in zip(paths, readable) if ok]
+    labels = labels[readable]
+    first, _ = image_files.read_images(paths[:1], channels=channels,
+                                       image_size=image_size)
     if cache == "auto":
-        cache = "stream" if first.nbytes * len(paths) > memory_limit else (
-            "memory")
+        per_image = first[0].size * (1 if storage == "uint8" else 4)
+        cache = ("stream" if per_image * len(paths) > memory_limit
+                 else "memory")
     if cache == "stream":
-        shape = first.shape
-        decoded_channels = shape[-1]
+        shape = first.shape[1:]
 
         def decode(path):
-            image = tf.io.decode_image(
-                tf.io.read_file(path), channels=decoded_channels,
-                expand_animations=False,
-            )
-            image = tf.image.convert_image_dtype(image, tf.float32)
+            image = tf.numpy_function(
+                lambda p: image_files.decode_file(p.decode(), channels),
+                [path], tf.float32, stateful=False)
+            image = tf.ensure_shape(image, [None, None, channels])
             if image_size is not None:
                 image = tf.image.resize(image, image_size, antialias=True)
             return tf.ensure_shape(image, shape)
 
-        return np.array(paths), np.array(labels), names, decode
-    images = []
-    for path in paths:
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False
-        )
-        images.append(_stored(image, image_size, storage))
-    return _stack(images, paths), np.array(labels), names, None
+        description = image_files.describe(
+            len(paths), len(names), modes, channels, image_size, skipped)
+        return np.array(paths), labels, names, decode, description
+    images, ok = image_files.read_images(
+        paths, channels=channels, image_size=image_size, on_error=on_error,
+        keep_uint8=storage != "float32")
+    if storage == "uint8" and images.dtype != np.uint8:
+        images = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype("uint8")
+    labels = labels[ok]
+    description = image_files.describe(
+        len(images), len(names), modes, channels, image_size,
+        skipped + int(np.sum(~ok)))
+    return images, labels, names, None, description
 
 
 # How in-memory images are kept: "auto" keeps a source's integer pixels
@@ -274,7 +290,7 @@ def _load_tfds(name, split, data_dir, image_size, channels):
 
 def load_class_index(source, *, split=None, classes=None, image_size=None,
                      channels=None, data_dir=None, cache="auto",
-                     storage="auto"):
+                     storage="auto", on_error="raise"):
     """Indexes a source by class, in memory or as files to stream.
 
     Args:
@@ -284,15 +300,17 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
         classes: Optional list of class labels (ints) or folder names to
             keep, in that order; others are dropped.
         image_size: Optional `(height, width)` to resize images to.
-        channels: Optional int, channels to decode image files to (default:
-            as stored).
+        channels: Channels to decode images to; see `episodes()`.
         data_dir: Optional TFDS data directory.
         cache: `"memory"`, `"stream"` or `"auto"`; see `episodes()`.
         storage: How images of image folders and `tf.data` sources are
             kept in memory; see `episodes()`.
+        on_error: `"raise"` (the default) or `"skip"`: what an image folder's
+            unreadable files do; see `episodes()`.
 
     Returns:
-        A `ClassIndex`.
+        A `ClassIndex`; for an image folder, its `description` says what
+        was read and how.
     """
     if storage not in STORAGES:
         raise ValueError(
@@ -303,7 +321,7 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
             "`cache` must be 'auto', 'memory' or 'stream'. Received: "
             f"cache={cache!r}."
         )
-    decode = None
+    decode, description = None, None
     folder = isinstance(source, (str, os.PathLike)) and (
         os.sep in str(source) or os.path.exists(source)
     )
@@ -317,9 +335,9 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
         images, labels = _load_dataset(source, image_size, storage)
         names = None
     elif folder:
-        images, labels, names, decode = _load_folder(
-            str(source), image_size, channels, cache, storage=storage
-        )
+        images, labels, names, decode, description = _load_folder(
+            str(source), image_size, channels, cache, storage=storage,
+            on_error=on_error)
     else:
         images, labels, names = _load_tfds(
             source, split, data_dir, image_size, channels
@@ -348,8 +366,10 @@ def load_class_index(source, *, split=None, classes=None, image_size=None,
             ]
         else:
             names = [str(c) for c in classes]
-    return ClassIndex(images, labels, names, groups=_folder_groups(
+    index = ClassIndex(images, labels, names, groups=_folder_groups(
         names, labels) if folder else None, decode=decode)
+    index.description = description
+    return index
 
 
 def _folder_groups(names, labels):
@@ -406,6 +426,8 @@ def episodes(
     cache="auto",
     within_groups=False,
     storage="auto",
+    on_error="raise",
+    augment=None,
 ):
     """N-way K-shot classification episodes from a labelled source.
 
@@ -439,7 +461,13 @@ def episodes(
             class split).
         image_size: Optional `(height, width)`; images are resized to it.
             Image values are float32 in [0, 1] either way.
-        channels: Optional int, channels to decode image files to.
+        channels: Image folders: `"auto"` (the default, also for `None`)
+            decodes to 3 channels (RGB) when any image has colour and to 1
+            (grayscale) otherwise; 1 or 3 force a mode. Every mode Pillow
+            reads is taken (bilevel, 8- and 16-bit grayscale, palette, RGB,
+            CMYK; transparency is composited over white; a GIF's first
+            frame), from PNG, JPEG, BMP, GIF, WebP and TIFF files.
+            TFDS sources: an int, channels to decode to.
         rotations: Bool. If `True`, each class rotated by 90, 180 and 270
             degrees is a class of its own (the Omniglot protocol of Santoro
             et al. 2016 and Vinyals et al. 2016). Defaults to `False`.
@@ -467,6 +495,17 @@ def episodes(
             change to any value, and resized images as float32;
             `"uint8"` also rounds resized images to 8 bits (at most 0.2%
             pixel error); `"float32"` converts everything up front.
+        on_error: `"raise"` (the default) or `"skip"`. With `"raise"`,
+            unreadable image files and classes with fewer than
+            `num_shots + num_queries` examples raise an error naming them
+            and their counts; with `"skip"` they are left out with a
+            warning.
+        augment: Optional Keras preprocessing layer (or list of layers, or
+            any function of an image batch) applied to every image of an
+            episode, support and query alike, e.g. `[keras.layers.
+            RandomFlip("horizontal"), keras.layers.RandomRotation(0.05)]`.
+            Pass it for training episodes only. Its randomness is not
+            seeded by `seed`: augmented episodes differ from run to run.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, query_labels)` batches with
@@ -495,6 +534,12 @@ def episodes(
         os.sep in str(source) or os.path.exists(source)
     )
     if cache == "stream" and not folder:
+        if augment is not None:
+            raise ValueError(
+                "`augment` applies to episodes drawn from a class index; "
+                "streamed TFDS and `tf.data` sources take no `augment`. "
+                "Use cache='memory', or map the augmentation over the "
+                "returned dataset.")
         if within_groups:
             raise ValueError(
                 "`within_groups=True` needs the class index of an image "
@@ -511,11 +556,13 @@ def episodes(
     index = load_class_index(
         source, split=split, classes=classes, image_size=image_size,
         channels=channels, data_dir=data_dir, cache=cache, storage=storage,
+        on_error=on_error,
     )
     return episodes_from_index(
         index, num_ways=num_ways, num_shots=num_shots,
         num_queries=num_queries, batch_size=batch_size, rotations=rotations,
         seed=seed, num_episodes=num_episodes, within_groups=within_groups,
+        on_error=on_error, augment=augment,
     )
 
 
@@ -705,9 +752,35 @@ def _image_sampler(index, *, num_ways, per_class, rotations):
     return sample
 
 
+def _augmenter(augment):
+    """A function augmenting an episode's `[ways, per_class, ...]` images
+    with `augment` (a layer, a list of layers or a function), or `None`."""
+    if augment is None:
+        return None
+    import keras
+    import tensorflow as tf
+
+    if isinstance(augment, (list, tuple)):
+        augment = keras.Sequential(list(augment))
+    if not callable(augment):
+        raise ValueError(
+            "`augment` must be a Keras layer, a list of layers or a "
+            f"function of an image batch. Received: augment={augment!r}.")
+    layer = isinstance(augment, keras.layers.Layer)
+
+    def apply(images):
+        shape = tf.shape(images)
+        flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+        flat = augment(flat, training=True) if layer else augment(flat)
+        return tf.reshape(tf.cast(flat, images.dtype), shape)
+
+    return apply
+
+
 def episodes_from_index(index, *, num_ways, num_shots, num_queries,
                         batch_size, rotations=False, seed=None,
-                        num_episodes=None, within_groups=False):
+                        num_episodes=None, within_groups=False,
+                        on_error="raise", augment=None):
     """Episodes from a `ClassIndex` (see `episodes()` for the arguments).
 
     With `within_groups=True`, each episode first draws one group of the
@@ -722,6 +795,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
     # Shapes are those of the largest episode; smaller ones are padded.
     num_ways, num_shots = ways_range[1], shots_range[1]
     per_class = num_shots + num_queries
+    index = index.check_counts(per_class, on_error)
     num_base = index.num_classes
     num_classes = num_base * (4 if rotations else 1)
     if num_classes < num_ways:
@@ -731,7 +805,6 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
             f"{' (rotations included)' if rotations else ''}. Lower "
             "`num_ways` or use a larger split."
         )
-    index.check_counts(per_class)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
     choose_classes = _class_sampler(
@@ -739,6 +812,7 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
         rotations=rotations, within_groups=within_groups)
     sample_images = _image_sampler(index, num_ways=num_ways,
                                    per_class=per_class, rotations=rotations)
+    augment_images = _augmenter(augment)
 
     def make_episode(episode_index):
         seeds = tf.random.experimental.stateless_split(
@@ -746,6 +820,8 @@ def episodes_from_index(index, *, num_ways, num_shots, num_queries,
         )
         chosen = choose_classes(seeds)
         images = sample_images(chosen, seeds)  # [ways, per_class, ...]
+        if augment is not None:
+            images = augment_images(images)
         labels = tf.repeat(tf.range(num_ways, dtype=tf.int32)[:, None],
                            per_class, axis=1)
         shape = tf.shape(images)[2:]

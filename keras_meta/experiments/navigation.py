@@ -130,12 +130,11 @@ def format_table(results, paper=PAPER):
 def plot(results, path, paper=PAPER, title="2D navigation"):
     """Return against adaptation steps (left) and the test return after one
     step during training (right)."""
-    import matplotlib
+    # A Figure without pyplot: no backend is chosen or switched.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    (left, right) = fig.subplots(1, 2)
     for name, result in results.items():
         mean = np.array(result["returns"]["mean"])
         ci = np.array(result["returns"]["ci95"])
@@ -159,7 +158,6 @@ def plot(results, path, paper=PAPER, title="2D navigation"):
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,

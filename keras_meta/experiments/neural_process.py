@@ -118,10 +118,8 @@ def run(*, algorithm="cnp", output_dir="keras_meta_runs/sinusoid",
 
 
 def _plot(learner, path, algorithm, seed, num_shots):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: no backend is chosen or switched.
+    from matplotlib.figure import Figure
 
     test = data.sinusoid(num_shots=num_shots, num_queries=100, num_tasks=3,
                          batch_size=3,
@@ -130,7 +128,8 @@ def _plot(learner, path, algorithm, seed, num_shots):
         3, seed=sinusoid.test_seed(seed, num_shots))
     inputs, _ = next(iter(test))
     grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    figure = Figure(figsize=(15, 4))
+    axes = figure.subplots(1, 3)
     name = algorithm.upper()
     for task, axis in enumerate(axes):
         adapted = learner.adapt(inputs[episode.SUPPORT_INPUTS][task],
@@ -151,7 +150,6 @@ def _plot(learner, path, algorithm, seed, num_shots):
     axes[0].legend(fontsize=8, loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def format_table(results):

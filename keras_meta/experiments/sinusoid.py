@@ -145,13 +145,12 @@ def _materialize(dataset):
 
 
 def _plot(path, curves, examples, config):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: no backend is chosen or switched.
+    from matplotlib.figure import Figure
 
     learner = config["algorithm"]
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    figure = Figure(figsize=(15, 8.5))
+    axes = figure.subplots(2, 3)
     colors = {learner: "tab:blue", "pretrained": "tab:orange"}
     for column, shots in enumerate(sorted(curves[learner], reverse=True)):
         axis = axes[0, column]
@@ -195,7 +194,6 @@ def _plot(path, curves, examples, config):
     axes[1, 0].legend(fontsize=8, loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def _choose_xla(jit_compile, make_learner, train, steps_per_execution,

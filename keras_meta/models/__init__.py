@@ -5,6 +5,7 @@ from keras_meta.models.backbones import attentive_neural_process_networks
 from keras_meta.models.backbones import conv4
 from keras_meta.models.backbones import mlp
 from keras_meta.models.backbones import neural_process_networks
+from keras_meta.models.backbones import resnet12
 from keras_meta.models.backbones import snail_sequence_model
 from keras_meta.models.batch_statistics import BatchStatisticsModel
 from keras_meta.models.memory import MANNCell
@@ -12,7 +13,7 @@ from keras_meta.models.memory import mann_sequence_model
 
 __all__ = ["BatchStatisticsModel", "MANNCell",
            "attentive_neural_process_networks", "conv4",
-           "mann_sequence_model", "mlp", "neural_process_networks",
+           "mann_sequence_model", "mlp", "neural_process_networks", "resnet12",
            "snail_sequence_model"]
 
 # Cold-start recommendation moved to its own wing, `keras_meta.recommendation`.

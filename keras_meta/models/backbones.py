@@ -88,13 +88,7 @@ def conv4(
     Returns:
         A built `keras.Sequential` mapping images to logits.
     """
-    if num_outputs is not None and (
-            isinstance(num_outputs, bool) or not isinstance(num_outputs, int)
-            or num_outputs < 1):
-        raise ValueError(
-            f"`num_outputs` must be a positive integer. Received: "
-            f"num_outputs={num_outputs!r}."
-        )
+    _check_num_outputs(num_outputs)
 
     def initializer(i):
         return keras.initializers.GlorotUniform(
@@ -128,6 +122,80 @@ def conv4(
         ),
     ]
     return keras.Sequential(layers, name=name)
+
+
+def resnet12(
+    *,
+    num_outputs,
+    input_shape=(84, 84, 3),
+    filters=(64, 160, 320, 640),
+    seed=None,
+    name="resnet12",
+):
+    """The ResNet-12 of the few-shot literature.
+
+    Four residual blocks, each three 3x3 convolutions with
+    BatchNormalization and LeakyReLU (slope 0.1), a 1x1 convolution with
+    BatchNormalization on the shortcut, the sum activated, then 2x2 max
+    pooling; global average pooling gives the embedding (widths 64, 160,
+    320, 640 as in Oreshkin et al., 2018 and Lee et al., 2019; their
+    DropBlock regularization is left out). A dense layer of `num_outputs`
+    logits follows unless `num_outputs` is `None`.
+
+    Args:
+        num_outputs: Int, the number of ways (logits), or `None` for the
+            embedding network (the encoder of ProtoNet and the other
+            metric learners).
+        input_shape: Tuple `(height, width, channels)`, any size of at
+            least 16x16. Defaults to mini-ImageNet's `(84, 84, 3)`.
+        filters: Tuple of four ints, each block's width.
+        seed: Optional int, seeds the weight initializers.
+        name: String, the model's name.
+
+    Returns:
+        A built functional `keras.Model`.
+    """
+    _check_num_outputs(num_outputs)
+    if len(filters) != 4:
+        raise ValueError(
+            f"`filters` must give the widths of the 4 blocks. Received: "
+            f"filters={filters!r}.")
+    counter = iter(range(10_000))
+
+    def conv(width, size):
+        return keras.layers.Conv2D(
+            width, size, padding="same", use_bias=False,
+            kernel_initializer=keras.initializers.HeNormal(
+                None if seed is None else seed + next(counter)))
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for width in filters:
+        shortcut = keras.layers.BatchNormalization()(conv(width, 1)(x))
+        for i in range(3):
+            x = keras.layers.BatchNormalization()(conv(width, 3)(x))
+            if i < 2:
+                x = keras.layers.LeakyReLU(negative_slope=0.1)(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.1)(
+            keras.layers.Add()([x, shortcut]))
+        x = keras.layers.MaxPooling2D(2, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="embedding")(x)
+    if num_outputs is not None:
+        x = keras.layers.Dense(
+            num_outputs, name="logits",
+            kernel_initializer=keras.initializers.GlorotUniform(
+                None if seed is None else seed + next(counter)))(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _check_num_outputs(num_outputs):
+    if num_outputs is not None and (
+            isinstance(num_outputs, bool) or not isinstance(num_outputs, int)
+            or num_outputs < 1):
+        raise ValueError(
+            f"`num_outputs` must be a positive integer or None. Received: "
+            f"num_outputs={num_outputs!r}."
+        )
 
 
 def _relu_network(inputs, outputs, hidden_units, name, seed, offset):

@@ -1,5 +1,6 @@
 """Test utilities: a `TestCase`, toy episodes and models, oracle helpers."""
 
+from keras_meta.testing.image_folders import make_image_folder
 from keras_meta.testing.learners import every_learner
 from keras_meta.testing.test_case import TestCase
 from keras_meta.testing.test_case import finite_difference_gradient
@@ -19,6 +20,7 @@ __all__ = [
     "finite_difference_gradient",
     "linear_regression_episodes",
     "linear_regressor",
+    "make_image_folder",
     "meta_gradient",
     "meta_gradient_error",
     "meta_loss_function",

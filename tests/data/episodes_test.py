@@ -195,7 +195,17 @@ class PlotEpisodeTest(testing.TestCase):
         batch = next(iter(data.episodes(source, num_ways=3, num_shots=1,
                                         num_queries=2, batch_size=2, seed=0)))
         path = os.path.join(self.get_temp_dir(), "episode.png")
-        self.assertEqual(data.plot_episode(batch, path, task=1), path)
+        import matplotlib
+
+        backend = matplotlib.get_backend()
+        figure = data.plot_episode(batch, path, task=1,
+                                   predictions=np.zeros((2, 6), int))
+        self.assertEqual(len(figure.axes), 2 * 6)  # Support row, query row.
+        titles = [axis.get_title() for axis in figure.axes]
+        self.assertEqual(titles[6:], ["0"] * 6)  # The predictions.
+        colors = [axis.title.get_color() for axis in figure.axes[6:]]
+        self.assertEqual(colors.count("tab:green"), 2)  # Label 0's queries.
+        self.assertEqual(matplotlib.get_backend(), backend)
         with open(path, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
@@ -358,15 +368,14 @@ class StreamingTest(testing.TestCase):
             self.assertAllClose(a[1], b[1], atol=0, rtol=0)
 
     def test_auto_streams_large_folders(self):
-        import importlib
-
-        episodes_module = importlib.import_module("keras_meta.data.episode_sources")
+        from keras_meta.data import episode_sources
 
         directory = self._folder()
-        _, _, _, decode = episodes_module._load_folder(
+        _, _, _, decode, _ = episode_sources._load_folder(
             directory, None, None, "auto", memory_limit=100)
         self.assertIsNotNone(decode)
-        _, _, _, decode = episodes_module._load_folder(directory, None, None)
+        _, _, _, decode, _ = episode_sources._load_folder(
+            directory, None, None)
         self.assertIsNone(decode)
 
     def test_index_streams_folders_only(self):
