@@ -5,10 +5,10 @@ import keras
 import pytest
 
 from keras_meta import cli
+from keras_meta import testing
 from keras_meta.cli import checks
 from keras_meta.cli import commands
 from keras_meta.experiments import choices
-from keras_meta import testing
 
 
 class CLITest(testing.TestCase):
@@ -64,8 +64,8 @@ class CLITest(testing.TestCase):
         # Keras compiles without XLA under op determinism (which the
         # command turns on): the run must not claim otherwise.
         import contextlib
-        import io
         import importlib
+        import io
         from unittest import mock
 
         sinusoid = importlib.import_module("keras_meta.experiments.sinusoid")
@@ -117,7 +117,7 @@ class CLITest(testing.TestCase):
 
     def test_intra_op_threads(self):
         # One thread for the gradient-based sinusoid job only, unless asked.
-        parser, train_parser, _ = cli.build_parser()
+        parser, train_parser, *_ = cli.build_parser()
 
         def threads(*argv):
             args = parser.parse_args(["train", *argv])
@@ -385,9 +385,8 @@ class CLIEvaluateTest(testing.TestCase):
         self.assertEqual([line.split()[0] for line in lines[2:]], ["0", "1"])
         self.assertIn("+-", lines[2])
 
-        from keras_meta.experiments import evaluation
         from keras_meta import data
-
+        from keras_meta.experiments import evaluation
         from keras_meta.experiments import sinusoid
 
         episodes = data.sinusoid(num_shots=10, num_queries=100, num_tasks=8,

@@ -11,9 +11,38 @@ class ConfidenceIntervalTest(testing.TestCase):
         values = np.random.default_rng(0).normal(size=600)
         mean, ci95 = metrics.confidence_interval(values)
         self.assertAlmostEqual(mean, values.mean())
+        # Student's t with 599 degrees of freedom (1.96393...).
         self.assertAlmostEqual(
-            ci95, 1.959963984540054 * values.std(ddof=1) / np.sqrt(600)
+            ci95, 1.9639322489 * values.std(ddof=1) / np.sqrt(600)
         )
+
+    def test_t_quantiles(self):
+        # Published two-sided 95% quantiles (e.g. NIST/SEMATECH e-Handbook,
+        # table 1.3.6.7.2), to their 3 decimals.
+        for df, expected in ((1, 12.706), (2, 4.303), (9, 2.262),
+                             (10, 2.228), (30, 2.042), (39, 2.023),
+                             (100, 1.984)):
+            self.assertAlmostEqual(metrics.t_95(df), expected, places=3)
+        self.assertAlmostEqual(metrics.t_95(float("inf")), metrics.Z_95)
+        with self.assertRaisesRegex(ValueError, "must be positive"):
+            metrics.t_95(0)
+
+    def test_t_quantiles_match_scipy(self):
+        from scipy import stats
+
+        for df in (1, 3, 7, 20, 46, 64, 65, 80, 599, 5000):
+            self.assertAlmostEqual(metrics.t_95(df),
+                                   stats.t.ppf(0.975, df), places=8)
+
+    def test_in_graph_quantile_beyond_the_table(self):
+        # `EpisodeStatistics` reads a table up to 64 degrees of freedom and
+        # an expansion beyond: both agree with `t_95`.
+        for count in (2, 10, 40, 65, 66, 100, 600, 10**5):
+            tensor = metrics._t_95_tensor(
+                keras.ops.convert_to_tensor(float(count), "float32"),
+                "float32")
+            self.assertAllClose(float(tensor), metrics.t_95(count - 1),
+                                atol=1e-5, rtol=0)
 
     def test_episode_statistics_metric(self):
         values = np.random.default_rng(1).uniform(size=(50, 2))
@@ -24,6 +53,13 @@ class ConfidenceIntervalTest(testing.TestCase):
         _, expected = metrics.confidence_interval(values)
         self.assertAllClose(result["a_ci95"], expected[0], atol=1e-12)
         self.assertAllClose(result["b_ci95"], expected[1], atol=1e-12)
+        # 10 episodes: 2.262 / 1.960 = 15% wider than the normal interval.
+        stats.reset_state()
+        stats.update_state(values[:10])
+        self.assertAllClose(
+            stats.result()["a_ci95"],
+            2.2621571628 * values[:10, 0].std(ddof=1) / np.sqrt(10),
+            atol=1e-9)
         stats.reset_state()
         stats.update_state(values[:3])
         _, expected = metrics.confidence_interval(values[:3])

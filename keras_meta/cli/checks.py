@@ -25,7 +25,23 @@ def resolve_train_arguments(parser, args):
     _check_values(parser, args)
 
 
+def folder_kind(data_dir):
+    """What a `--data-dir` folder holds: `"omniglot"` (the background
+    subsets' zips or folders), `"movielens"` (ratings files) or
+    `"images"` (anything else: class sub-folders of images)."""
+    if not data_dir or not os.path.isdir(data_dir):
+        return None
+    names = set(os.listdir(data_dir))
+    if names & {"images_background_small1.zip", "images_background_small1"}:
+        return "omniglot"
+    if names & {"u.data", "ratings.dat", "ml-100k", "ml-1m"}:
+        return "movielens"
+    return "images"
+
+
 def _choose_task_and_algorithm(args):
+    if args.dataset is None and folder_kind(args.data_dir) == "images":
+        args.dataset = "images"
     if args.dataset is None:
         args.dataset = (
             "omniglot" if args.algorithm in CLASSIFICATION_ONLY
@@ -35,6 +51,7 @@ def _choose_task_and_algorithm(args):
     if args.algorithm is None:
         args.algorithm = ("promp" if args.dataset in CONTROL_TASKS
                           else "melu" if args.dataset == "movielens"
+                          else "protonet" if args.dataset == "images"
                           else "maml")
     if args.dataset == "omniglot" and not args.data_dir:
         args.data_dir = os.environ.get("KERAS_META_OMNIGLOT_DIR")
@@ -61,6 +78,11 @@ def _check_combination(parser, args):
         parser.error(
             f"--algorithm {algorithm} is a neural process for "
             f"regression; use --dataset sinusoid, not {task}")
+    if task == "images" and (algorithm in REGRESSION_ONLY
+                             or algorithm in ("melu", "promp")):
+        parser.error(
+            f"--algorithm {algorithm} does not classify images; on a folder "
+            "of images use protonet (the default) or another classifier")
     if task == "sinusoid" and algorithm in CLASSIFICATION_ONLY:
         parser.error(
             f"--algorithm {algorithm} classifies and cannot run on "
@@ -93,8 +115,21 @@ def _check_values(parser, args):
                      f"{args.num_inner_steps}")
     if args.num_test_tasks < 2:
         parser.error("--num-test-tasks must be at least 2 for a CI")
+    if args.dataset == "images":
+        _check_image_folder(parser, args)
     if args.dataset == "omniglot" and not args.data_dir:
         parser.error(
             "--dataset omniglot needs --data-dir: the folder holding "
             "images_background_small1.zip and images_background_small2.zip "
             "(github.com/brendenlake/omniglot, folder python/)")
+
+
+def _check_image_folder(parser, args):
+    if not args.data_dir:
+        parser.error("--task images needs --data-dir: a folder with one "
+                     "sub-folder of images per class")
+    if not os.path.isdir(args.data_dir):
+        parser.error(f"--data-dir {args.data_dir}: no such folder")
+    if args.image_size < 8:
+        parser.error(f"--image-size must be at least 8, got "
+                     f"{args.image_size}")

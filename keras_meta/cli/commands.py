@@ -231,6 +231,91 @@ def _train_omniglot(args, parsers, command):
     return 0
 
 
+def _augmentation(args):
+    if not args.augment:
+        return None
+    import keras
+
+    return [keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest")]
+
+
+def _train_images(args, parsers, command):
+    from keras_meta.experiments import image_folder
+
+    try:
+        results = image_folder.run(
+            data_dir=args.data_dir, output_dir=args.output_dir,
+            algorithm=args.algorithm, backbone=args.backbone,
+            image_size=args.image_size,
+            channels=(args.channels if args.channels == "auto"
+                      else int(args.channels)),
+            num_ways=args.num_ways, num_shots=args.num_shots,
+            meta_steps=args.meta_steps,
+            meta_batch_size=args.meta_batch_size, filters=args.filters,
+            inner_learning_rate=args.inner_learning_rate,
+            num_inner_steps=args.num_inner_steps,
+            learning_rate=args.learning_rate,
+            num_test_episodes=args.num_test_tasks,
+            steps_per_execution=args.steps_per_execution,
+            augment=_augmentation(args),
+            on_error="skip" if args.skip_bad_files else "raise",
+            seed=args.seed, verbose=args.verbose)
+    except ValueError as error:
+        parsers[1].error(str(error))
+    print(image_folder.format_table(results))
+    print(f"wrote {args.output_dir}: results.json, model.keras, "
+          "splits.json, training_curve.png, test_episode.png")
+    print(f"classify new classes: keras-meta predict "
+          f"{os.path.join(args.output_dir, 'model.keras')} --support "
+          "NEW_CLASSES_FOLDER IMAGE_OR_FOLDER...")
+    return 0
+
+
+def _run_predict(parser, args):
+    import csv
+
+    import keras
+    import numpy as np
+
+    from keras_meta import data
+
+    learner = keras.models.load_model(args.checkpoint)
+    preprocessing = getattr(learner, "preprocessing", None)
+    if not preprocessing:
+        parser.error(
+            f"{args.checkpoint} carries no image preprocessing; `keras-meta "
+            "predict` takes learners written by `keras-meta train "
+            "--data-dir my_images/` (or given `preprocessing=`)")
+    support, labels, names = data.load_support(
+        args.support, preprocessing=preprocessing)
+    most = getattr(learner, "num_ways", None)
+    if most is not None and len(names) > most:
+        parser.error(f"the learner tells apart at most {most} classes; "
+                     f"--support has {len(names)}")
+    queries, files = data.load_images(args.images,
+                                      preprocessing=preprocessing)
+    adapted = learner.adapt(support, labels)
+    logits = np.asarray(adapted.predict(queries, verbose=0))
+    logits = logits[:, :len(names)]
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    rows = [(path, names[int(np.argmax(p))], float(np.max(p)))
+            for path, p in zip(files, probabilities)]
+    width = max(len(path) for path, _, _ in rows)
+    print(f"{len(rows)} images, {len(names)} classes from {args.support} "
+          f"({len(support)} examples)")
+    for path, name, probability in rows:
+        print(f"{path:<{width}}  {name}  {probability:.3f}")
+    if args.output:
+        with open(args.output, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "class", "probability"])
+            writer.writerows(rows)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def _train_neural_process(args):
     from keras_meta.experiments import neural_process
 
@@ -284,6 +369,7 @@ def _train_sinusoid(args, parsers, command):
 TRAINERS = {
     "sinusoid": _train_sinusoid,
     "omniglot": _train_omniglot,
+    "images": _train_images,
     "movielens": _train_recommender,
     **{task: _train_control for task in CONTROL_TASKS},
 }
@@ -293,17 +379,23 @@ def run(parsers, args, command=False):
     """Runs parsed `keras-meta` arguments.
 
     Args:
-        parsers: `(parser, train_parser, evaluate_parser)` from
+        parsers: `(parser, train_parser, evaluate_parser,
+            predict_parser)` from
             `keras_meta.cli.parser.build_parser()`.
         args: The parsed arguments, `train`'s completed by
             `keras_meta.cli.checks.resolve_train_arguments`.
         command: Whether this is the `keras-meta` process itself, which
             then runs deterministically (see `_deterministic`).
     """
-    parser, _, evaluate_parser = parsers
+    parser, _, evaluate_parser, predict_parser = parsers
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "predict":
+        try:
+            return _run_predict(predict_parser, args)
+        except ValueError as error:
+            predict_parser.error(str(error))
     if args.command == "evaluate":
         try:
             return _run_evaluate(evaluate_parser, args)

@@ -38,7 +38,15 @@ def _train_parser(subparsers):
             "paper's setup (MLP 1-40-40-1, K=10, meta-batch 25, Adam), "
             "trains the 'pretrained' baseline, evaluates both on 600 fixed "
             "test tasks after 0-10 inner steps for K=5 and K=10, and writes "
-            "results.json, sinusoid.png and ALGORITHM.keras. On omniglot "
+            "results.json, sinusoid.png and ALGORITHM.keras. On a folder "
+            "of your own images (--data-dir my_images/, one sub-folder per "
+            "class, any image format; --task images) it splits the classes "
+            "into train, validation and test (splits.json), meta-trains "
+            "--algorithm protonet (the default there) keeping the weights "
+            "best on validation episodes, reports test accuracy with a 95% "
+            "CI at 1 and 5 shots, and writes results.json, model.keras (for "
+            "keras-meta predict), training_curve.png and test_episode.png. "
+            "On omniglot "
             "(the default for metric learners and LEO) it trains on "
             "images_background_small1 and reports query accuracy with a "
             "95% CI on 600 fixed episodes of the alphabets of "
@@ -69,11 +77,13 @@ def _train_parser(subparsers):
         "--dataset", "--task", dest="dataset", choices=DATASETS,
         default=None,
         help="sinusoid for gradient-based algorithms, omniglot for metric "
-             "ones, navigation2d for promp, movielens for melu",
+             "ones, navigation2d for promp, movielens for melu; images when "
+             "--data-dir is a folder of class sub-folders",
     )
     parser.add_argument(
         "--data-dir", default=None,
-        help="omniglot: folder holding images_background_small1.zip and "
+        help="a folder of class sub-folders of images (task images); "
+             "omniglot: folder holding images_background_small1.zip and "
              "images_background_small2.zip (env KERAS_META_OMNIGLOT_DIR); "
              "movielens: folder of ml-100k or ml-1m files (default: the "
              "recbole package's MovieLens-100K)",
@@ -103,7 +113,24 @@ def _add_training_arguments(parser):
              "20 ratings, time-based states) or RecBole-MetaRec's (MeLU's "
              "without new items)")
     parser.add_argument("--filters", type=int, default=64,
-                        help="omniglot: Conv-4 filters per layer")
+                        help="omniglot, images: Conv-4 filters per layer")
+    parser.add_argument("--backbone", choices=("conv4", "resnet12"),
+                        default="conv4",
+                        help="images: the network (ResNet-12 is about 50 "
+                             "times the compute of Conv-4; for a GPU)")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="images: side in pixels images are resized to")
+    parser.add_argument("--channels", choices=("auto", "1", "3"),
+                        default="auto",
+                        help="images: auto is RGB when any image has "
+                             "colour, grayscale otherwise")
+    parser.add_argument("--augment", action="store_true",
+                        help="images: random horizontal flips and small "
+                             "shifts of training episodes")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="images: leave out unreadable files and "
+                             "classes too small for the episodes, with a "
+                             "warning, instead of stopping")
     parser.add_argument(
         "--batch-norm", choices=("inductive", "transductive"),
         default="inductive",
@@ -195,8 +222,34 @@ def _evaluate_parser(subparsers):
     return parser
 
 
+def _predict_parser(subparsers):
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify images of new classes from a few examples of each",
+        description=(
+            "Loads a .keras learner written by `keras-meta train --data-dir "
+            "my_images/`, adapts it to the classes of --support (one "
+            "sub-folder of one or more images per new class) and prints "
+            "each image's predicted class and probability. Images are "
+            "prepared as in training (size and channels are read from the "
+            "model)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("checkpoint", help="path of the .keras file")
+    parser.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                        help="images to classify, or folders of them")
+    parser.add_argument("--support", required=True,
+                        help="folder with one sub-folder of example images "
+                             "per class to recognize")
+    parser.add_argument("--output", default=None,
+                        help="also write the predictions to this CSV file")
+    return parser
+
+
 def build_parser():
-    """The argument parser, and its `train` and `evaluate` sub-parsers."""
+    """The argument parser, and its `train`, `evaluate` and `predict`
+    sub-parsers."""
     parser = argparse.ArgumentParser(
         prog="keras-meta",
         description="keras_meta: meta-learning for Keras 3.",
@@ -204,4 +257,5 @@ def build_parser():
     parser.add_argument("--version", action="version",
                         version=f"keras-meta {__version__}")
     subparsers = parser.add_subparsers(dest="command")
-    return parser, _train_parser(subparsers), _evaluate_parser(subparsers)
+    return (parser, _train_parser(subparsers), _evaluate_parser(subparsers),
+            _predict_parser(subparsers))

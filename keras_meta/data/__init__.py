@@ -14,6 +14,8 @@ from keras_meta.data.episode_sources import ClassIndex
 from keras_meta.data.episode_sources import episodes
 from keras_meta.data.episode_sources import episodes_from_index
 from keras_meta.data.episode_sources import load_class_index
+from keras_meta.data.image_files import load_images
+from keras_meta.data.image_files import load_support
 from keras_meta.data.plotting import plot_episode
 from keras_meta.data.sinusoid_tasks import sinusoid
 from keras_meta.data.sinusoid_tasks import sinusoid_parameters
@@ -26,6 +28,8 @@ __all__ = [
     "episodes",
     "episodes_from_index",
     "load_class_index",
+    "load_images",
+    "load_support",
     "load_splits",
     "plot_episode",
     "remove_shared_classes",

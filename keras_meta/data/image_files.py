@@ -292,3 +292,86 @@ def describe(num_files, num_classes, modes, channels, image_size,
     if skipped:
         text += f"; skipped {skipped} unreadable files"
     return text + "."
+
+
+def _preparation(preprocessing, image_size, channels):
+    if preprocessing is not None:
+        if preprocessing.get("kind") != "image":
+            raise ValueError(
+                "The learner's `preprocessing` does not describe images "
+                f"({preprocessing!r}); pass image_size= and channels=.")
+        image_size = tuple(preprocessing["image_size"])
+        channels = preprocessing["channels"]
+    if image_size is None or channels not in (1, 3):
+        raise ValueError(
+            "Pass the learner's `preprocessing` (a learner trained by "
+            "`keras-meta train` on images carries it), or image_size="
+            "(height, width) and channels=1 or 3.")
+    return tuple(image_size), channels
+
+
+def _as_float(images):
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
+def load_support(directory, *, preprocessing=None, image_size=None,
+                 channels=None):
+    """A support set from a folder with one sub-folder per class.
+
+    Args:
+        directory: Folder of class sub-folders, one or more images each.
+        preprocessing: A learner's `preprocessing` dict (image size and
+            channels), or `None` to pass them here.
+        image_size: `(height, width)`, when `preprocessing` is `None`.
+        channels: 1 or 3, when `preprocessing` is `None`.
+
+    Returns:
+        `(images, labels, class_names)`: float32 `[num_images, height,
+        width, channels]` in [0, 1], int32 labels `0..num_classes - 1`,
+        and the sub-folder names in label order. Pass the first two to
+        `learner.adapt()`.
+    """
+    image_size, channels = _preparation(preprocessing, image_size, channels)
+    paths, labels, names = scan(directory)
+    if len(names) < 2:
+        raise ValueError(
+            f"The support folder '{directory}' has {len(names)} class "
+            "sub-folder; a prediction chooses among at least 2 classes. "
+            "Add a sub-folder of example images per class.")
+    images, _ = read_images(paths, channels=channels, image_size=image_size)
+    return _as_float(images), labels.astype(np.int32), names
+
+
+def load_images(paths, *, preprocessing=None, image_size=None,
+                channels=None):
+    """Images to predict, prepared as a learner was trained.
+
+    Args:
+        paths: Image files, or folders whose images (searched recursively,
+            in sorted order) are taken.
+        preprocessing, image_size, channels: As for `load_support`.
+
+    Returns:
+        `(images, files)`: float32 `[num_images, height, width, channels]`
+        and the file of each.
+    """
+    image_size, channels = _preparation(preprocessing, image_size, channels)
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, names in sorted(os.walk(path)):
+                dirs.sort()
+                files += [os.path.join(root, name) for name in sorted(names)
+                          if name.lower().endswith(IMAGE_EXTENSIONS)]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ValueError(f"'{path}' is neither an image file nor a "
+                             "folder.")
+    if not files:
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in "
+                         f"{list(paths)}.")
+    images, _ = read_images(files, channels=channels, image_size=image_size)
+    return _as_float(images), files

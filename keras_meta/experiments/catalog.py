@@ -103,18 +103,29 @@ def build_regressor(name, *, inner_learning_rate=0.01, num_inner_steps=None,
         num_inner_steps=steps, epochs=epochs, head=-1, task="regression")
 
 
+BACKBONES = ("conv4", "resnet12")
+
+
 def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
                      inner_learning_rate=0.4, num_inner_steps=None, epochs=10,
-                     seed=None, batch_norm="inductive", num_shots=1):
-    """A learner for `num_ways`-way image classification on Conv-4
+                     seed=None, batch_norm="inductive", num_shots=1,
+                     backbone="conv4"):
+    """A learner for `num_ways`-way image classification on Conv-4 (or
+    ResNet-12 with `backbone="resnet12"`; `filters` sets Conv-4's width)
     (`num_shots`, the most support examples per class, sizes SNAIL's
     sequences)."""
     _check(name, "classification")
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of "
+                         f"{BACKBONES}.")
+    if backbone != "conv4" and name == "cavia":
+        raise ValueError("CAVIA's context conditions Conv-4's third "
+                         "BatchNormalization layer; use backbone='conv4'.")
     learner = _build_classifier(
         name, num_ways=num_ways, image_shape=image_shape, filters=filters,
         inner_learning_rate=inner_learning_rate,
         num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
-        num_shots=num_shots)
+        num_shots=num_shots, backbone=backbone)
     if batch_norm == learner.batch_norm:
         return learner
     # Rebuilt from its config with the other mode, from the same weights.
@@ -124,13 +135,20 @@ def build_classifier(name, *, num_ways, image_shape=(28, 28, 1), filters=64,
     return rebuilt
 
 
+def _backbone(backbone, num_outputs, image_shape, filters, seed):
+    if backbone == "resnet12":
+        return models.resnet12(num_outputs=num_outputs,
+                               input_shape=image_shape, seed=seed)
+    return models.conv4(num_outputs=num_outputs, input_shape=image_shape,
+                        filters=filters, seed=seed)
+
+
 def _build_classifier(name, *, num_ways, image_shape, filters,
                       inner_learning_rate, num_inner_steps, epochs, seed,
-                      num_shots):
+                      num_shots, backbone):
     steps = num_inner_steps or default_inner_steps(name, "classification")
     if name in CLASSIFICATION_ONLY:
-        encoder = models.conv4(num_outputs=None, input_shape=image_shape,
-                               filters=filters, seed=seed)
+        encoder = _backbone(backbone, None, image_shape, filters, seed)
         if name == "protonet":
             return algorithms.ProtoNet(encoder, num_ways=num_ways)
         if name == "matchingnet":
@@ -170,8 +188,7 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
         # when evaluating; the outer step is SGD annealed from 1 to 0 (see
         # `outer_optimizer`).
         return algorithms.Reptile(
-            models.conv4(num_outputs=num_ways, input_shape=image_shape,
-                         filters=filters, seed=seed),
+            _backbone(backbone, num_ways, image_shape, filters, seed),
             inner_optimizer="adam", inner_learning_rate=0.001,
             num_inner_steps=steps, eval_inner_steps=50,
             adapt_on_queries=True)
@@ -179,8 +196,7 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
         # Several steps of the one-step rate overshoot on Conv-4.
         inner_learning_rate = min(inner_learning_rate, 0.1)
     return _gradient_based(
-        name, models.conv4(num_outputs=num_ways, input_shape=image_shape,
-                           filters=filters, seed=seed),
+        name, _backbone(backbone, num_ways, image_shape, filters, seed),
         inner_learning_rate=inner_learning_rate, num_inner_steps=steps,
         epochs=epochs, head=-1, task="classification")
 

@@ -30,7 +30,7 @@ import numpy as np
 from keras_meta import algorithms
 from keras_meta import episode
 from keras_meta import recommendation
-from keras_meta.metrics import Z_95
+from keras_meta.metrics import t_95
 from keras_meta.recommendation import movielens
 
 LEARNERS = ("global_mean", "pretrained", "melu", "maml", "metasgd")
@@ -80,7 +80,7 @@ def _per_user_scores(predictions, arrays, k=None):
 
 def _summary(per_user):
     return {name: [float(values.mean()), float(
-        Z_95 * values.std(ddof=1)
+        t_95(len(values) - 1) * values.std(ddof=1)
         / np.sqrt(len(values)))] for name, values in per_user.items()}
 
 
@@ -135,7 +135,8 @@ def paired_differences(per_user, reference):
     the users' own spread removed."""
     diff = np.asarray(per_user) - np.asarray(reference)
     return [float(diff.mean()),
-            float(1.96 * diff.std(ddof=1) / np.sqrt(len(diff)))]
+            float(t_95(len(diff) - 1) * diff.std(ddof=1)
+                  / np.sqrt(len(diff)))]
 
 
 class _Experiment:

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_meta.metrics import t_95
+
 
 class AdaptationReturns(keras.callbacks.Callback):
     """Logs the returns after 0..`num_steps` adaptation steps on fixed tasks.
@@ -46,12 +48,14 @@ class AdaptationReturns(keras.callbacks.Callback):
 
 
 def summarize_returns(returns):
-    """Mean and 95% confidence half-width over tasks, per adaptation step."""
+    """Mean and 95% confidence half-width over tasks, per adaptation step
+    (Student's t quantile for the task count)."""
     returns = np.asarray(returns, dtype="float64")
     count = returns.shape[0]
     std = returns.std(axis=0, ddof=1) if count > 1 else np.zeros(
         returns.shape[1])
     return {
         "mean": [float(v) for v in returns.mean(axis=0)],
-        "ci95": [float(v) for v in 1.96 * std / np.sqrt(count)],
+        "ci95": [float(v) for v in t_95(max(count - 1, 1)) * std
+                 / np.sqrt(count)],
     }

@@ -543,7 +543,9 @@ class NewcomerErrorsTest(testing.TestCase):
 
 
 def _ci(values):
-    return 1.959964 * values.std(ddof=1) / np.sqrt(len(values))
+    # Student's t quantiles (scipy.stats.t.ppf(0.975, df)).
+    t = {5: 2.5705818366, 3: 3.1824463053, 2: 4.3026527297}[len(values) - 1]
+    return t * values.std(ddof=1) / np.sqrt(len(values))
 
 
 class QueryWeightsTest(testing.TestCase):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keras_meta import backend
-from keras_meta import testing
 from keras_meta import rl
+from keras_meta import testing
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
