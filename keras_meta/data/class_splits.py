@@ -40,8 +40,8 @@ def _sizes(total, fractions, unit):
     if total < 5:
         raise ValueError(
             f"Splitting classes into train, validation and test needs at "
-            f"least 5 {unit}s (2 to train on, 1 to validate, 2 to test); "
-            f"the source has {total}. Add {unit}s, or pass your own "
+            f"least 5 {unit} (2 to train on, 1 to validate, 2 to test); "
+            f"the source has {total}. Add {unit}, or pass your own "
             "`classes=` to `episodes()`.")
     test = max(2, int(round(fractions[2] * total)))
     validation = max(1, int(round(fractions[1] * total)))
@@ -72,7 +72,7 @@ def make_splits(class_names, *, fractions=DEFAULT_FRACTIONS, seed=0):
     if len(unique_groups) >= 5:
         order = [unique_groups[i] for i in rng.permutation(
             len(unique_groups))]
-        train, validation, _ = _sizes(len(order), fractions, "group")
+        train, validation, _ = _sizes(len(order), fractions, "groups")
         assigned = {group: SPLITS[0 if i < train else 1 if i < train +
                                   validation else 2]
                     for i, group in enumerate(order)}
@@ -80,7 +80,7 @@ def make_splits(class_names, *, fractions=DEFAULT_FRACTIONS, seed=0):
         by = "group"
     else:
         order = rng.permutation(len(class_names))
-        train, validation, _ = _sizes(len(order), fractions, "class")
+        train, validation, _ = _sizes(len(order), fractions, "classes")
         split_of = [None] * len(class_names)
         for i, position in enumerate(order):
             split_of[position] = SPLITS[

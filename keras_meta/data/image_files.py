@@ -2,8 +2,9 @@
 formats and modes.
 
 Images are decoded with Pillow, in parallel threads, to one channel mode:
-`channels="auto"` (the default) gives 3 channels (RGB) when any image has
-colour and 1 (grayscale) when none does. Every mode Pillow reads is
+`channels="auto"` (the default) gives 3 channels (RGB) when any image shows
+colour and 1 (grayscale) when none does (an RGB file of grey pixels counts
+as grey). Every mode Pillow reads is
 accepted: bilevel, grayscale (8 and 16 bits), palette, RGB, CMYK, and
 those with transparency, which is composited over a white background. GIFs
 contribute their first frame. Images of other sizes than `image_size` are
@@ -170,8 +171,31 @@ def _report_unreadable(failures, on_error):
                   f"{listed}{more}.", stacklevel=4)
 
 
+def _shows_colour(path):
+    """Whether a file of a colour mode has pixels that are not grey (up to
+    2/255, JPEG's chroma rounding), transparency composited over white."""
+    pixels = _decode(path, 3)
+    if isinstance(pixels, Exception):
+        return False  # Reported when the file is read.
+    pixels = pixels.astype(np.int16) if pixels.dtype == np.uint8 else (
+        np.round(pixels * 255).astype(np.int16))
+    return bool(np.abs(pixels[..., :1] - pixels[..., 1:]).max() > 2)
+
+
+def _any_colour(paths):
+    """Whether any of `paths` shows colour, decoding in parallel chunks and
+    stopping at the first chunk that does."""
+    with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+        for start in range(0, len(paths), 64):
+            if any(pool.map(_shows_colour, paths[start:start + 64])):
+                return True
+    return False
+
+
 def inspect_files(paths, channels="auto", on_error="raise"):
-    """Resolves `channels` from the files' headers.
+    """Resolves `channels` from the files: `"auto"` gives 3 when any image
+    shows colour (judged by its pixels, not its mode: an RGB scan of a
+    grey drawing is grey) and 1 otherwise.
 
     Returns:
         `(channels, readable, summary)`: 1 or 3; a bool array, the files
@@ -193,8 +217,9 @@ def inspect_files(paths, channels="auto", on_error="raise"):
         if mode is not None:
             modes[mode] = modes.get(mode, 0) + 1
     if channels == "auto":
-        colour = any(c is True for c, mode in headers if mode is not None)
-        channels = 3 if colour else 1
+        candidates = [path for path, (colour, mode) in zip(paths, headers)
+                      if mode is not None and colour is True]
+        channels = 3 if _any_colour(candidates) else 1
     return channels, readable, modes
 
 
