@@ -125,3 +125,99 @@ def skip_trained_batches(x, callbacks, steps_per_epoch):
     if x.cardinality() != tf.data.INFINITE_CARDINALITY:
         return x
     return x.skip(epoch * steps_per_epoch)
+
+
+class AdaptationMetrics(keras.callbacks.Callback):
+    """Logs what adaptation does, for TensorBoard and the progress bar.
+
+    At the end of every epoch it scores fixed episodes with the compiled
+    loss and adds to the epoch's logs:
+
+    - `adaptation_support_loss`: the loss on the support set after
+      adapting to it (how well the learner fits what it adapted to);
+    - `adaptation_query_loss`: the query loss after adaptation (what
+      `evaluate()` reports as `loss`);
+    - for learners with inner steps (`eval_inner_steps`: MAML and the
+      other gradient-based learners), `adaptation_query_loss_before`, the
+      query loss of the initialization (0 inner steps), and
+      `adaptation_gain`, before minus after.
+
+    Place it before `keras.callbacks.TensorBoard` in the callback list, so
+    that TensorBoard writes these logs too. The episodes are predicted
+    eagerly, a few per epoch: keep `num_batches` small. Padding weights of
+    variable-way episodes are not applied.
+
+    Args:
+        episodes: An episode dataset (or an `(inputs, query_labels)` batch);
+            its first `num_batches` batches are scored every epoch.
+        num_batches: Int, batches to score. Defaults to `1`.
+
+    Example:
+
+    ```python
+    maml.fit(train, epochs=10, callbacks=[
+        keras_meta.callbacks.AdaptationMetrics(validation),
+        keras.callbacks.TensorBoard("logs")])
+    ```
+    """
+
+    def __init__(self, episodes, num_batches=1):
+        super().__init__()
+        if isinstance(episodes, tuple):
+            self.batches = [episodes[:2]]
+        else:
+            self.batches = [batch[:2] for batch in
+                            episodes.take(num_batches).as_numpy_iterator()]
+        if not self.batches:
+            raise ValueError("`AdaptationMetrics` received no episodes.")
+
+    def _loss(self, labels, predictions):
+        import numpy as np
+
+        loss = keras.losses.get(self.model.loss)
+        predictions = keras.ops.convert_to_numpy(predictions)
+        flat = predictions.reshape((-1,) + predictions.shape[2:])
+        labels = np.asarray(labels).reshape((len(flat),) + np.shape(
+            labels)[2:])
+        return float(np.mean(keras.ops.convert_to_numpy(
+            loss(labels, flat))))
+
+    def scores(self):
+        """The logged values, as a dict of floats."""
+        import numpy as np
+
+        from keras_meta import episode
+
+        learner = self.model
+        totals = {}
+
+        def add(name, value):
+            totals.setdefault(name, []).append(value)
+
+        for inputs, labels in self.batches:
+            add("adaptation_query_loss",
+                self._loss(labels, learner(inputs, training=False)))
+            on_support = dict(inputs)
+            on_support[episode.QUERY_INPUTS] = inputs[episode.SUPPORT_INPUTS]
+            add("adaptation_support_loss", self._loss(
+                inputs[episode.SUPPORT_LABELS],
+                learner(on_support, training=False)))
+            if hasattr(learner, "eval_inner_steps"):
+                steps = learner.eval_inner_steps
+                learner.eval_inner_steps = 0
+                try:
+                    add("adaptation_query_loss_before", self._loss(
+                        labels, learner(inputs, training=False)))
+                finally:
+                    learner.eval_inner_steps = steps
+        scores = {name: float(np.mean(values))
+                  for name, values in totals.items()}
+        if "adaptation_query_loss_before" in scores:
+            scores["adaptation_gain"] = (
+                scores["adaptation_query_loss_before"]
+                - scores["adaptation_query_loss"])
+        return scores
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.scores())

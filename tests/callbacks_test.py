@@ -159,3 +159,62 @@ class CallbacksTest(testing.TestCase):
             ],
         )
         self.assertAllClose(seen, [0.1, 0.05, 0.1 / 3], atol=1e-7, rtol=1e-6)
+
+
+class AdaptationMetricsTest(testing.TestCase):
+    def test_matches_a_numpy_reference(self):
+        # Linear MAML, one inner step of rate a on the support MSE: the
+        # logged losses follow in closed form from the weights.
+        from keras_meta import callbacks
+
+        inputs, labels = testing.linear_regression_episodes(
+            num_tasks=3, dtype="float32")
+        model = testing.linear_regressor()
+        maml = MAML(model, inner_learning_rate=0.05, num_inner_steps=1)
+        maml.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+
+        class Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                self.logs = dict(logs)
+
+        record = Record()
+        maml.fit(inputs, labels, epochs=1, batch_size=3, verbose=0,
+                 callbacks=[callbacks.AdaptationMetrics((inputs, labels)),
+                            record])
+        kernel, bias = (np.asarray(w, "float64") for w in model.get_weights())
+        before, after, support = [], [], []
+        for t in range(3):
+            xs, ys = inputs["support_inputs"][t], inputs["support_labels"][t]
+            xq, yq = inputs["query_inputs"][t], labels[t]
+            residual = xs @ kernel + bias - ys
+            grad_w = 2 * xs.T @ residual / residual.size
+            grad_b = 2 * residual.mean(0)
+            w, b = kernel - 0.05 * grad_w, bias - 0.05 * grad_b
+            before.append(np.mean((xq @ kernel + bias - yq) ** 2))
+            after.append(np.mean((xq @ w + b - yq) ** 2))
+            support.append(np.mean((xs @ w + b - ys) ** 2))
+        logs = record.logs
+        self.assertAllClose(logs["adaptation_query_loss_before"],
+                            np.mean(before), rtol=1e-5)
+        self.assertAllClose(logs["adaptation_query_loss"], np.mean(after),
+                            rtol=1e-5)
+        self.assertAllClose(logs["adaptation_support_loss"],
+                            np.mean(support), rtol=1e-5)
+        self.assertAllClose(logs["adaptation_gain"],
+                            np.mean(before) - np.mean(after), rtol=1e-4)
+        self.assertEqual(maml.eval_inner_steps, 1)  # Restored.
+
+    def test_metric_learner_has_no_before(self):
+        from keras_meta import ProtoNet
+        from keras_meta import callbacks
+
+        inputs, labels = testing.toy_episodes(num_tasks=2)
+        learner = ProtoNet(testing.tiny_classifier(num_ways=4), num_ways=3)
+        learner.compile(optimizer="sgd", loss=keras.losses.
+                        SparseCategoricalCrossentropy(from_logits=True))
+        scores = callbacks.AdaptationMetrics((inputs, labels))
+        scores.set_model(learner)
+        values = scores.scores()
+        self.assertEqual(set(values), {"adaptation_query_loss",
+                                       "adaptation_support_loss"})
+        self.assertTrue(all(np.isfinite(v) for v in values.values()))

@@ -26,9 +26,9 @@ class ProtoMAML(MAML):
         model: A built `keras.Model` mapping inputs to embeddings.
         num_ways: Int, the largest number of classes per episode (see
             `keras_meta.ProtoNet`).
-        inner_learning_rate, num_inner_steps, eval_inner_steps,
-        first_order, adapt_normalization, batch_norm, inner_loss: As for
-            `keras_meta.MAML`.
+        **kwargs: `inner_learning_rate`, `num_inner_steps`,
+            `eval_inner_steps`, `first_order`, `adapt_normalization`,
+            `batch_norm`, `inner_loss`: as for `keras_meta.MAML`.
 
     Reference:
         - [Triantafillou et al., 2020](https://arxiv.org/abs/1903.03096)
