@@ -154,6 +154,8 @@ def main():
         "images": count,
         "train_command": "keras-meta train --data-dir FOLDER",
         "train_seconds": train_seconds,
+        # Inside the command: training, testing and what came before.
+        "train_command_seconds": results["seconds"],
         "test": results["test"],
         "config": results["config"],
         "best_epoch": results["best_epoch"],
