@@ -33,14 +33,15 @@ class APITest(testing.TestCase):
             keras_meta.data: [
                 "ClassIndex", "benchmarks", "class_fingerprints",
                 "episodes", "episodes_from_index", "load_class_index",
+                "load_images", "load_splits", "load_support",
                 "plot_episode",
                 "remove_shared_classes", "sinusoid",
-                "sinusoid_parameters", "splits",
+                "sinusoid_parameters", "split_classes", "splits",
             ],
             keras_meta.models: ["BatchStatisticsModel", "MANNCell",
                                 "attentive_neural_process_networks", "conv4",
                                 "mann_sequence_model", "mlp",
-                                "neural_process_networks",
+                                "neural_process_networks", "resnet12",
                                 "snail_sequence_model"],
             keras_meta.rl: [
                 "AdaptationReturns", "GaussianPolicyHead",
@@ -69,7 +70,7 @@ class APITest(testing.TestCase):
             keras_meta.testing: [
                 "TestCase", "classifier_meta_gradient_error", "every_learner",
                 "finite_difference_gradient",
-                "linear_regression_episodes", "linear_regressor", "meta_gradient",
+                "linear_regression_episodes", "linear_regressor", "make_image_folder", "meta_gradient",
                 "meta_gradient_error",
                 "meta_loss_function",
                 "tiny_classifier", "toy_episodes",

@@ -81,7 +81,7 @@ class ImageTaskArgumentsTest(testing.TestCase):
         message = _error(["train", "--data-dir", few, "--output-dir",
                           os.path.join(self.get_temp_dir(), "out")])
         self.assertIn("'class004' has 1", message)
-        self.assertIn("--skip-bad-files", message)
+        self.assertIn("or pass --skip-bad-files to leave them out", message)
 
 
 class ImageFolderEndToEndTest(testing.TestCase):

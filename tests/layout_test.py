@@ -21,7 +21,7 @@ LAYERS = (
     ("inner", "losses", "metrics", "per_episode", "episode_checks",
      "models", "data", "callbacks", "backend.trainer",
      "backend.tensorflow.trainer", "backend.jax.trainer"),
-    ("algorithms", "export"),
+    ("algorithms", "exporting"),
     ("rl", "recommendation"),
     ("experiments",),
     ("cli", "testing"),

@@ -262,7 +262,9 @@ def _train_images(args, parsers, command):
             on_error="skip" if args.skip_bad_files else "raise",
             seed=args.seed, verbose=args.verbose)
     except ValueError as error:
-        parsers[1].error(str(error))
+        # The library's advice, in the command's words.
+        parsers[1].error(str(error).replace("pass on_error='skip'",
+                                            "pass --skip-bad-files"))
     print(image_folder.format_table(results))
     print(f"wrote {args.output_dir}: results.json, model.keras, "
           "splits.json, training_curve.png, test_episode.png")

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import keras_meta
+from keras_meta import metrics
 from keras_meta import testing
 from keras_meta.recommendation import movielens
 
@@ -361,7 +362,8 @@ class MamoProtocolTest(testing.TestCase):
         per_user = (errors * w).sum(1) / w.sum(1)
         self.assertAllClose(
             logs["mean_absolute_error_ci95"],
-            1.959964 * per_user.std(ddof=1) / np.sqrt(len(per_user)),
+            metrics.t_95(len(per_user) - 1) * per_user.std(ddof=1)
+            / np.sqrt(len(per_user)),
             atol=1e-4)
 
 
