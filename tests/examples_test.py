@@ -26,8 +26,16 @@ def _omniglot_like(folder):
 def _movielens_like(folder):
     from tests.recommendation import movielens_test
 
-    movielens_test._write_100k(folder, movielens_test._generate(
-        num_users=80, num_items=90))
+    users, items, rows = movielens_test._generate(num_users=200,
+                                                  num_items=200)
+    # Users who rated every new movie (released in 1998), so that MeLU's
+    # new-item states have users.
+    rated = {(u, i) for u, i, _, _ in rows}
+    for u in range(1, 61):
+        rows += [(u, i, 1 + (u + i) % 5, 890000000 + i)
+                 for i, (year, _) in items.items()
+                 if year == 1998 and (u, i) not in rated]
+    movielens_test._write_100k(folder, (users, items, rows))
     return folder
 
 
@@ -42,7 +50,7 @@ CASES = (
                                "{tmp}/nav.png"], "after 3 steps"),
     ("own_images.py", ["--tiny", "--output-dir", "{tmp}/own"], "test, 1-shot"),
     ("leo_embeddings.py", ["--data-dir", "{omniglot}", "--backbone-epochs",
-                           "1", "--meta-steps", "4", "--output",
+                           "1", "--meta-steps", "20", "--output",
                            "{tmp}/leo.keras"], "accuracy"),
     ("cold_start_recommendation.py", ["--data-dir", "{movielens}",
                                       "--epochs", "1"], "MAE"),
