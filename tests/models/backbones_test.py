@@ -29,6 +29,7 @@ class ResNet12Test(testing.TestCase):
         head = models.resnet12(num_outputs=5, input_shape=(20, 24, 1),
                                filters=(4, 4, 4, 4))
         self.assertEqual(head.output_shape, (None, 5))
+
         # Weights, counted by hand: per block of width w on c inputs,
         # 3x3 convolutions c*w*9 + 2*w*w*9 (no biases), a 1x1 shortcut c*w,
         # and 4 BatchNormalizations of 4*w values.
