@@ -20,8 +20,9 @@ class MANN(SequenceClassifier):
 
     In training the support order is shuffled for every task; in evaluation
     and `adapt()` the order given is used. Padded support examples
-    (`support_weights` 0) enter as zero steps, and classes without support
-    examples are never predicted.
+    (`support_weights` 0) are masked: they are moved after the query, which
+    the recurrence never lets it see, so predictions do not depend on
+    padding. Classes without support examples are never predicted.
 
     The paper feeds each example with the previous example's label and
     scores every step of a 50-example sequence; here the support examples

@@ -25,8 +25,10 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
     and a causal sequence network predicts the query's class at the last
     step. Each query gets its own sequence, so queries never see one
     another. In training the support examples' order is shuffled for every
-    task; padded support examples enter as zeros; classes without support
-    examples are never predicted. Subclasses choose the default sequence
+    task. Padded support examples are masked: the real ones come first, the
+    query right after them and the padding after the query, which a causal
+    network never sees, so predictions do not depend on padding. Classes
+    without support examples are never predicted. Subclasses choose the default sequence
     network (`_default_sequence_model`).
     """
 
@@ -98,20 +100,33 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
         one_hot, present = support_classes(
             support_labels, self.num_ways, embeddings.dtype, support_weights)
         sequence = ops.concatenate([embeddings, one_hot], axis=-1)
-        if support_weights is not None:
+        num_support = ops.shape(sequence)[0]
+        order = params.get("support_order")
+        if order is None:
+            order = ops.arange(num_support, dtype="int32")
+        if support_weights is None:
+            count = ops.convert_to_tensor(num_support, "int32")
+        else:
             sequence = sequence * ops.cast(support_weights,
                                            sequence.dtype)[:, None]
-        if "support_order" in params:
-            sequence = ops.take(sequence, params["support_order"], axis=0)
-        return sequence, present
+            # The real examples first (in `order`), the padding after them:
+            # the query is placed right after the real examples, and a
+            # causal network never sees what follows it.
+            padded = ops.cast(ops.take(support_weights, order) <= 0, "int32")
+            rank = ops.arange(num_support, dtype="int32")
+            order = ops.take(order, ops.argsort(padded * num_support + rank))
+            count = ops.cast(ops.sum(1 - padded), "int32")
+        sequence = ops.take(sequence, order, axis=0)
+        return sequence, present, count
 
     def predict_task(self, params, task_state, query_inputs, training,
                      support_inputs):
-        prefix, present = task_state
+        prefix, present, count = task_state
         embeddings, _ = self.run_query(params["weights"], params["state"],
                                        query_inputs, training, support_inputs)
         embeddings = self._flat(embeddings)
         num_query = ops.shape(embeddings)[0]
+        num_support = ops.shape(prefix)[0]
         queries = ops.concatenate(
             [embeddings, ops.zeros((num_query, self.num_ways),
                                    embeddings.dtype)], axis=-1)
@@ -119,10 +134,18 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
             [ops.broadcast_to(prefix[None], (num_query,)
                               + tuple(ops.shape(prefix))),
              queries[:, None]], axis=1)
+        # Step `count` is the query (the last step without padding); the
+        # padded steps follow it.
+        steps = ops.arange(num_support + 1, dtype="int32")
+        steps = ops.where(steps < count, steps,
+                          ops.where(steps == count, num_support, steps - 1))
+        sequences = ops.take(sequences, steps, axis=1)
         logits, _ = self.run_model(params["sequence_weights"],
                                    params["sequence_state"], sequences,
                                    training, model=self.sequence_model)
-        return mask_absent_classes(logits[:, -1], present)
+        at_query = ops.one_hot(count, num_support + 1, dtype=logits.dtype)
+        logits = ops.sum(logits * at_query[None, :, None], axis=1)
+        return mask_absent_classes(logits, present)
 
     def predict_sequence(self, inputs, labels):
         """Each example's logits given the labelled examples before it.
@@ -174,7 +197,10 @@ class SequenceClassifier(SavesSeedGenerator, MetaModel):
         as the bias of a `Dense` layer with a zero kernel (reshaped and
         placed before each query), the sequence network, and the last
         step's logits (absent classes' logits at -1e9)."""
-        prefix, present = (ops.convert_to_numpy(t) for t in task_state)
+        prefix, present, count = (ops.convert_to_numpy(t)
+                                  for t in task_state)
+        # The padded steps (after the real ones) never reach the query.
+        prefix = prefix[:int(count)]
         weights = [ops.convert_to_tensor(v)
                    for v in self.model.trainable_variables]
         embedding = self.copy_model(weights, support_inputs)
@@ -243,8 +269,9 @@ class SNAIL(SequenceClassifier):
     that the network reads the labels and not the positions (episodes list
     their support examples class by class); in evaluation and `adapt()`
     the order given is used. Padded support examples (`support_weights` 0)
-    enter the sequence as zeros, and classes without support examples are
-    never predicted.
+    are masked: they are moved after the query, which the causal network
+    never lets it see, so predictions do not depend on padding. Classes
+    without support examples are never predicted.
 
     Args:
         model: A built `keras.Model` mapping examples to embeddings

@@ -278,6 +278,12 @@ def snail_sequence_model(*, num_ways, feature_dim, max_sequence_length,
     size's square root) whose read is concatenated to its input. Stock
     Keras layers only.
 
+    The paper's pseudocode numbers the dilations `2**i` from `i = 1`; they
+    start at 1 here. With kernel-2 convolutions, dilations 2, 4, ... reach
+    only even offsets; 1, 2, 4, ... give each block a receptive field of
+    `2**ceil(log2(max_sequence_length))` steps that covers every earlier
+    step.
+
     Args:
         num_ways: Int, the classes (the label width and the outputs).
         feature_dim: Int, the embedding's width.

@@ -74,6 +74,40 @@ class TestCase(parameterized.TestCase):
             atol=atol, rtol=rtol)
         return learner
 
+    def assertPaddingIgnored(self, meta_model, inputs, positions=(1, -1),
+                             atol=1e-5, rtol=1e-5):
+        """Padded support examples (`support_weights` 0) inserted at
+        `positions` of every task's support set, holding junk, leave
+        `meta_model.predict()` unchanged; the same junk counted as real
+        examples changes it (so the check can fail)."""
+        support = np.asarray(inputs[episode.SUPPORT_INPUTS])
+        labels = np.asarray(inputs[episode.SUPPORT_LABELS])
+        num_support = support.shape[1]
+        weights = np.asarray(inputs.get(
+            episode.SUPPORT_WEIGHTS, np.ones(labels.shape[:2], "float32")))
+        for position in positions:
+            index = position % (num_support + 1)
+            junk = np.random.default_rng(index).normal(
+                3.0, 2.0, support[:, :1].shape).astype(support.dtype)
+            support = np.concatenate(
+                [support[:, :index], junk, support[:, index:]], axis=1)
+            labels = np.concatenate(
+                [labels[:, :index], labels[:, :1], labels[:, index:]], axis=1)
+            weights = np.concatenate(
+                [weights[:, :index], np.zeros_like(weights[:, :1]),
+                 weights[:, index:]], axis=1)
+            num_support += 1
+        padded = {**inputs, episode.SUPPORT_INPUTS: support,
+                  episode.SUPPORT_LABELS: labels,
+                  episode.SUPPORT_WEIGHTS: weights}
+        expected = meta_model.predict(inputs, verbose=0)
+        self.assertAllClose(meta_model.predict(padded, verbose=0), expected,
+                            atol=atol, rtol=rtol)
+        counted = {**padded,
+                   episode.SUPPORT_WEIGHTS: np.ones_like(weights)}
+        self.assertGreater(np.max(np.abs(
+            meta_model.predict(counted, verbose=0) - expected)), 1e-3)
+
     def assertAdaptedModelReloads(self, meta_model, inputs, atol=1e-5,
                                   rtol=1e-5):
         """`assertAdaptedModelMatches`, then the adapted model saved to a

@@ -195,6 +195,12 @@ class MANNTest(testing.TestCase):
         moved = mann.predict(relabelled, verbose=0)
         self.assertGreater(np.abs(moved - before).max(), 1e-4)
 
+    def test_padding_does_not_change_predictions(self):
+        mann = _mann()
+        inputs, _ = testing.toy_episodes(num_tasks=2, num_ways=3,
+                                         num_shots=2, num_queries=2)
+        self.assertPaddingIgnored(mann, inputs, positions=(0, 3, -1))
+
     def test_absent_classes_are_never_predicted(self):
         mann = _mann()
         inputs, _ = testing.toy_episodes(num_tasks=2, num_ways=2,

@@ -106,6 +106,53 @@ class SNAILBlocksTest(testing.TestCase):
                                       - base[:, t + 1:]).max(), 1e-3)
 
 
+class SNAILArchitectureTest(testing.TestCase):
+    """The Omniglot network of Mishra et al. (2018), Appendix B."""
+
+    def _layers(self, model, kind):
+        return [layer for layer in model.layers if isinstance(layer, kind)]
+
+    def test_paper_dimensions(self):
+        model = keras_meta.models.snail_sequence_model(
+            num_ways=5, feature_dim=64, max_sequence_length=6, seed=0)
+        # Three attention blocks: (keys, values) = (64, 32), (256, 128),
+        # (512, 256); each block's query, key and value projections.
+        dense = [layer.units for layer in self._layers(
+            model, keras.layers.Dense)]
+        self.assertEqual(sorted(dense),
+                         sorted([64, 64, 32, 256, 256, 128, 512, 512, 256]))
+        convs = self._layers(model, keras.layers.Conv1D)
+        # Two TC blocks of ceil(log2(6)) = 3 dense blocks, each a filter
+        # and a gate of 128 causal kernel-2 convolutions; then 1x1 to 5.
+        self.assertEqual([c.filters for c in convs], [128] * 12 + [5])
+        self.assertEqual([c.kernel_size for c in convs], [(2,)] * 12 + [(1,)])
+        self.assertTrue(all(c.padding == "causal" for c in convs[:-1]))
+        # Every read and every gated output is concatenated to the input:
+        # 64 + 5, +32, +3 * 128, +128, +3 * 128, +256 channels.
+        self.assertEqual(model.layers[-2].output.shape[-1],
+                         69 + 32 + 384 + 128 + 384 + 256)
+
+    def test_dilation_schedule(self):
+        for length, dilations in ((2, [1]), (6, [1, 2, 4]), (26, [1, 2, 4, 8,
+                                                                   16]),
+                                  (101, [1, 2, 4, 8, 16, 32, 64])):
+            model = keras_meta.models.snail_sequence_model(
+                num_ways=5, feature_dim=4, max_sequence_length=length)
+            rates = [c.dilation_rate[0] for c in self._layers(
+                model, keras.layers.Conv1D)[:-1]]
+            # Filter and gate share a rate; two TC blocks.
+            self.assertEqual(rates, [d for d in dilations for _ in (0, 1)] * 2)
+            # The receptive field of one TC block reaches every step.
+            self.assertGreaterEqual(1 + sum(dilations), length)
+
+    def test_default_network_follows_ways_and_shots(self):
+        snail = SNAIL(_encoder(dims=8), num_ways=5, num_shots=5, seed=0)
+        rates = sorted({c.dilation_rate[0] for c in self._layers(
+            snail.sequence_model, keras.layers.Conv1D)})
+        # 5 x 5 support examples and one query: 26 steps, dilations to 16.
+        self.assertEqual(rates, [1, 2, 4, 8, 16])
+
+
 class SNAILTest(testing.TestCase):
     def test_matches_the_sequence_model(self):
         snail = _snail()
@@ -151,6 +198,32 @@ class SNAILTest(testing.TestCase):
         self.assertFalse(all((order == np.arange(6)).all()
                              for order in orders))
         self.assertIsNone(snail.per_task_parameters(inputs, training=False))
+
+    def test_padding_does_not_change_predictions(self):
+        snail = _snail()
+        inputs, _ = testing.toy_episodes(num_tasks=2, num_ways=3,
+                                         num_shots=2, num_queries=2)
+        self.assertPaddingIgnored(snail, inputs, positions=(0, 3, -1))
+
+    def test_adapted_model_drops_padding(self):
+        snail = _snail()
+        inputs, _ = testing.toy_episodes(num_tasks=1, num_ways=3,
+                                         num_shots=2, num_queries=2)
+        support = inputs["support_inputs"][0]
+        labels = inputs["support_labels"][0]
+        padded = np.concatenate([support[:2], support[:1] + 5.0, support[2:]])
+        weights = np.array([1, 1, 0, 1, 1, 1, 1], "float32")
+        task_state = snail.adapt_task(
+            snail.meta_parameters(), keras.ops.convert_to_tensor(padded),
+            keras.ops.convert_to_tensor(
+                np.concatenate([labels[:2], labels[:1], labels[2:]])),
+            False, keras.ops.convert_to_tensor(weights))
+        learner = snail.build_adapted_model(task_state, padded)
+        self.assertAllClose(
+            learner.predict(inputs["query_inputs"][0], verbose=0),
+            snail.adapt(support, labels).predict(inputs["query_inputs"][0],
+                                                 verbose=0),
+            atol=1e-5, rtol=1e-5)
 
     def test_absent_classes_are_never_predicted(self):
         snail = _snail()
