@@ -6,9 +6,13 @@ where `t` is the two-sided 95% quantile of Student's t distribution with
 `episodes - 1` degrees of freedom (`t_95`: 2.26 for 10 episodes, 2.02 for
 40, 1.96 in the limit; the few-shot papers' `1.96` is the limit, a few
 percent narrower for the tens of tasks of robot control and
-recommendation). `MetaModel.evaluate()` adds `<metric>_ci95` for the loss
-and every compiled metric, computed from per-episode values with
-`EpisodeStatistics`.
+recommendation). `MetaModel.evaluate()` adds, for the loss and every
+compiled metric, `<metric>_episode_mean` (the mean over episodes of each
+episode's value) and `<metric>_ci95` (its interval's half-width), computed
+with `EpisodeStatistics`. The compiled metric itself is Keras's: pooled
+over every query. The two agree when every episode counts the same number
+of queries; where query weights vary (recommendation's users), the
+interval belongs to `<metric>_episode_mean`.
 """
 
 import functools
@@ -106,8 +110,8 @@ def confidence_interval(values, axis=0):
 
 @keras.saving.register_keras_serializable(package="keras_meta")
 class EpisodeStatistics(keras.metrics.Metric):
-    """Accumulates per-episode values and reports 95% CI half-widths
-    (Student's t quantile for the episode count; see `t_95`).
+    """Accumulates per-episode values and reports their means and 95% CI
+    half-widths (Student's t quantile for the episode count; see `t_95`).
 
     Holds room for `capacity` quantities so that its variables exist before
     the quantities are named (a `MetaModel` names them when its test step is
@@ -115,8 +119,8 @@ class EpisodeStatistics(keras.metrics.Metric):
 
     Args:
         names: Optional list of strings, one per tracked quantity; `result()`
-            returns `{f"{name}_ci95": half_width}` for each. Can be set
-            later with `set_names()`.
+            returns `{f"{name}_episode_mean": mean, f"{name}_ci95":
+            half_width}` for each. Can be set later with `set_names()`.
         capacity: Int, the most quantities it can track. Defaults to `16`.
         name: String, name of the metric. Defaults to `"episode_statistics"`.
 
@@ -125,7 +129,7 @@ class EpisodeStatistics(keras.metrics.Metric):
     ```python
     stats = keras_meta.metrics.EpisodeStatistics(["accuracy"])
     stats.update_state([[0.8], [0.9], [1.0]])  # [episodes, quantities]
-    stats.result()  # {"accuracy_ci95": 0.113...}
+    stats.result()  # {"accuracy_episode_mean": 0.9, "accuracy_ci95": 0.248...}
     ```
     """
 
@@ -168,7 +172,8 @@ class EpisodeStatistics(keras.metrics.Metric):
         self.names = names
 
     def result_names(self):
-        return [f"{name}_ci95" for name in self.names]
+        return ([f"{name}_episode_mean" for name in self.names]
+                + [f"{name}_ci95" for name in self.names])
 
     def update_state(self, values):
         values = ops.cast(values, self.dtype)
@@ -187,9 +192,9 @@ class EpisodeStatistics(keras.metrics.Metric):
         half_width = _t_95_tensor(count, self.dtype) * ops.sqrt(
             ops.maximum(variance, 0.0) / ops.maximum(count, 1.0)
         )
-        return {
-            key: half_width[i] for i, key in enumerate(self.result_names())
-        }
+        values = [mean[i] for i in range(len(self.names))] + [
+            half_width[i] for i in range(len(self.names))]
+        return dict(zip(self.result_names(), values))
 
     def get_config(self):
         return {

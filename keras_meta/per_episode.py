@@ -1,6 +1,6 @@
 """Scores per episode: the compiled loss and metrics of a learner computed
 for each task of a batch, which `keras_meta.metrics.EpisodeStatistics`
-turns into 95% confidence intervals over episodes."""
+turns into means and 95% confidence intervals over episodes."""
 
 from keras import ops
 
@@ -78,7 +78,7 @@ def per_episode_values(model, y, y_pred, sample_weight):
 def update_statistics(statistics, model, y, y_pred, sample_weight):
     """Adds a batch's per-episode values to `statistics` (an
     `EpisodeStatistics`, named at its first batch) and returns its
-    `*_ci95` results."""
+    `*_episode_mean` and `*_ci95` results."""
     values = per_episode_values(model, y, y_pred, sample_weight)
     if not statistics.names:
         statistics.set_names(list(values))
@@ -88,7 +88,8 @@ def update_statistics(statistics, model, y, y_pred, sample_weight):
 
 def metric_names(model, statistics):
     """The names `evaluate(return_dict=False)` returns, in order: the loss
-    and each compiled metric, then their `*_ci95` half-widths, sorted."""
+    and each compiled metric, then their means over episodes and `*_ci95`
+    half-widths, sorted."""
     names = []
     for metric in model.metrics:
         if metric is statistics:
@@ -98,4 +99,6 @@ def metric_names(model, statistics):
             names += [m.name for m in nested]
         else:
             names.append(metric.name)
-    return names + sorted(f"{name}_ci95" for name in names)
+    return names + sorted(
+        f"{name}{suffix}" for name in names
+        for suffix in ("_ci95", "_episode_mean"))

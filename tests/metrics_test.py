@@ -53,6 +53,9 @@ class ConfidenceIntervalTest(testing.TestCase):
         _, expected = metrics.confidence_interval(values)
         self.assertAllClose(result["a_ci95"], expected[0], atol=1e-12)
         self.assertAllClose(result["b_ci95"], expected[1], atol=1e-12)
+        self.assertAllClose(
+            [result["a_episode_mean"], result["b_episode_mean"]],
+            values.mean(0), atol=1e-12)
         # 10 episodes: 2.262 / 1.960 = 15% wider than the normal interval.
         stats.reset_state()
         stats.update_state(values[:10])

@@ -86,8 +86,9 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
 
     and may extend `meta_parameters()` with their own meta-learned values.
 
-    `evaluate()` reports, beside each compiled metric, the half-width of its
-    95% confidence interval over episodes (`loss_ci95`, `accuracy_ci95`).
+    `evaluate()` reports, beside each compiled metric, its mean over
+    episodes and the half-width of that mean's 95% confidence interval
+    (`accuracy_episode_mean`, `accuracy_ci95`; see `keras_meta.metrics`).
 
     Args:
         model: A built `keras.Model` mapping inputs to predictions (logits

@@ -198,8 +198,10 @@ class Trainer:
         `keras.Model.evaluate`.
 
         Takes episodes as `fit()` does. Beside the loss and each compiled
-        metric it returns the half-width of its 95% confidence interval
-        over episodes (`loss_ci95`, `accuracy_ci95`).
+        metric it returns its mean over episodes and the half-width of that
+        mean's 95% confidence interval (`accuracy_episode_mean`,
+        `accuracy_ci95`): the compiled metric pools every query, and the
+        two agree when every episode counts the same number of queries.
         """
         episode_checks.check_first_episode(self, x, y)
         with label_errors():
@@ -240,8 +242,9 @@ class Trainer:
     @property
     def metrics_names(self):
         """The names of the values `evaluate(return_dict=False)` returns,
-        in order: the loss and each compiled metric, then their 95%
-        confidence-interval half-widths (`*_ci95`), sorted."""
+        in order: the loss and each compiled metric, then their means over
+        episodes and 95% confidence-interval half-widths (`*_ci95`,
+        `*_episode_mean`), sorted."""
         return per_episode.metric_names(self, self.episode_statistics)
 
     def get_metrics_result(self):

@@ -55,8 +55,10 @@ def evaluate_steps(learner, episodes, steps=None):
             else:
                 logs = learner.evaluate(episodes, return_dict=True,
                                         verbose=0)
+            # Each interval with the mean over episodes it belongs to.
             metrics = {
-                name: (float(value), float(logs[f"{name}_ci95"]))
+                name: (float(logs.get(f"{name}_episode_mean", value)),
+                       float(logs[f"{name}_ci95"]))
                 for name, value in logs.items()
                 if not name.endswith("_ci95") and f"{name}_ci95" in logs
             }

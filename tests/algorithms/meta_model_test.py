@@ -576,6 +576,11 @@ class QueryWeightsTest(testing.TestCase):
         self.assertAllClose(logs["mae"], (errors * w).sum() / w.sum(),
                             atol=1e-5)
         self.assertAllClose(logs["mae_ci95"], _ci(weighted), atol=1e-5)
+        # The interval belongs to the mean over tasks, which differs from
+        # the pooled mean when tasks count different numbers of queries.
+        self.assertAllClose(logs["mae_episode_mean"], weighted.mean(),
+                            atol=1e-5)
+        self.assertGreater(abs(logs["mae_episode_mean"] - logs["mae"]), 1e-3)
 
     def test_weighted_and_unweighted_metrics_as_keras_defines_them(self):
         # Given both, Keras passes sample weights to `weighted_metrics`

@@ -225,7 +225,16 @@ class ProtocolTest(testing.TestCase):
         logs = melu.evaluate(self.tasks.episodes("user_cold", batch_size=8),
                              verbose=0, return_dict=True)
         self.assertIn("ndcg_at_5_ci95", logs)
-        self.assertTrue(0 < logs["ndcg_at_5"] <= 1)
+        # nDCG@5 is the mean over users of NumPy's nDCG on each user's real
+        # queries, ranked by the adapted predictions.
+        arrays = self.tasks.states["user_cold"]
+        predictions = melu.predict(
+            self.tasks.episodes("user_cold", batch_size=8), verbose=0)
+        expected = [
+            _ndcg_reference(true[w > 0, 0], pred[w > 0, 0], 5)
+            for true, pred, w in zip(arrays["query_labels"], predictions,
+                                     arrays["query_weights"])]
+        self.assertAllClose(logs["ndcg_at_5"], np.mean(expected), atol=1e-5)
         # The adapted recommender is an ordinary Keras model, saved and
         # loaded in safe mode.
         arrays = self.tasks.states["user_cold"]
@@ -360,6 +369,8 @@ class MamoProtocolTest(testing.TestCase):
         self.assertAllClose(logs["mean_absolute_error"],
                             (errors * w).sum() / w.sum(), atol=1e-4)
         per_user = (errors * w).sum(1) / w.sum(1)
+        self.assertAllClose(logs["mean_absolute_error_episode_mean"],
+                            per_user.mean(), atol=1e-4)
         self.assertAllClose(
             logs["mean_absolute_error_ci95"],
             metrics.t_95(len(per_user) - 1) * per_user.std(ddof=1)
@@ -481,3 +492,58 @@ class RankingProtocolTest(testing.TestCase):
         config = keras_meta.recommendation.PrecisionAtK(k=3).get_config()
         self.assertEqual(
             keras_meta.recommendation.PrecisionAtK.from_config(config).k, 3)
+
+
+class BenchmarkScoringTest(testing.TestCase):
+    """The cold-start benchmark's per-user scores and paired differences,
+    against numbers worked out by hand."""
+
+    def test_per_user_errors_skip_padded_queries(self):
+        from keras_meta.experiments import movielens as experiment
+
+        arrays = {
+            "query_labels": np.array([[4, 2, 5, 1], [3, 3, 1, 0]],
+                                     "float32")[..., None],
+            "query_weights": np.array([[1, 1, 1, 1], [1, 1, 1, 0]],
+                                      "float32")}
+        predictions = np.array([[3.5, 2, 4, 2], [3, 2, 2, 9]], "float32")
+        scores = experiment._per_user_scores(predictions, arrays, k=2)
+        # User 0: errors -0.5, 0, -1, 1. User 1: 0, -1, 1 (the padded 9
+        # against 0 is not counted).
+        self.assertAllClose(scores["mean_absolute_error"], [0.625, 2 / 3])
+        self.assertAllClose(scores["root_mean_squared_error"],
+                            [0.75, np.sqrt(2 / 3)])
+        # Rankings only where every query counts.
+        self.assertNotIn("ndcg", scores)
+
+    def test_rankings_of_one_user(self):
+        from keras_meta.experiments import movielens as experiment
+
+        arrays = {"query_labels": np.array([[4, 2, 5, 1]],
+                                           "float32")[..., None],
+                  "query_weights": np.ones((1, 4), "float32")}
+        scores = experiment._per_user_scores(
+            np.array([[2, 3, 4, 1]], "float32"), arrays, k=2)
+        # Predicted top two: the 5 and the 2; the ideal: the 5 and the 4.
+        self.assertAllClose(scores["ndcg"], [
+            (5 + 2 / np.log2(3)) / (5 + 4 / np.log2(3))], atol=1e-6)
+        # RecBole's: the true top two are relevant; one of them is found,
+        # at rank 1.
+        self.assertAllClose(scores["precision_top_k"], [0.5], atol=1e-6)
+        self.assertAllClose(scores["ndcg_top_k"], [1 / (1 + 1 / np.log2(3))],
+                            atol=1e-6)
+
+    def test_paired_differences(self):
+        from keras_meta.experiments import movielens as experiment
+
+        mean, ci = experiment.paired_differences([1.0, 2.0, 3.0],
+                                                 [0.5, 2.5, 2.0])
+        # Differences 0.5, -0.5, 1: mean 1/3, sample variance 7/12, and
+        # Student's t with 2 degrees of freedom is 4.3027.
+        self.assertAllClose(mean, 1 / 3)
+        self.assertAllClose(ci, 4.302653 * np.sqrt(7 / 12) / np.sqrt(3),
+                            atol=1e-5)
+        # The users' own spread cancels: a constant gap has no width.
+        mean, ci = experiment.paired_differences([1.0, 5.0, 9.0],
+                                                 [0.8, 4.8, 8.8])
+        self.assertAllClose([mean, ci], [0.2, 0.0], atol=1e-6)
