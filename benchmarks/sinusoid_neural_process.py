@@ -3,12 +3,16 @@
 Trains `keras_meta.CNP` (`--model cnp`: encoder and decoder of 128-unit
 ReLU layers, as Garnelo et al. 2018) or `keras_meta.ANP` (`--model anp`:
 the same widths, 8-head cross-attention and a 128-d latent path, as Kim
-et al. 2019) on sinusoid episodes with K=10 support points,
+et al. 2019) on sinusoid tasks as the papers train them: 30 points per
+task, of which a random 3 to 20 (`--min-shots`, `--num-shots`) are the
+context and all 30 are targets (`keras_meta.data.random_context`);
 meta-batch 25 and Adam 1e-3 for `--meta-steps` steps (20,000, the budget
-of `sinusoid_algorithms.py`), then scores the same 600 fixed test tasks
-(100 query points each) as that benchmark: query MSE of the predictive
-mean, Gaussian negative log-likelihood and the fraction of targets inside
-the predicted 95% interval, each with a 95% CI over tasks. Also draws the
+of `sinusoid_algorithms.py`). `--fixed-context` trains the older way
+instead: K=`--num-shots` context points and 10 separate query points.
+Then scores the same 600 fixed test tasks (100 query points each) as that
+benchmark at K=5, 10 and 20: query MSE of the predictive mean, Gaussian
+negative log-likelihood and the fraction of targets inside the predicted
+95% interval, each with a 95% CI over tasks. Also draws the
 predictive mean and 95% band for three test tasks. Prints a table and
 writes JSON and a PNG. The work is `keras_meta.experiments.neural_process`
 (also `keras-meta train --algorithm cnp|anp`).
@@ -35,6 +39,12 @@ def main():
                         default="cnp")
     parser.add_argument("--meta-steps", type=int, default=20000)
     parser.add_argument("--meta-batch-size", type=int, default=25)
+    parser.add_argument("--num-shots", type=int, default=20,
+                        help="the largest context in training")
+    parser.add_argument("--min-shots", type=int, default=3,
+                        help="the smallest context in training")
+    parser.add_argument("--fixed-context", action="store_true",
+                        help="train at K=--num-shots, queries apart")
     parser.add_argument("--num-test-tasks", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(
@@ -44,6 +54,8 @@ def main():
         results = neural_process.run(
             algorithm=args.model, output_dir=directory,
             meta_steps=args.meta_steps, meta_batch_size=args.meta_batch_size,
+            num_shots=args.num_shots,
+            min_shots=None if args.fixed_context else args.min_shots,
             num_test_tasks=args.num_test_tasks, seed=args.seed, verbose=2)
         png = os.path.splitext(args.output)[0] + ".png"
         os.makedirs(os.path.dirname(os.path.abspath(args.output)),

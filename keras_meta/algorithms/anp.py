@@ -37,8 +37,9 @@ class ANP(SavesSeedGenerator, CNP):
     a Gaussian predictive distribution with a variance floor, as `CNP`.
 
     Training maximizes the paper's evidence lower bound: `z` is drawn
-    (reparameterized) from the posterior given the support *and* query
-    pairs, the compiled loss scores the queries, and `KL(posterior || prior
+    (reparameterized) from the posterior given the targets (the support
+    *and* query pairs; the query pairs alone with
+    `queries_include_support`), the compiled loss scores the queries, and `KL(posterior || prior
     given the support set)` divided by the number of queries (the compiled
     loss is a mean over queries) is added. `fit()` passes the query labels
     to the latent path for this; they never reach the deterministic path
@@ -62,6 +63,12 @@ class ANP(SavesSeedGenerator, CNP):
             Defaults to `8`.
         min_std: Float in (0, 1), the predictive standard deviation's floor.
             Defaults to `0.1`.
+        queries_include_support: Bool. Whether the training episodes' query
+            sets already hold their support points (as
+            `keras_meta.data.random_context` makes them, the papers' way):
+            the latent posterior then encodes the query pairs alone instead
+            of the support and query pairs, so no context point counts
+            twice. Defaults to `False`.
         seed: Optional int, for the attention and latent weights' initial
             values and the latent samples in training.
         **kwargs: Passed to `keras_meta.MetaModel`.
@@ -82,7 +89,8 @@ class ANP(SavesSeedGenerator, CNP):
     """
 
     def __init__(self, model, *, encoder, latent_encoder=None, latent_dim=None,
-                 num_heads=8, min_std=0.1, seed=None, **kwargs):
+                 num_heads=8, min_std=0.1, queries_include_support=False,
+                 seed=None, **kwargs):
         check_count("num_heads", num_heads, 1)
         if latent_encoder is None:
             if latent_dim not in (None, 0):
@@ -111,6 +119,7 @@ class ANP(SavesSeedGenerator, CNP):
         self.latent_encoder = latent_encoder
         self.latent_dim = self._latent_dim
         self.num_heads = int(num_heads)
+        self.queries_include_support = bool(queries_include_support)
         self.seed = seed
         if latent_encoder is not None:
             pair_dim = latent_encoder.input_shape[-1]
@@ -291,13 +300,15 @@ class ANP(SavesSeedGenerator, CNP):
                         params, self._pairs(
                             query_inputs, params[episode.QUERY_LABELS]),
                         training)
-                    mean, std = self._latent_distribution(
-                        params,
-                        task_state["latent_sum"]
-                        + ops.sum(query_features, axis=0),
-                        task_state["latent_count"]
-                        + ops.cast(ops.shape(query_features)[0],
-                                   query_features.dtype))
+                    total = ops.sum(query_features, axis=0)
+                    count = ops.cast(ops.shape(query_features)[0],
+                                     query_features.dtype)
+                    if not self.queries_include_support:
+                        # The targets are the support and query sets.
+                        total = total + task_state["latent_sum"]
+                        count = count + task_state["latent_count"]
+                    mean, std = self._latent_distribution(params, total,
+                                                          count)
                 z = mean + std * ops.cast(params["latent_noise"], std.dtype)
                 auxiliary = gaussian_kl(
                     mean, ops.log(std), prior_mean, ops.log(prior_std)) / (
@@ -396,6 +407,7 @@ class ANP(SavesSeedGenerator, CNP):
                     self.latent_encoder)),
             "latent_dim": self.latent_dim or None,
             "num_heads": self.num_heads,
+            "queries_include_support": self.queries_include_support,
             "seed": self.seed,
         })
         return config

@@ -90,9 +90,13 @@ def _check_combination(parser, args):
 
 
 def _fill_defaults(args):
-    if args.algorithm in REGRESSION_ONLY and args.meta_steps is None:
-        # The budget of the published neural-process rows.
-        args.meta_steps = 20000
+    if args.algorithm in REGRESSION_ONLY:
+        # The budget of the published neural-process rows, and contexts of
+        # 3 to 20 points (`keras_meta.experiments.neural_process`).
+        if args.meta_steps is None:
+            args.meta_steps = 20000
+        if args.num_shots is None:
+            args.num_shots = 20
     if args.num_test_tasks is None:
         args.num_test_tasks = NUM_TEST_TASKS[args.dataset]
     for name, value in DEFAULTS[args.dataset].items():

@@ -8,6 +8,7 @@ from keras_meta.data import benchmarks
 from keras_meta.data import splits
 from keras_meta.data.class_splits import load_splits
 from keras_meta.data.class_splits import split_classes
+from keras_meta.data.context_sets import random_context
 from keras_meta.data.deduplication import class_fingerprints
 from keras_meta.data.deduplication import remove_shared_classes
 from keras_meta.data.episode_sources import ClassIndex
@@ -32,6 +33,7 @@ __all__ = [
     "load_support",
     "load_splits",
     "plot_episode",
+    "random_context",
     "remove_shared_classes",
     "sinusoid",
     "sinusoid_parameters",

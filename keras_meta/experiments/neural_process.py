@@ -3,13 +3,16 @@
 Trains `keras_meta.CNP` (encoder and decoder of 128-unit ReLU layers, as
 Garnelo et al. 2018) or `keras_meta.ANP` (the same widths, 8-head
 cross-attention and a 128-d latent path, as Kim et al. 2019) on the MAML
-paper's sinusoid episodes, then scores the fixed test tasks of
+paper's sinusoid tasks, as the papers train them: each task's context is a
+random 3 to 20 of its points and every point, context or not, is a target
+(`keras_meta.data.random_context`). Then scores the fixed test tasks of
 `keras_meta.experiments.sinusoid` (the same seeds, so the numbers sit
 beside every gradient-based learner's): query MSE of the predictive mean,
 Gaussian negative log-likelihood and the fraction of targets inside the
-predicted 95% interval, each with a 95% CI over tasks, at K=10 and K=5.
-Writes `results.json`, `sinusoid.png` (predictive mean and 95% band for
-three test tasks, through `adapt()`) and `<algorithm>.keras`.
+predicted 95% interval, each with a 95% CI over tasks, at K=5, 10 and 20
+context points and 100 separate query points. Writes `results.json`,
+`sinusoid.png` (predictive mean and 95% band for three test tasks, through
+`adapt()`) and `<algorithm>.keras`.
 """
 
 import json
@@ -30,7 +33,10 @@ from keras_meta.experiments import sinusoid
 ALGORITHMS = ("cnp", "anp")
 
 
-def build(algorithm, *, seed=None, width=128):
+TEST_SHOTS = (5, 10, 20)
+
+
+def build(algorithm, *, seed=None, width=128, queries_include_support=False):
     """The paper's network for 1-d regression: `"cnp"` or `"anp"`."""
     if algorithm == "cnp":
         encoder, decoder = models.neural_process_networks(
@@ -44,23 +50,35 @@ def build(algorithm, *, seed=None, width=128):
                 hidden_units=(width, width), seed=seed))
         return algorithms.ANP(decoder, encoder=encoder,
                               latent_encoder=latent_encoder, latent_dim=width,
-                              num_heads=8, seed=seed)
+                              num_heads=8, seed=seed,
+                              queries_include_support=queries_include_support)
     raise ValueError(f"Unknown neural process {algorithm!r}. Choose one of "
                      f"{ALGORITHMS}.")
 
 
 def run(*, algorithm="cnp", output_dir="keras_meta_runs/sinusoid",
-        meta_steps=20000, meta_batch_size=25, num_shots=10,
-        learning_rate=1e-3, num_test_tasks=600, num_test_queries=100,
-        steps_per_execution=50, seed=0, verbose="auto", width=128):
+        meta_steps=20000, meta_batch_size=25, num_shots=20, min_shots=3,
+        num_queries=10, learning_rate=1e-3, num_test_tasks=600,
+        num_test_queries=100, steps_per_execution=50, seed=0,
+        verbose="auto", width=128):
     """Trains and scores a neural process; returns the results dict.
 
-    `num_shots` is K in training (support points per task); the test tasks
-    are scored at K=10 and K=5 whatever it is.
+    In training each task has `num_shots` support points and `num_queries`
+    more points; a random `min_shots` to `num_shots` of the support points
+    are the context, and all `num_shots + num_queries` points are targets
+    (the papers' training). `min_shots=None` trains at a fixed K =
+    `num_shots` with the queries alone as targets. The test tasks are
+    scored at K=5, 10 and 20 whatever the training.
     """
+    if min_shots is not None and not 1 <= min_shots <= num_shots:
+        raise ValueError(
+            f"`min_shots` must lie in [1, num_shots={num_shots}]. Received "
+            f"min_shots={min_shots}.")
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    learner = build(algorithm, seed=seed, width=width)
+    random_context = min_shots is not None
+    learner = build(algorithm, seed=seed, width=width,
+                    queries_include_support=random_context)
     steps_per_execution = max(1, min(steps_per_execution, meta_steps))
     epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
     steps_per_epoch = max(1, meta_steps // epochs)
@@ -70,22 +88,27 @@ def run(*, algorithm="cnp", output_dir="keras_meta_runs/sinusoid",
         metrics=[metrics.PredictiveMeanSquaredError(),
                  metrics.IntervalCoverage()],
         steps_per_execution=steps_per_execution)
-    train = data.sinusoid(num_shots=num_shots, batch_size=meta_batch_size,
-                          seed=seed)
+    train = data.sinusoid(num_shots=num_shots, num_queries=num_queries,
+                          batch_size=meta_batch_size, seed=seed)
+    if random_context:
+        train = data.random_context(train, min_size=min_shots, seed=seed)
     if verbose != 0:
+        context = (f"contexts of {min_shots}-{num_shots} points among "
+                   f"{num_shots + num_queries} targets" if random_context
+                   else f"K={num_shots}, {num_queries} queries")
         print(f"[1/2] training {algorithm.upper()}: {epochs * steps_per_epoch}"
-              f" steps of {meta_batch_size} tasks", flush=True)
+              f" steps of {meta_batch_size} tasks, {context}", flush=True)
     start = time.perf_counter()
     learner.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                 verbose=verbose)
     training_seconds = time.perf_counter() - start
 
     if verbose != 0:
-        print(f"[2/2] scoring {num_test_tasks} test tasks, K=10 and K=5",
-              flush=True)
+        print(f"[2/2] scoring {num_test_tasks} test tasks, K="
+              + ", ".join(str(k) for k in TEST_SHOTS), flush=True)
     rows = {}
     start = time.perf_counter()
-    for shots in (10, 5):
+    for shots in TEST_SHOTS:
         test = data.sinusoid(
             num_shots=shots, num_queries=num_test_queries,
             num_tasks=num_test_tasks, batch_size=100,
@@ -96,12 +119,17 @@ def run(*, algorithm="cnp", output_dir="keras_meta_runs/sinusoid",
             "nll": logs["loss"], "nll_ci95": logs["loss_ci95"],
             "coverage_95": logs["coverage_95"],
             "coverage_95_ci95": logs["coverage_95_ci95"]}
+        if verbose != 0:
+            print(f"      K={shots}: query MSE {logs['mse']:.3f} +- "
+                  f"{logs['mse_ci95']:.3f}", flush=True)
     evaluation_seconds = time.perf_counter() - start
 
     results = {
         "config": {"algorithm": algorithm, "meta_steps":
                    epochs * steps_per_epoch, "meta_batch_size":
                    meta_batch_size, "num_shots": num_shots,
+                   "min_shots": min_shots, "num_queries": num_queries,
+                   "targets_include_context": random_context,
                    "learning_rate": learning_rate, "width": width,
                    "num_test_tasks": num_test_tasks, "seed": seed,
                    "backend": keras.backend.backend()},
@@ -157,8 +185,13 @@ def format_table(results):
     config = results["config"]
     lines = [f"{config['algorithm'].upper()} on sinusoid, "
              f"{config['meta_steps']} steps x meta-batch "
-             f"{config['meta_batch_size']}, {config['num_test_tasks']} test "
-             f"tasks (training {results['seconds']['training']:.0f} s)",
+             f"{config['meta_batch_size']}, "
+             + (f"contexts of {config['min_shots']}-{config['num_shots']} "
+                "points among the targets, "
+                if config.get("targets_include_context") else
+                f"K={config['num_shots']} in training, ")
+             + f"{config['num_test_tasks']} test tasks (training "
+             f"{results['seconds']['training']:.0f} s)",
              f"{'K':<6}{'query MSE':>20}{'NLL':>20}"
              f"{'inside 95% interval':>24}"]
     for key, row in results["rows"].items():

@@ -43,9 +43,11 @@ def _softplus(x):
 
 
 def _numpy_anp(anp, support_x, support_y, query_x, query_y=None,
-               noise=None):
+               noise=None, queries_include_support=False):
     """One task, from the learner's weights: `(mean, std)` of the queries,
-    and with `query_y` the posterior's `(z, KL)` as training uses them."""
+    and with `query_y` the posterior's `(z, KL)` as training uses them
+    (the posterior given the support and query pairs, or the query pairs
+    alone with `queries_include_support`)."""
     a = [np.asarray(v, "float64") for v in anp.attention_weights]
 
     def embed(x):
@@ -77,9 +79,13 @@ def _numpy_anp(anp, support_x, support_y, query_x, query_y=None,
             np.concatenate([support_x, support_y], -1))
         z = prior_mean
         if query_y is not None:
-            mean, std = latent(np.concatenate(
-                [np.concatenate([support_x, query_x]),
-                 np.concatenate([support_y, query_y])], -1))
+            if queries_include_support:
+                targets = np.concatenate([query_x, query_y], -1)
+            else:
+                targets = np.concatenate(
+                    [np.concatenate([support_x, query_x]),
+                     np.concatenate([support_y, query_y])], -1)
+            mean, std = latent(targets)
             z = mean + std * noise
             kl = np.sum(np.log(prior_std / std)
                         + (std ** 2 + (mean - prior_mean) ** 2)
@@ -143,6 +149,47 @@ class ANPTest(testing.TestCase):
         logs = anp.train_on_batch(inputs, labels, return_dict=True)
         self.assertAllClose(logs["loss"], np.mean(expected), atol=1e-4,
                             rtol=1e-4)
+
+    def test_random_context_with_the_context_among_the_targets(self):
+        # The papers' training: the first k support points are the context
+        # (prior, attention), every point is a target, and the posterior
+        # encodes the targets alone.
+        def build(queries_include_support):
+            encoder, latent_encoder, decoder = (
+                keras_meta.models.attentive_neural_process_networks(
+                    x_dim=1, y_dim=1, representation_dim=8, latent_dim=4,
+                    hidden_units=(16,), seed=3))
+            anp = FixedNoiseANP(
+                decoder, encoder=encoder, latent_encoder=latent_encoder,
+                latent_dim=4, num_heads=2, seed=0,
+                queries_include_support=queries_include_support)
+            anp.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+            return anp
+
+        anp = build(True)
+        episodes = keras_meta.data.random_context(
+            keras_meta.data.sinusoid(num_shots=8, num_queries=3, num_tasks=4,
+                                     batch_size=4, seed=0), min_size=2)
+        inputs, labels = next(episodes.as_numpy_iterator())
+        self.assertEqual(labels.shape, (4, 11, 1))
+        context = inputs["support_weights"] > 0
+        self.assertGreater(len(set(context.sum(1).tolist())), 1)
+        expected = []
+        for t in range(4):
+            c = context[t]
+            mean, std, kl = _numpy_anp(
+                anp, inputs["support_inputs"][t][c],
+                inputs["support_labels"][t][c], inputs["query_inputs"][t],
+                labels[t], noise=0.5, queries_include_support=True)
+            nll = np.mean(0.5 * np.log(2 * math.pi * std ** 2)
+                          + (labels[t] - mean) ** 2 / (2 * std ** 2))
+            expected.append(nll + kl / len(labels[t]))
+        logs = anp.train_on_batch(inputs, labels, return_dict=True)
+        self.assertAllClose(logs["loss"], np.mean(expected), atol=1e-4,
+                            rtol=1e-4)
+        # Counting the context twice (the default) is another loss.
+        other = build(False).train_on_batch(inputs, labels, return_dict=True)
+        self.assertGreater(abs(other["loss"] - logs["loss"]), 1e-4)
 
     def test_support_order_does_not_matter(self):
         anp = _anp()
