@@ -2,12 +2,15 @@
 RecBole-MetaRec's protocol.
 
 Global mean, a pretrained recommender fine-tuned per user, MeLU (`ANIL`
-adapting the decision layers), MAML and Meta-SGD, all on
-`keras_meta.recommendation.field_recommender`, with inner rates and steps (and the
-fine-tuning's) chosen on validation users, scored per user
-(MAE, RMSE; nDCG@k, and RecBole-MetaRec's precision@k and nDCG@k; mean and
+adapting the decision layers) tuned and at its paper's settings, MAML and
+Meta-SGD, all on `keras_meta.recommendation.field_recommender`. Every tuned
+learner gets the same budget: 24 configurations (outer or pretraining rate
+1e-3 and 1e-4, inner or fine-tuning rate 0.001-0.3, 1 or 5 steps), chosen
+on validation users. Scored per user (MAE, RMSE; nDCG@k with linear and
+MAMO's 2^r gains, and RecBole-MetaRec's precision@k and nDCG@k; mean and
 95% CI over users) in each of the protocol's states, plus paired per-user
-MAE differences against the baselines. See
+MAE differences against the baselines. The JSON is rewritten after every
+learner, so a cut-short run keeps what it finished. See
 `keras_meta.experiments.movielens`. Needs the MovieLens files: `--data-dir`,
 or the copy in the recbole wheel (`pip install --no-deps recbole==1.2.1`).
 
@@ -31,7 +34,8 @@ from keras_meta.experiments import movielens  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--learners", default=",".join(movielens.LEARNERS))
+    parser.add_argument("--learners", default=",".join(
+        movielens.LEARNERS[:3] + ("melu_paper",) + movielens.LEARNERS[3:]))
     parser.add_argument("--protocol", default="melu",
                         choices=list(movielens.PROTOCOLS),
                         help="melu (new users and new items), mamo (first "
@@ -40,8 +44,15 @@ def main():
     parser.add_argument("--meta-epochs", type=int, default=30)
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--meta-batch-size", type=int, default=32)
-    parser.add_argument("--inner-learning-rates", default="0.03,0.1,0.3",
+    rates = "0.001,0.003,0.01,0.03,0.1,0.3"
+    parser.add_argument("--inner-learning-rates", default=rates,
                         help="meta-learners' inner rates, chosen on "
+                             "validation users")
+    parser.add_argument("--fine-tune-rates", default=rates,
+                        help="the pretrained model's fine-tuning rates, "
+                             "chosen on validation users")
+    parser.add_argument("--learning-rates", default="0.001,0.0001",
+                        help="outer (and pretraining) rates, chosen on "
                              "validation users")
     parser.add_argument("--inner-steps", default="1,5",
                         help="inner steps (meta-learners and fine-tuning), "
@@ -59,6 +70,8 @@ def main():
         inner_learning_rates=[
             float(v) for v in args.inner_learning_rates.split(",")],
         inner_steps=[int(v) for v in args.inner_steps.split(",")],
+        fine_tune_rates=[float(v) for v in args.fine_tune_rates.split(",")],
+        learning_rates=[float(v) for v in args.learning_rates.split(",")],
         seed=args.seed,
         command="python " + " ".join(sys.argv))
     print()

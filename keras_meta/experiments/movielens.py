@@ -13,11 +13,20 @@ in each cold-start state:
   fine-tuned per user by the same number of gradient steps as the
   meta-learners, its step size chosen on the validation users;
 - `melu`: `ANIL` adapting the decision layers (MeLU, Lee et al. 2019);
+  MeLU's network here has 6 fields (MeLU's 8 less rating class, director
+  and actor, which the MovieLens files lack) and tuned rates;
+- `melu_paper`: the same with MeLU's published settings, untuned (local
+  rate 5e-6, global rate 5e-5, one local step);
 - `maml`, `metasgd`: every weight adapts (one argument away).
 
-Meta-learners train on the training users' tasks (never on new items'
-ratings); the epoch with the lowest validation MAE (validation users only)
-is kept.
+Tuning budgets are equal: every tuned learner tries each (rate, steps,
+outer rate) of the same-sized grid (`learning_rates` x `inner_steps` x
+the inner or fine-tuning rates) and keeps the configuration with the
+lowest validation MAE (validation users only). Meta-learners train on the
+training users' tasks (never on new items' ratings); the epoch with the
+lowest validation MAE is kept. RMSE is the mean over users of each user's
+RMSE; `ndcg` uses the ratings as gains, `ndcg_exponential` MAMO's `2**r - 1`,
+`ndcg_top_k` RecBole-MetaRec's binary gains (the true top k relevant).
 """
 
 import json
@@ -34,13 +43,17 @@ from keras_meta.metrics import t_95
 from keras_meta.recommendation import movielens
 
 LEARNERS = ("global_mean", "pretrained", "melu", "maml", "metasgd")
+# MeLU's published settings (Lee et al. 2019): local and global rates, one
+# local update.
+MELU_PAPER = {"inner_learning_rate": 5e-6, "num_inner_steps": 1,
+              "learning_rate": 5e-5}
 # Each protocol as `movielens_cold_start` arguments: RecBole-MetaRec's is
 # MeLU's without new items.
 PROTOCOLS = {"melu": {"protocol": "melu"},
              "mamo": {"protocol": "mamo"},
              "recbole": {"protocol": "melu", "cold_item_fraction": 0.0}}
 METRIC_NAMES = ("mean_absolute_error", "root_mean_squared_error",
-                "ndcg", "precision_top_k", "ndcg_top_k")
+                "ndcg", "ndcg_exponential", "precision_top_k", "ndcg_top_k")
 
 
 def _metrics():
@@ -52,8 +65,9 @@ def _per_user_scores(predictions, arrays, k=None):
 
     `mean_absolute_error`, `root_mean_squared_error`; and, where every
     query rating of the state counts, `ndcg` (nDCG@k with the ratings as
-    gains), `precision_top_k` and `ndcg_top_k` (RecBole-MetaRec's
-    precision@k and nDCG@k, the true top k being the relevant items).
+    gains), `ndcg_exponential` (gains `2**r - 1`, as MAMO's),
+    `precision_top_k` and `ndcg_top_k` (RecBole-MetaRec's precision@k and
+    nDCG@k, the true top k being the relevant items).
     """
     labels = arrays[episode.QUERY_LABELS][..., 0]
     predictions = np.asarray(predictions, "float32").reshape(labels.shape)
@@ -70,6 +84,8 @@ def _per_user_scores(predictions, arrays, k=None):
     if k is not None and (weights == 1).all() and labels.shape[1] > k:
         for name, metric in (
                 ("ndcg", recommendation.NormalizedDCG(k=k)),
+                ("ndcg_exponential", recommendation.NormalizedDCG(
+                    k=k, gain="exponential")),
                 ("precision_top_k", recommendation.PrecisionAtK(k=k)),
                 ("ndcg_top_k", recommendation.NormalizedDCG(
                     k=k, gain="top_k"))):
@@ -97,7 +113,7 @@ def _flat(arrays):
 
 
 def _meta_learner(name, model, inner_learning_rate, num_inner_steps):
-    if name == "melu":
+    if name in ("melu", "melu_paper"):
         return algorithms.ANIL(
             model, head=recommendation.field_recommender_head(model),
             inner_learning_rate=inner_learning_rate,
@@ -171,76 +187,90 @@ def _global_mean(experiment):
     return users, scores, {"mean": tasks.global_mean}
 
 
-def _pretrained(experiment, *, learning_rate, fine_tune_rates, inner_steps,
+def _pretrained(experiment, *, learning_rates, fine_tune_rates, inner_steps,
                 verbose):
-    """The recommender trained on all training ratings jointly, then
-    fine-tuned per user with the step size and steps chosen on the
-    validation users."""
+    """The recommender trained on all training ratings jointly (once per
+    learning rate), then fine-tuned per user; the learning rate, step size
+    and steps chosen on the validation users."""
     tasks = experiment.tasks
-    net = experiment.model()
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     x, y = _flat(tasks.states["train"])
     vx, vy = _flat(tasks.states[tasks.validation_state])
-    net.fit(x, y, batch_size=256, epochs=100, validation_data=(vx, vy),
-            verbose=verbose, callbacks=[keras.callbacks.EarlyStopping(
-                patience=5, restore_best_weights=True)])
-    validation = {}
-    for rate in fine_tune_rates:
-        for steps in inner_steps:
-            tuner = algorithms.MAML(net, inner_learning_rate=rate,
-                                    num_inner_steps=steps)
-            _compile(tuner, learning_rate)
-            validation[(rate, steps)] = _validation_mae(tuner, tasks)
-    rate, steps = min(validation, key=validation.get)
-    tuner = algorithms.MAML(net, inner_learning_rate=rate,
-                            num_inner_steps=steps)
-    _compile(tuner, learning_rate)
+    validation, best = {}, None
+    for learning_rate in learning_rates:
+        net = experiment.model()
+        net.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                    loss="mse")
+        net.fit(x, y, batch_size=256, epochs=100, validation_data=(vx, vy),
+                verbose=verbose, callbacks=[keras.callbacks.EarlyStopping(
+                    patience=5, restore_best_weights=True)])
+        for rate in fine_tune_rates:
+            for steps in inner_steps:
+                tuner = algorithms.MAML(net, inner_learning_rate=rate,
+                                        num_inner_steps=steps)
+                _compile(tuner, learning_rate)
+                mae = _validation_mae(tuner, tasks)
+                validation[(learning_rate, rate, steps)] = mae
+                if best is None or mae < best[0]:
+                    best = (mae, learning_rate, rate, steps, tuner)
+    _, learning_rate, rate, steps, tuner = best
     users, scores = experiment.score(lambda s: _predict(tuner, tasks, s))
     tuner.eval_inner_steps = 0
-    extra = {"inner_learning_rate": rate, "num_inner_steps": steps,
+    extra = {"learning_rate": learning_rate, "inner_learning_rate": rate,
+             "num_inner_steps": steps, "configurations": len(validation),
              "validation_mae": {
-                 f"rate {r}, steps {n}": round(v, 4)
-                 for (r, n), v in validation.items()},
+                 _config_name(lr, r, n): round(v, 4)
+                 for (lr, r, n), v in validation.items()},
              "without_fine_tuning": experiment.score(
                  lambda s: _predict(tuner, tasks, s))[1]}
     return users, scores, extra
 
 
+def _config_name(learning_rate, rate, steps):
+    return f"outer {learning_rate:g}, rate {rate:g}, steps {steps}"
+
+
 def _meta_learned(experiment, name, *, inner_learning_rates, inner_steps,
-                  learning_rate, meta_batch_size, steps_per_epoch,
+                  learning_rates, meta_batch_size, steps_per_epoch,
                   meta_epochs, verbose):
-    """The meta-learner `name`, trained once per (inner rate, steps) pair;
-    the pair with the lowest validation MAE is scored."""
+    """The meta-learner `name`, trained once per (outer rate, inner rate,
+    steps); the configuration with the lowest validation MAE is scored."""
     tasks = experiment.tasks
     validation, best = {}, None
-    for rate in inner_learning_rates:
-        for steps in inner_steps:
-            learner = _meta_learner(name, experiment.model(), rate, steps)
-            _compile(learner, learning_rate)
-            history = learner.fit(
-                tasks.episodes("train", batch_size=meta_batch_size,
-                               seed=experiment.seed),
-                steps_per_epoch=steps_per_epoch, epochs=meta_epochs,
-                validation_data=tasks.episodes(
-                    tasks.validation_state, batch_size=64),
-                callbacks=[keras.callbacks.EarlyStopping(
-                    monitor="val_mean_absolute_error", patience=8,
-                    restore_best_weights=True)],
-                verbose=verbose).history
-            curve = history["val_mean_absolute_error"]
-            validation[(rate, steps)] = {
-                "best": round(float(min(curve)), 4),
-                "best_epoch": int(np.argmin(curve)) + 1,
-                "epochs_run": len(curve)}
-            if best is None or min(curve) < best[0]:
-                best = (min(curve), rate, steps, learner)
-    _, rate, steps, learner = best
+    for learning_rate in learning_rates:
+        for rate in inner_learning_rates:
+            for steps in inner_steps:
+                learner = _meta_learner(name, experiment.model(), rate, steps)
+                _compile(learner, learning_rate)
+                history = learner.fit(
+                    tasks.episodes("train", batch_size=meta_batch_size,
+                                   seed=experiment.seed),
+                    steps_per_epoch=steps_per_epoch, epochs=meta_epochs,
+                    validation_data=tasks.episodes(
+                        tasks.validation_state, batch_size=64),
+                    callbacks=[keras.callbacks.EarlyStopping(
+                        monitor="val_mean_absolute_error", patience=8,
+                        restore_best_weights=True)],
+                    verbose=verbose).history
+                curve = history["val_mean_absolute_error"]
+                validation[(learning_rate, rate, steps)] = {
+                    "best": round(float(min(curve)), 4),
+                    "best_epoch": int(np.argmin(curve)) + 1,
+                    "epochs_run": len(curve)}
+                if verbose == 0:
+                    print(f"    {name} {_config_name(learning_rate, rate, steps)}"
+                          f": validation MAE {min(curve):.4f} at epoch "
+                          f"{int(np.argmin(curve)) + 1} of {len(curve)}",
+                          flush=True)
+                if best is None or min(curve) < best[0]:
+                    best = (min(curve), learning_rate, rate, steps, learner)
+    _, learning_rate, rate, steps, learner = best
     users, scores = experiment.score(lambda s: _predict(learner, tasks, s))
     learner.eval_inner_steps = 0
     extra = {
-        "inner_learning_rate": rate, "num_inner_steps": steps,
+        "learning_rate": learning_rate, "inner_learning_rate": rate,
+        "num_inner_steps": steps, "configurations": len(validation),
         "validation_mae": {
-            f"rate {r}, steps {n}": v for (r, n), v in validation.items()},
+            _config_name(*key): v for key, v in validation.items()},
         "without_adaptation": experiment.score(
             lambda s: _predict(learner, tasks, s))[1]}
     return users, scores, extra
@@ -275,27 +305,59 @@ def _load_tasks(source, protocol, seed):
 def run(*, source=None, learners=LEARNERS, output, protocol="melu",
         ranking_k=None, meta_epochs=30,
         steps_per_epoch=50, meta_batch_size=32, inner_learning_rates=(0.1,),
-        inner_steps=(1,), learning_rate=1e-3, embedding_dim=32,
+        inner_steps=(1,), learning_rates=(1e-3,), embedding_dim=32,
         fine_tune_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3), seed=0,
-        verbose=0, command=None):
-    """Trains and scores `learners`; writes JSON to `output`.
+        verbose=0, command=None, learning_rate=None):
+    """Trains and scores `learners`; writes JSON to `output` after each.
 
-    Each meta-learner is trained once per (inner rate, inner steps) pair of
-    `inner_learning_rates` x `inner_steps`, and the pretrained model is
-    fine-tuned with every pair of `fine_tune_rates` x `inner_steps`; the
-    pair with the lowest validation MAE (the protocol's validation state,
-    validation users only) is the one scored on the test states.
+    Each meta-learner is trained once per configuration of
+    `learning_rates` x `inner_learning_rates` x `inner_steps`, and the
+    pretrained model is trained once per learning rate and fine-tuned with
+    every pair of `fine_tune_rates` x `inner_steps`; the configuration with
+    the lowest validation MAE (the protocol's validation state, validation
+    users only) is the one scored on the test states. Give
+    `inner_learning_rates` and `fine_tune_rates` the same length for equal
+    tuning budgets. `"melu_paper"` is not tuned (`MELU_PAPER`).
+    `learning_rate` (one outer rate) is the older spelling of
+    `learning_rates=(learning_rate,)`.
     `protocol` is one of `PROTOCOLS`: `"melu"`, `"mamo"` or
     `"recbole"` (RecBole-MetaRec's: MeLU's without new items). Ranking
     metrics use `ranking_k` (5 with 10 query ratings, 3 with MAMO's 5 when
     `None`).
     """
+    if learning_rate is not None:
+        learning_rates = (learning_rate,)
     start = time.perf_counter()
     tasks, counts = _load_tasks(source, protocol, seed)
     queries = tasks.states["train"][episode.QUERY_LABELS].shape[1]
     k = ranking_k or (5 if queries > 5 else max(queries - 2, 1))
     experiment = _Experiment(tasks, counts, k=k, seed=seed,
                              embedding_dim=embedding_dim)
+    config = dict(protocol=protocol, ranking_k=k, meta_epochs=meta_epochs,
+                  steps_per_epoch=steps_per_epoch,
+                  meta_batch_size=meta_batch_size,
+                  inner_learning_rates=list(inner_learning_rates),
+                  inner_steps=list(inner_steps),
+                  learning_rates=list(learning_rates),
+                  embedding_dim=embedding_dim,
+                  fine_tune_rates=list(fine_tune_rates),
+                  melu_paper=MELU_PAPER, seed=seed)
+    directory = os.path.dirname(output)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+
+    def write(done):
+        # After every learner: a cut-short run keeps what it finished.
+        _add_paired_differences(results, per_user, experiment.states)
+        with open(output, "w") as f:
+            json.dump(strict({
+                "command": command, "protocol": tasks.description,
+                "users_per_state": counts, "config": config,
+                "results": results, "learners_done": done,
+                "learners_requested": list(learners),
+                "seconds": round(time.perf_counter() - start, 1)}),
+                f, indent=1, allow_nan=False)
+
     results, per_user = {}, {}
     for name in learners:
         begin = time.perf_counter()
@@ -303,13 +365,22 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
             users, scores, extra = _global_mean(experiment)
         elif name == "pretrained":
             users, scores, extra = _pretrained(
-                experiment, learning_rate=learning_rate,
+                experiment, learning_rates=learning_rates,
                 fine_tune_rates=fine_tune_rates, inner_steps=inner_steps,
+                verbose=verbose)
+        elif name == "melu_paper":
+            users, scores, extra = _meta_learned(
+                experiment, name,
+                inner_learning_rates=(MELU_PAPER["inner_learning_rate"],),
+                inner_steps=(MELU_PAPER["num_inner_steps"],),
+                learning_rates=(MELU_PAPER["learning_rate"],),
+                meta_batch_size=meta_batch_size,
+                steps_per_epoch=steps_per_epoch, meta_epochs=meta_epochs,
                 verbose=verbose)
         else:
             users, scores, extra = _meta_learned(
                 experiment, name, inner_learning_rates=inner_learning_rates,
-                inner_steps=inner_steps, learning_rate=learning_rate,
+                inner_steps=inner_steps, learning_rates=learning_rates,
                 meta_batch_size=meta_batch_size,
                 steps_per_epoch=steps_per_epoch, meta_epochs=meta_epochs,
                 verbose=verbose)
@@ -321,23 +392,7 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
             f"{s} MAE {v['mean_absolute_error'][0]:.3f}"
             f"+-{v['mean_absolute_error'][1]:.3f}"
             for s, v in scores.items()), flush=True)
-    _add_paired_differences(results, per_user, experiment.states)
-    config = dict(protocol=protocol, ranking_k=k, meta_epochs=meta_epochs,
-                  steps_per_epoch=steps_per_epoch,
-                  meta_batch_size=meta_batch_size,
-                  inner_learning_rates=list(inner_learning_rates),
-                  inner_steps=list(inner_steps),
-                  learning_rate=learning_rate, embedding_dim=embedding_dim,
-                  fine_tune_rates=list(fine_tune_rates), seed=seed)
-    directory = os.path.dirname(output)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(strict({"command": command, "protocol": tasks.description,
-                          "users_per_state": counts, "config": config,
-                          "results": results,
-                          "seconds": round(time.perf_counter() - start, 1)}),
-                  f, indent=1, allow_nan=False)
+        write(list(results))
     return results
 
 
@@ -372,7 +427,10 @@ def format_table(results):
                     f"{v['mean_absolute_error'][1]:.3f}, RMSE "
                     f"{v['root_mean_squared_error'][0]:.3f}")
             if "ndcg" in v:
-                cell += (f", nDCG {v['ndcg'][0]:.3f}, P "
+                cell += (f", nDCG {v['ndcg'][0]:.3f}"
+                         + (f", nDCG(2^r) {v['ndcg_exponential'][0]:.3f}"
+                            if "ndcg_exponential" in v else "")
+                         + f", P "
                          f"{v['precision_top_k'][0]:.3f}, nDCG(top-k) "
                          f"{v['ndcg_top_k'][0]:.3f}")
             cells.append(cell)
