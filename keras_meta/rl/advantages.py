@@ -48,6 +48,18 @@ def baseline_features(observations, mask):
     return features * ops.cast(mask, dtype)[..., None]
 
 
+def _solve_dtype():
+    """float64 where the backend computes it: TensorFlow, and JAX with
+    `jax_enable_x64`; JAX's default truncates float64 to float32."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    return "float64"
+
+
 def fit_linear_baseline(observations, returns, mask, reg_coeff=1e-5):
     """Fits the linear feature baseline per task and predicts its values.
 
@@ -56,21 +68,42 @@ def fit_linear_baseline(observations, returns, mask, reg_coeff=1e-5):
     refit per task as in the MAML and ProMP code), then predicts every
     step's value with the same task's `w`.
 
+    The solve runs in float64 (see `_solve_dtype`): on long locomotion
+    trajectories the Gram matrix's entries reach about 1e7 against the
+    1e-5 ridge, beyond float32's precision. It goes through the Gram
+    matrix's eigendecomposition, `w = V diag(1 / (lambda + reg_coeff)) V^T
+    X^T R`: the eigenvalues are non-negative, so with a positive ridge the
+    coefficients are finite for finite inputs, even for a singular Gram
+    matrix (a task whose steps are all alike, or all padding), where a
+    linear solver raises and rllab retries with larger ridges.
+
     Returns:
-        Values `[tasks, trajectories, horizon]`, zero after the end.
+        Values `[tasks, trajectories, horizon]` in the observations' dtype,
+        zero after the end.
     """
-    features = baseline_features(observations, mask)
+    if not reg_coeff > 0:
+        raise ValueError(
+            f"`reg_coeff` must be positive. Received: {reg_coeff}.")
+    dtype = observations.dtype
+    work = _solve_dtype()
+    features = baseline_features(ops.cast(observations, work), mask)
     tasks = ops.shape(features)[0]
     dim = features.shape[-1]
     flat = ops.reshape(features, (tasks, -1, dim))
     targets = ops.reshape(
-        returns * ops.cast(mask, returns.dtype), (tasks, -1, 1))
+        ops.cast(returns, work) * ops.cast(mask, work), (tasks, -1, 1))
     gram = ops.einsum("kni,knj->kij", flat, flat)
-    gram = gram + reg_coeff * ops.eye(dim, dtype=gram.dtype)[None]
     rhs = ops.einsum("kni,knj->kij", flat, targets)
-    coefficients = ops.solve(gram, rhs)
+    eigenvalues, vectors = ops.eigh(gram)
+    # Rounding can leave a singular matrix's zero eigenvalues slightly
+    # negative.
+    eigenvalues = ops.maximum(eigenvalues, 0.0)
+    projected = ops.einsum("kij,kio->kjo", vectors, rhs)
+    coefficients = ops.einsum(
+        "kij,kjo->kio", vectors,
+        projected / (eigenvalues + reg_coeff)[..., None])
     values = ops.einsum("ktsi,kio->ktso", features, coefficients)
-    return values[..., 0]
+    return ops.cast(values[..., 0], dtype)
 
 
 def generalized_advantages(rewards, values, mask, discount, gae_lambda):

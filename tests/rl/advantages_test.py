@@ -132,3 +132,53 @@ class Navigation2DTest(testing.TestCase):
             Navigation2D(horizon=0)
         with self.assertRaisesRegex(ValueError, "batch_size"):
             Navigation2D().task_dataset(0)
+
+
+class LinearBaselinePrecisionTest(testing.TestCase):
+    def test_long_trajectories_solve_in_float64(self):
+        # HalfCheetah's scale: 40 trajectories of 200 steps with
+        # observations near the clip (Gram entries ~1e7 against a 1e-5
+        # ridge). Float32 inputs, float64 solve: the values match NumPy's
+        # float64 fit.
+        rng = np.random.default_rng(0)
+        shape = (1, 40, 200)
+        observations = rng.uniform(-10, 10, shape + (3,))
+        mask = np.ones(shape)
+        returns = (observations[..., 0] * 3.0 + observations[..., 1] ** 2
+                   + rng.normal(size=shape))
+        got = ops.convert_to_numpy(adv.fit_linear_baseline(
+            ops.convert_to_tensor(observations.astype("float32")),
+            ops.convert_to_tensor(returns.astype("float32")),
+            ops.convert_to_tensor(mask.astype("float32"))))
+        self.assertEqual(got.dtype, np.float32)
+        x = ops.convert_to_numpy(adv.baseline_features(
+            observations.astype("float32").astype("float64"), mask))[0]
+        x = x.reshape(-1, x.shape[-1])
+        y = returns.astype("float32").astype("float64").reshape(-1)
+        self.assertGreater(np.abs(x.T @ x).max(), 1e6)
+        w = np.linalg.solve(x.T @ x + 1e-5 * np.eye(x.shape[1]), x.T @ y)
+        expected = (x @ w).reshape(shape)
+        # A float32 solve is off by about 5e-3 here; JAX without
+        # `jax_enable_x64` has only float32.
+        precise = adv._solve_dtype() == "float64"
+        self.assertAllClose(got, expected, atol=1e-4 if precise else 2e-2,
+                            rtol=0)
+
+    def test_singular_tasks_give_finite_values(self):
+        # Every step alike (a rank-one Gram matrix) or every step padding
+        # (a zero one): a linear solver raises; the eigendecomposition
+        # with the ridge gives finite values, the ridge fit's.
+        observations = np.full((2, 2, 4, 2), 1e4, "float32")
+        mask = np.ones((2, 2, 4), "float32")
+        mask[1] = 0.0
+        returns = np.full((2, 2, 4), 3.0, "float32")
+        got = ops.convert_to_numpy(adv.fit_linear_baseline(
+            ops.convert_to_tensor(observations), ops.convert_to_tensor(
+                returns), ops.convert_to_tensor(mask)))
+        self.assertTrue(np.isfinite(got).all())
+        self.assertAllClose(got[1], np.zeros((2, 4)))
+        # One feature row repeated: the fit reproduces the constant return.
+        self.assertAllClose(got[0], returns[0], atol=1e-3)
+        with self.assertRaisesRegex(ValueError, "reg_coeff"):
+            adv.fit_linear_baseline(observations, returns, mask,
+                                    reg_coeff=0.0)
