@@ -43,8 +43,11 @@ class SimulatorTraining:
             }
         return self._simulator_functions
 
-    def _simulate(self, tasks, weights, per_task, num_trajectories, rng):
-        """Rolls out in the simulator; returns processed samples."""
+    def _simulate(self, tasks, weights, per_task, num_trajectories, rng,
+                  noise):
+        """Rolls out in the simulator with the action noise `noise`
+        `[horizon, tasks, trajectories, action_dim]`; returns processed
+        samples."""
         env = self.environment
         functions = self._functions()
         observation = env.reset(tasks, num_trajectories,
@@ -52,11 +55,10 @@ class SimulatorTraining:
         alive = np.ones(observation.shape[:2], "float32")
         columns = {k: [] for k in ("observations", "actions", "means",
                                    "log_stds", "rewards", "mask")}
-        for _ in range(env.horizon):
+        for t in range(env.horizon):
             mean, log_std = (ops.convert_to_numpy(v) for v in functions[
                 per_task](weights, ops.convert_to_tensor(observation)))
-            action = mean + np.exp(log_std) * rng.standard_normal(
-                mean.shape).astype("float32")
+            action = mean + np.exp(log_std) * noise[t]
             next_observation, reward, done = env.step(action)
             for key, value in (("observations", observation),
                                ("actions", action), ("means", mean),
@@ -71,22 +73,31 @@ class SimulatorTraining:
         return functions["process"](samples)
 
     def _collect_simulated(self, tasks, num_trajectories, rates, rng):
-        """`collect` for simulators: the same samples, stepped in Python."""
+        """`collect` for simulators: the same samples, stepped in Python.
+
+        The action noise is drawn first, in the graph path's layout, so a
+        simulator stepping the same dynamics as a graph environment gives
+        the same rollouts for the same seed."""
         functions = self._functions()
+        env = self.environment
+        noise = rng.standard_normal(
+            (len(rates) + 1, env.horizon, len(tasks), num_trajectories,
+             env.action_dim)).astype("float32")
         weights = [ops.convert_to_tensor(ops.convert_to_numpy(w))
                    for w in self._weights()]
         batches = [self._simulate(tasks, weights, False, num_trajectories,
-                                  rng)]
+                                  rng, noise[0])]
         if not rates:
             return batches, weights
         per_task = [ops.convert_to_tensor(np.broadcast_to(
             ops.convert_to_numpy(w), (len(tasks),) + tuple(w.shape)))
             for w in weights]
-        for rate in rates:
+        for step, rate in enumerate(rates, 1):
             per_task = functions["adapt"](
                 per_task, batches[-1], ops.convert_to_tensor(rate, "float32"))
             batches.append(self._simulate(tasks, per_task, True,
-                                          num_trajectories, rng))
+                                          num_trajectories, rng,
+                                          noise[step]))
         return batches, per_task
 
     def _fit_simulator(self, x=None, *args, steps_per_epoch=None, epochs=1,

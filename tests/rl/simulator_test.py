@@ -51,6 +51,27 @@ class SimulatorTest(testing.TestCase):
             simulated.adaptation_returns(tasks, num_steps=0),
             graph.adaptation_returns(tasks, num_steps=0), rtol=1e-4)
 
+    def test_simulated_adaptation_matches_the_graph_one(self):
+        # A stochastic policy, two adaptation steps: the same noise, the
+        # same rollouts, the same inner updates.
+        policy = rl.gaussian_mlp_policy(2, 2, hidden_units=(8,), seed=3)
+        graph = rl.MAMLRL(policy, rl.Navigation2D(horizon=30),
+                          num_trajectories=3)
+        simulated = rl.MAMLRL(policy, NumpyNavigation(horizon=30),
+                              num_trajectories=3)
+        tasks = rl.Navigation2D().sample_tasks(4, seed=0)
+        expected = graph.adaptation_returns(tasks, num_steps=2, seed=7)
+        self.assertAllClose(
+            simulated.adaptation_returns(tasks, num_steps=2, seed=7),
+            expected, rtol=1e-4, atol=1e-4)
+        # The steps change the returns: the comparison covers adaptation.
+        self.assertGreater(np.abs(expected[:, 1:] - expected[:, :1]).max(),
+                           0.5)
+        self.assertAllClose(
+            simulated.adapt(tasks[0], seed=7).get_weights(),
+            graph.adapt(tasks[0], seed=7).get_weights(), atol=1e-5,
+            rtol=1e-4)
+
     @pytest.mark.slow  # a simulator's training loop
     def test_fit_alternates_sampling_and_updates_and_learns(self):
         env = NumpyNavigation()
