@@ -17,6 +17,10 @@ import os
 import sys
 import types
 
+# The pages document the default backend's `keras_meta.backend`, whatever
+# backend the caller runs.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
 # (page, module, heading, introduction)
 PAGES = (
     ("learners", "keras_meta", "Learners",

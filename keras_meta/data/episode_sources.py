@@ -506,6 +506,9 @@ def episodes(
             RandomFlip("horizontal"), keras.layers.RandomRotation(0.05)]`.
             Pass it for training episodes only. Its randomness is not
             seeded by `seed`: augmented episodes differ from run to run.
+            It runs in the `tf.data` pipeline: on JAX, use Keras's
+            preprocessing layers (which run there on every backend) or
+            TensorFlow functions.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, query_labels)` batches with
@@ -760,18 +763,28 @@ def _augmenter(augment):
     import keras
     import tensorflow as tf
 
-    if isinstance(augment, (list, tuple)):
-        augment = keras.Sequential(list(augment))
-    if not callable(augment):
+    # Layer by layer: Keras's preprocessing layers run in tf.data on every
+    # backend, but a `Sequential` holding them would convert its inputs to
+    # the backend's (JAX's) arrays, which a tf.data graph cannot.
+    if isinstance(augment, keras.Sequential):
+        steps = list(augment.layers)
+    elif isinstance(augment, (list, tuple)):
+        steps = list(augment)
+    else:
+        steps = [augment]
+    if not steps or not all(callable(step) for step in steps):
         raise ValueError(
             "`augment` must be a Keras layer, a list of layers or a "
             f"function of an image batch. Received: augment={augment!r}.")
-    layer = isinstance(augment, keras.layers.Layer)
 
     def apply(images):
         shape = tf.shape(images)
         flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
-        flat = augment(flat, training=True) if layer else augment(flat)
+        for step in steps:
+            if isinstance(step, keras.layers.Layer):
+                flat = step(flat, training=True)
+            else:
+                flat = step(flat)
         return tf.reshape(tf.cast(flat, images.dtype), shape)
 
     return apply
