@@ -164,6 +164,23 @@ class Navigation2D(PureFunctionEnvironment):
             -self.goal_range, self.goal_range, size=(num_tasks, 2)
         ).astype("float32")
 
+    @staticmethod
+    def paper_test_goals():
+        """The MAML paper's 40 test goals, in its order.
+
+        Its evaluation script (`maml_examples/test_maml_point.py` in
+        cbfinn/maml_rl) seeds NumPy's legacy generator with 1 and draws
+        40 goals uniform in `[-0.5, 0.5]^2`; its result files
+        (`icml/icml_point_results_*.pkl`) hold one return per goal in this
+        order, so per-goal returns pair with them
+        (`benchmarks/reference/maml_rl_point_results.json`).
+
+        Returns:
+            A float32 NumPy array `[40, 2]`.
+        """
+        return np.random.RandomState(1).uniform(
+            -0.5, 0.5, size=(40, 2)).astype("float32")
+
     def reset(self, tasks, num_trajectories):
         state = ops.zeros(
             (ops.shape(tasks)[0], num_trajectories, 2), dtype=tasks.dtype)
