@@ -517,9 +517,13 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         rates = self.eval_learning_rates
         return [rates[min(i, len(rates) - 1)] for i in range(num_steps)]
 
-    def _evaluator(self, num_steps):
-        if num_steps not in self._evaluators:
-            rates = self._step_rates(num_steps)
+    def _evaluator(self, num_steps, shape=None):
+        # Keyed by the step sizes (assigning `eval_learning_rates` between
+        # evaluations takes effect) and the noise's shape (rollouts need
+        # static task and trajectory counts; a relaxed retrace has none).
+        rates = self._step_rates(num_steps)
+        key = (num_steps, tuple(rates), shape)
+        if key not in self._evaluators:
 
             def evaluate(tasks, noise):
                 index = [0]
@@ -534,8 +538,8 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
                     [ops.mean(b["returns"], axis=1) for b in batches], axis=1)
                 return returns, weights
 
-            self._evaluators[num_steps] = backend.compiled(evaluate)
-        return self._evaluators[num_steps]
+            self._evaluators[key] = backend.compiled(evaluate)
+        return self._evaluators[key]
 
     def _check_tasks(self, tasks):
         tasks = np.asarray(tasks, dtype="float32")
@@ -589,7 +593,7 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         noise = np.random.default_rng(seed).standard_normal(
             (num_steps + 1, env.horizon, len(tasks), num_trajectories,
              env.action_dim)).astype("float32")
-        returns, weights = self._evaluator(num_steps)(
+        returns, weights = self._evaluator(num_steps, noise.shape)(
             ops.convert_to_tensor(tasks), ops.convert_to_tensor(noise))
         return ops.convert_to_numpy(returns), weights
 
