@@ -34,7 +34,7 @@ class APITest(testing.TestCase):
                 "ClassIndex", "benchmarks", "class_fingerprints",
                 "episodes", "episodes_from_index", "load_class_index",
                 "load_images", "load_splits", "load_support",
-                "plot_episode",
+                "plot_episode", "random_context",
                 "remove_shared_classes", "sinusoid",
                 "sinusoid_parameters", "split_classes", "splits",
             ],
