@@ -72,8 +72,8 @@ DEFAULTS = {
     # The MAML paper's 2D navigation: 20 tasks of 20 trajectories per step.
     "navigation2d": {"meta_steps": 300, "meta_batch_size": 20,
                      "inner_learning_rate": 0.1, "num_shots": 20},
-    # The MAML paper's HalfCheetah runs: 40 tasks of 20 trajectories per
-    # step; about 1,000 steps is a multi-hour (GPU-cluster) budget.
+    # The MAML paper's HalfCheetah run: 40 tasks of 10 trajectories per
+    # step, its evaluated checkpoint at iteration 475; a multi-hour budget.
     "halfcheetah-vel": {"meta_steps": 1000, "meta_batch_size": 40,
                         "inner_learning_rate": 0.1, "num_shots": 20},
     "halfcheetah-dir": {"meta_steps": 1000, "meta_batch_size": 40,
