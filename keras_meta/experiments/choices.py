@@ -74,10 +74,10 @@ DEFAULTS = {
                      "inner_learning_rate": 0.1, "num_shots": 20},
     # The MAML paper's HalfCheetah run: 40 tasks of 10 trajectories per
     # step, its evaluated checkpoint at iteration 475; a multi-hour budget.
-    "halfcheetah-vel": {"meta_steps": 1000, "meta_batch_size": 40,
-                        "inner_learning_rate": 0.1, "num_shots": 20},
-    "halfcheetah-dir": {"meta_steps": 1000, "meta_batch_size": 40,
-                        "inner_learning_rate": 0.1, "num_shots": 20},
+    "halfcheetah-vel": {"meta_steps": 500, "meta_batch_size": 40,
+                        "inner_learning_rate": 0.1, "num_shots": 10},
+    "halfcheetah-dir": {"meta_steps": 500, "meta_batch_size": 40,
+                        "inner_learning_rate": 0.1, "num_shots": 10},
     # MeLU's protocol on MovieLens: 30 epochs of 50 steps at most (the epoch
     # with the best validation MAE is kept), 32 users per step.
     "movielens": {"meta_steps": 1500, "meta_batch_size": 32,
