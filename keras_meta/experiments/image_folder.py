@@ -102,7 +102,9 @@ def _write_curve(path, history):
 
 
 def _write_examples(path, learner, episodes, class_names):
-    batch = next(iter(episodes))
+    # NumPy, not tf.Tensor: JAX's predict function refuses TensorFlow
+    # tensors.
+    batch = keras.tree.map_structure(np.asarray, next(iter(episodes)))
     logits = learner.predict_on_batch(batch[0])
     names = [class_names] if class_names else None
     data.plot_episode(
