@@ -3,15 +3,25 @@
 Trains a 100-100 ReLU Gaussian policy with `keras_meta.rl.ProMP` (or
 `--learner maml`) on `HalfCheetahVelocity` (`--task velocity`, target
 velocities uniform in [0, 2]) or `HalfCheetahDirection` (`--task
-direction`), horizon 200, then scores it on `--num-test-tasks` fixed test
-tasks after 0..3 policy-gradient steps (each step on fresh rollouts, each
-score from new rollouts), beside the untrained policy. The paper's budget
-(meta-batch 40, 20 trajectories, about 1,000 meta-updates: tens of millions
-of simulator steps) is a GPU-cluster or multi-hour job: `--minutes` stops
-training when the time is spent, and the result file says how far it got.
-Needs the `rl` extra (`pip install -e ".[rl]"`).
+direction`), horizon 200, then scores it after 0..3 policy-gradient steps
+(each step on fresh rollouts, each score from new rollouts; steps 0.1 then
+0.05 as the paper's test script), beside the untrained policy.
 
-    python benchmarks/meta_rl_half_cheetah.py --task velocity --minutes 40
+`--variant rllab` (the default) is the MAML paper's HalfCheetah (one
+physics step per action, the centre of mass's velocity, 20 observations);
+on the velocity task it scores on the paper's 40 test velocities with its
+20 trajectories per step and pairs each velocity's return with the paper's
+(`benchmarks/reference/maml_rl_cheetah_results.json`). `--variant v5` is
+gymnasium's HalfCheetah-v5, the environment of ProMP's code; the paper's
+numbers are then printed beside ours but come from another environment.
+
+The paper's evaluated MAML checkpoint is iteration 475 of 40 tasks x 10
+trajectories (about 3.8 million simulator steps per 100 iterations): a
+multi-hour job on CPU. `--minutes` stops training when the time is spent,
+and the result file says how far it got. Needs the `rl` extra
+(`pip install -e ".[rl]"`).
+
+    python benchmarks/meta_rl_half_cheetah.py --task velocity --minutes 60
 """
 
 import argparse
@@ -24,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from keras_meta import rl  # noqa: E402
 
@@ -61,10 +72,15 @@ def main():
                         default="velocity")
     parser.add_argument("--learner", choices=("promp", "maml"),
                         default="promp")
-    parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--minutes", type=float, default=40.0)
+    parser.add_argument("--variant", choices=("rllab", "v5"),
+                        default="rllab",
+                        help="rllab: the MAML paper's HalfCheetah; v5: "
+                             "gymnasium's HalfCheetah-v5 (ProMP's)")
+    parser.add_argument("--iterations", type=int, default=500)
+    parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--meta-batch-size", type=int, default=40)
-    parser.add_argument("--trajectories", type=int, default=20)
+    parser.add_argument("--trajectories", type=int, default=10)
+    parser.add_argument("--eval-trajectories", type=int, default=20)
     parser.add_argument("--inner-learning-rate", type=float, default=0.1)
     parser.add_argument("--outer-learning-rate", type=float, default=1e-3)
     parser.add_argument("--num-test-tasks", type=int, default=40)
@@ -73,10 +89,28 @@ def main():
     args = parser.parse_args()
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results",
-        f"meta_rl_half_cheetah_{args.task}.json")
-    env = (rl.HalfCheetahVelocity() if args.task == "velocity"
-           else rl.HalfCheetahDirection())
-    test_tasks = env.sample_tasks(args.num_test_tasks, seed=10_000 + args.seed)
+        f"meta_rl_half_cheetah_{args.task}_{args.variant}.json")
+    env = (rl.HalfCheetahVelocity(variant=args.variant)
+           if args.task == "velocity"
+           else rl.HalfCheetahDirection(variant=args.variant))
+    paper_goals = args.task == "velocity" and args.num_test_tasks == 40
+    if paper_goals:
+        test_tasks = rl.HalfCheetahVelocity.paper_test_goals()
+        with open(os.path.join(os.path.dirname(__file__), "reference",
+                               "maml_rl_cheetah_results.json")) as f:
+            paper_per_goal = json.load(f)["returns_per_step_and_goal"]
+    else:
+        test_tasks = env.sample_tasks(args.num_test_tasks,
+                                      seed=10_000 + args.seed)
+        paper_per_goal = None
+
+    def score(model):
+        returns = model.adaptation_returns(
+            test_tasks, num_steps=3, num_trajectories=args.eval_trajectories,
+            seed=args.seed + 2)
+        row = rl.summarize_returns(returns)
+        row["per_goal"] = returns.tolist()
+        return row
 
     def learner():
         keras.utils.set_random_seed(args.seed)
@@ -92,9 +126,8 @@ def main():
     results = {}
     start = time.perf_counter()
     untrained = learner()
-    results["random"] = rl.summarize_returns(untrained.adaptation_returns(
-        test_tasks, num_steps=3, seed=args.seed + 2))
-    print("random:", results["random"], flush=True)
+    results["random"] = score(untrained)
+    print("random:", results["random"]["mean"], flush=True)
     evaluation_seconds = time.perf_counter() - start
     trained = learner()
     limit = TimeLimit(args.minutes)
@@ -104,9 +137,18 @@ def main():
         steps_per_epoch=1, epochs=args.iterations, callbacks=[limit],
         verbose=2).history
     train_seconds = time.perf_counter() - start
-    results[args.learner] = rl.summarize_returns(trained.adaptation_returns(
-        test_tasks, num_steps=3, seed=args.seed + 2))
-    print(f"{args.learner}:", results[args.learner], flush=True)
+    results[args.learner] = score(trained)
+    print(f"{args.learner}:", results[args.learner]["mean"], flush=True)
+    # Ours minus the paper's, goal by goal (the same 40 velocities), where
+    # the environment is the paper's.
+    paired = {}
+    if paper_per_goal is not None and args.variant == "rllab":
+        for name, paper_name in (("random", "random"),
+                                 (args.learner, "maml")):
+            ours = np.asarray(results[name]["per_goal"])
+            theirs = np.asarray(paper_per_goal[paper_name]).T
+            paired[f"{name} minus paper {paper_name}"] = rl.summarize_returns(
+                ours - theirs[:, :ours.shape[1]])
     steps = (2 * args.meta_batch_size * args.trajectories * env.horizon
              * limit.iterations)
     record = {
@@ -119,7 +161,18 @@ def main():
         "evaluation_seconds": round(evaluation_seconds, 1),
         "training_curve": {k: [round(v, 2) for v in vals]
                            for k, vals in history.items()},
+        "test_goals": ("HalfCheetahVelocity.paper_test_goals()" if paper_goals
+                       else f"sample_tasks({args.num_test_tasks}, seed="
+                            f"{10_000 + args.seed})"),
+        "environment": (
+            "rllab's HalfCheetah, as the MAML paper's code: one physics "
+            "step per action, centre-of-mass velocity, 20 observations"
+            if args.variant == "rllab" else
+            "gymnasium HalfCheetah-v5 (ProMP's code's environment): five "
+            "physics steps per action, x-position differences, 17 "
+            "observations; the paper's numbers come from rllab's"),
         "results": results,
+        "paired_with_paper": paired,
         "paper": PAPER[args.task],
     }
     os.makedirs(os.path.dirname(output), exist_ok=True)
@@ -127,7 +180,7 @@ def main():
         json.dump(record, f, indent=1)
     print(f"{limit.iterations} of {args.iterations} iterations "
           f"({steps:,} simulator steps) in {train_seconds:.0f} s")
-    for name, row in results.items():
+    for name, row in list(results.items()) + list(paired.items()):
         print(f"{name:>8}: " + " / ".join(
             f"{m:.1f} +- {c:.1f}" for m, c in zip(row["mean"], row["ci95"])))
     print(f"wrote {output}")

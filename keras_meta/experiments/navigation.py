@@ -42,12 +42,16 @@ def environment(task):
     """The task family of a `--task` name."""
     if task == "navigation2d":
         return rl.Navigation2D()
+    # HalfCheetah as the MAML paper ran it (rllab's), since its numbers
+    # are printed beside ours.
     if task == "halfcheetah-vel":
-        return rl.HalfCheetahVelocity()
+        return rl.HalfCheetahVelocity(variant="rllab")
     if task == "halfcheetah-dir":
-        return rl.HalfCheetahDirection()
+        return rl.HalfCheetahDirection(variant="rllab")
     raise ValueError(
         f"Unknown task {task!r}; expected one of {sorted(PAPERS)}.")
+
+
 LEARNERS = ("promp", "maml", "pretrained", "random")
 
 

@@ -199,22 +199,42 @@ class Navigation2D(PureFunctionEnvironment):
                 "max_step": self.max_step}
 
 
-class _HalfCheetah(SimulatorEnvironment):
-    """gymnasium's `HalfCheetah-v5` with a task-dependent reward."""
+# The HalfCheetah variants. "v5": gymnasium's `HalfCheetah-v5` (five
+# physics steps of 0.01 s per action, the velocity from the root's x
+# displacement, 17 observations), the environment of ProMP's code. "rllab":
+# rllab's HalfCheetah as the MAML paper's code (cbfinn/maml_rl) ran it: one
+# physics step per action, the velocity of the torso subtree's centre of
+# mass from MuJoCo, and 20 observations (joint positions but the root's x,
+# joint velocities, the centre of mass).
+HALF_CHEETAH_VARIANTS = ("v5", "rllab")
 
-    observation_dim = 17
+
+class _HalfCheetah(SimulatorEnvironment):
+    """HalfCheetah with a task-dependent reward, in one of two variants."""
+
     action_dim = 6
     task_dim = 1
 
-    def __init__(self, horizon=200, control_cost=0.05):
+    def __init__(self, horizon=200, control_cost=0.05, variant="v5"):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(
                 "`horizon` must be a positive int. Received: "
                 f"horizon={horizon!r}.")
+        if variant not in HALF_CHEETAH_VARIANTS:
+            raise ValueError(
+                f"`variant` must be one of {list(HALF_CHEETAH_VARIANTS)}: "
+                "'v5' for gymnasium's HalfCheetah-v5 (ProMP's), 'rllab' for "
+                "the MAML paper's. Received: "
+                f"variant={variant!r}.")
         self.horizon = horizon
         self.control_cost = float(control_cost)
+        self.variant = variant
         self._envs = []
         self._tasks = None
+
+    @property
+    def observation_dim(self):
+        return 20 if self.variant == "rllab" else 17
 
     def _gym(self):
         try:
@@ -230,14 +250,12 @@ class _HalfCheetah(SimulatorEnvironment):
         tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
         count = len(tasks) * num_trajectories
         if len(self._envs) < count:
-            gymnasium = self._gym()
-            self._envs += [gymnasium.make("HalfCheetah-v5")
-                           for _ in range(count - len(self._envs))]
+            self._envs += [self._make() for _ in range(count - len(self._envs))]
         self._shape = (len(tasks), num_trajectories)
         self._targets = np.repeat(tasks[:, 0], num_trajectories)
         base = 0 if seed is None else int(seed) * 1_000_003
-        observations = [
-            self._envs[k].reset(seed=base + k)[0] for k in range(count)]
+        observations = [self._reset_one(self._envs[k], base + k)
+                        for k in range(count)]
         return np.array(observations, "float32").reshape(
             self._shape + (self.observation_dim,))
 
@@ -246,9 +264,9 @@ class _HalfCheetah(SimulatorEnvironment):
             -1, self.action_dim), -1.0, 1.0)
         observations, velocities = [], []
         for env, action in zip(self._envs, actions):
-            observation, _, _, _, info = env.step(action)
+            observation, velocity = self._step_one(env, action)
             observations.append(observation)
-            velocities.append(info["x_velocity"])
+            velocities.append(velocity)
         rewards = self._reward(np.array(velocities), self._targets) - (
             self.control_cost * np.square(actions).sum(-1))
         return (np.array(observations, "float32").reshape(
@@ -256,8 +274,79 @@ class _HalfCheetah(SimulatorEnvironment):
                 rewards.astype("float32").reshape(self._shape),
                 np.zeros(self._shape, bool))
 
+    # One simulator: a gymnasium environment ("v5") or a MuJoCo `MjData`
+    # of the shared model ("rllab").
+
+    def _make(self):
+        gymnasium = self._gym()
+        if self.variant == "v5":
+            return gymnasium.make("HalfCheetah-v5")
+        import mujoco
+
+        if getattr(self, "_model", None) is None:
+            self._model = rllab_half_cheetah_model()
+            self._torso = mujoco.mj_name2id(
+                self._model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+        return mujoco.MjData(self._model)
+
+    def _reset_one(self, env, seed):
+        if self.variant == "v5":
+            return env.reset(seed=seed)[0]
+        import mujoco
+
+        # rllab's reset: Gaussian noise of scale 0.01 on the positions and
+        # 0.1 on the velocities.
+        rng = np.random.default_rng(seed)
+        mujoco.mj_resetData(self._model, env)
+        env.qpos[:] = self._model.qpos0 + 0.01 * rng.standard_normal(
+            self._model.nq)
+        env.qvel[:] = 0.1 * rng.standard_normal(self._model.nv)
+        mujoco.mj_forward(self._model, env)
+        return self._rllab_observation(env)
+
+    def _step_one(self, env, action):
+        if self.variant == "v5":
+            observation, _, _, _, info = env.step(action)
+            return observation, info["x_velocity"]
+        return rllab_step(self._model, env, action, self._torso), \
+            float(env.subtree_linvel[self._torso, 0])
+
+    def _rllab_observation(self, data):
+        return np.concatenate([data.qpos[1:], data.qvel,
+                               data.subtree_com[self._torso]])
+
     def get_config(self):
-        return {"horizon": self.horizon, "control_cost": self.control_cost}
+        return {"horizon": self.horizon, "control_cost": self.control_cost,
+                "variant": self.variant}
+
+
+def rllab_half_cheetah_model():
+    """The MuJoCo model of rllab's HalfCheetah: gymnasium's
+    `half_cheetah.xml`, whose bodies, joints, geoms, actuators and options
+    (a 0.01 s timestep) are rllab's, with one physics step per action."""
+    import os
+
+    import gymnasium
+    import mujoco
+
+    path = os.path.join(os.path.dirname(gymnasium.__file__), "envs",
+                        "mujoco", "assets", "half_cheetah.xml")
+    return mujoco.MjModel.from_xml_path(path)
+
+
+def rllab_step(model, data, action, torso):
+    """One action of rllab's HalfCheetah: the controls, one physics step,
+    then the quantities of the new state (`mj_forward`) and the subtrees'
+    centre-of-mass velocities (`mj_subtreeVel`, rllab's `body_comvels`).
+    Returns the 20-number observation."""
+    import mujoco
+
+    data.ctrl[:] = action
+    mujoco.mj_step(model, data)
+    mujoco.mj_forward(model, data)
+    mujoco.mj_subtreeVel(model, data)
+    return np.concatenate([data.qpos[1:], data.qvel,
+                           data.subtree_com[torso]])
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -266,15 +355,29 @@ class HalfCheetahVelocity(_HalfCheetah):
 
     Tasks are target forward velocities, uniform in `[0, 2]`; the reward is
     `-|forward velocity - target| - control_cost * |action|^2` with
-    `control_cost=0.05`, as in the paper's code, over `horizon=200` steps.
-    Runs on gymnasium's `HalfCheetah-v5` (17-dimensional observations; the
-    paper used rllab's model) with actions clipped to [-1, 1]. Needs the
-    `rl` extra (`pip install -e ".[rl]"`).
+    `control_cost=0.05`, as in the paper's code, over `horizon=200` steps,
+    with actions clipped to [-1, 1]. Needs the `rl` extra
+    (`pip install -e ".[rl]"`).
+
+    `variant` picks the simulator:
+
+    - `"v5"` (default): gymnasium's `HalfCheetah-v5`, five physics steps of
+      0.01 s per action (200 actions are 10 simulated seconds), the
+      forward velocity measured by differencing the root's x position, 17
+      observations. This is the environment of ProMP's code (which draws
+      targets from `[0, 3]`: `max_velocity=3.0`).
+    - `"rllab"`: the HalfCheetah of the MAML paper's code (rllab's): one
+      physics step per action (2 simulated seconds), the forward velocity
+      of the robot's centre of mass from MuJoCo, 20 observations (the
+      joint positions but the root's x, the 9 joint velocities and the
+      centre of mass), rllab's reset noise (Gaussian, 0.01 on positions,
+      0.1 on velocities). The model file is gymnasium's, whose physics is
+      rllab's `half_cheetah.xml`.
     """
 
     def __init__(self, horizon=200, control_cost=0.05, min_velocity=0.0,
-                 max_velocity=2.0):
-        super().__init__(horizon, control_cost)
+                 max_velocity=2.0, variant="v5"):
+        super().__init__(horizon, control_cost, variant)
         self.min_velocity = float(min_velocity)
         self.max_velocity = float(max_velocity)
 
@@ -282,6 +385,19 @@ class HalfCheetahVelocity(_HalfCheetah):
         rng = np.random.default_rng(seed)
         return rng.uniform(self.min_velocity, self.max_velocity,
                            size=(num_tasks, 1)).astype("float32")
+
+    @staticmethod
+    def paper_test_goals():
+        """The MAML paper's 40 test velocities, in its order.
+
+        Its test script (`maml_examples/test_maml_cheetah.py` in
+        cbfinn/maml_rl) draws them with NumPy's legacy generator seeded 1,
+        uniform in `[0, 2]`; its result files give the per-goal returns in
+        this order (`benchmarks/reference/maml_rl_cheetah_results.json`).
+        Returns `[40, 1]` float32.
+        """
+        goals = np.random.RandomState(1).uniform(0.0, 2.0, size=(40,))
+        return goals.reshape(40, 1).astype("float32")
 
     def _reward(self, velocities, targets):
         return -np.abs(velocities - targets)
@@ -297,8 +413,9 @@ class HalfCheetahDirection(_HalfCheetah):
 
     Tasks are directions, +1 or -1 with equal probability; the reward is
     `direction * forward velocity - control_cost * |action|^2`
-    (`control_cost=0.05`), over `horizon=200` steps, on gymnasium's
-    `HalfCheetah-v5`. Needs the `rl` extra.
+    (`control_cost=0.05`), over `horizon=200` steps. `variant` is `"v5"`
+    (gymnasium's `HalfCheetah-v5`, the default) or `"rllab"` (the MAML
+    paper's HalfCheetah; see `HalfCheetahVelocity`). Needs the `rl` extra.
     """
 
     def sample_tasks(self, num_tasks, seed=None):

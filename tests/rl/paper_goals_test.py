@@ -51,3 +51,27 @@ class PaperGoalsTest(testing.TestCase):
         self.assertAllClose(
             np.mean(reference["maml"], axis=1)[:4], [-40.4, -11.7, -3.3, -3.2],
             atol=0.05)
+
+
+CHEETAH = os.path.join(os.path.dirname(REFERENCE),
+                       "maml_rl_cheetah_results.json")
+
+
+class CheetahPaperGoalsTest(testing.TestCase):
+    def test_goals_pair_with_the_papers_result_files(self):
+        goals = rl.HalfCheetahVelocity.paper_test_goals()
+        self.assertEqual(goals.shape, (40, 1))
+        self.assertTrue(((goals >= 0) & (goals <= 2)).all())
+        with open(CHEETAH) as f:
+            reference = json.load(f)["returns_per_step_and_goal"]
+        # A random policy barely moves, so its return before adaptation
+        # falls in proportion to the target velocity: the paper's per-goal
+        # returns follow the reproduced goals in order, not other draws.
+        random = np.asarray(reference["random"][0])
+        self.assertLess(np.corrcoef(goals[:, 0], random)[0, 1], -0.99)
+        for seed in (0, 2, 3):
+            other = np.random.RandomState(seed).uniform(0, 2, 40)
+            self.assertLess(abs(np.corrcoef(other, random)[0, 1]), 0.5)
+        self.assertAllClose(
+            np.mean(reference["maml"], axis=1), [-129.5, -78.6, -66.6, -60.8],
+            atol=0.05)
