@@ -34,6 +34,7 @@ def weighted_mean(values, weights=None):
     broadcast from the leading axes of `values`; the plain mean without
     weights. Averages by hand rather than through a reduced Keras loss,
     which a distribution strategy would divide by the replica count."""
+    values = ops.convert_to_tensor(values)
     if weights is None:
         return ops.mean(values)
     weights = ops.cast(weights, values.dtype)

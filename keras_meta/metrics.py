@@ -213,7 +213,8 @@ def _predictive_squared_error(y_true, y_pred):
 def _inside_interval(y_true, y_pred):
     half = y_pred.shape[-1] // 2
     mean, std = y_pred[..., :half], y_pred[..., half:]
-    inside = ops.abs(ops.cast(y_true, mean.dtype) - mean) <= Z_95 * std
+    inside = ops.less_equal(
+        ops.abs(ops.cast(y_true, mean.dtype) - mean), Z_95 * std)
     return ops.mean(ops.cast(inside, mean.dtype), axis=-1)
 
 

@@ -21,7 +21,7 @@ def gradient_step(weights, gradients, learning_rate):
     if not isinstance(learning_rate, (list, tuple)):
         learning_rate = [learning_rate] * len(weights)
     return [
-        w - _as_dtype(rate, w.dtype) * g
+        ops.subtract(w, ops.multiply(_as_dtype(rate, w.dtype), g))
         for w, g, rate in zip(weights, gradients, learning_rate)
     ]
 

@@ -41,6 +41,7 @@ def conjugate_gradient(matvec, b, num_steps, tolerance=1e-24,
     Returns:
         The list of tensors `x`.
     """
+    b = [ops.convert_to_tensor(v) for v in b]
     x = [ops.zeros_like(v) for v in b]
     residual = list(b)
     direction = list(b)
