@@ -150,6 +150,30 @@ def label_errors(hooks=None):
         ) from None
 
 
+def _portable_compile_config(config):
+    """`config` with optimizers named by their public path.
+
+    Keras records an optimizer by the module of its backend's class (on
+    torch `keras.src.backend.torch.optimizers.torch_adam`), so a file saved
+    on one backend would import another backend's module when loaded (on
+    TensorFlow, importing torch beside it). Every such optimizer is also
+    `keras.optimizers.<class_name>`, which resolves to the loading
+    backend's own. A file saved with `jit_compile=True` loads on torch
+    with the default instead (see `compile`).
+    """
+    optimizer = config.get("optimizer") if isinstance(config, dict) else None
+    if isinstance(optimizer, dict) and str(
+            optimizer.get("module", "")).startswith("keras.src.backend."):
+        config = {**config, "optimizer": {**optimizer,
+                                          "module": "keras.optimizers"}}
+    if (keras.backend.backend() == "torch" and isinstance(config, dict)
+            and config.get("jit_compile") is True):
+        # Saved compiled on TensorFlow or JAX: eager on torch (see
+        # `compile`).
+        config = {**config, "jit_compile": "auto"}
+    return config
+
+
 class Trainer:
     """Mixed in under `MetaModel`, above the backend's trainer."""
 
@@ -164,6 +188,15 @@ class Trainer:
         yourself to choose which metrics see the weights.
         """
         arguments = bind_arguments(keras.Model.compile, self, args, kwargs)
+        if (keras.backend.backend() == "torch"
+                and arguments.get("jit_compile") is True):
+            raise ValueError(
+                "`jit_compile=True` is not available for keras_meta learners "
+                "on the torch backend: `torch.compile` does not reproduce the "
+                "inner loop's `torch.autograd.grad` calls (its predictions "
+                "differ from eager ones). Leave `jit_compile` at its default "
+                "(eager on torch), or use the JAX or TensorFlow backend for "
+                "compiled steps.")
         if arguments.get("weighted_metrics") is None and arguments.get(
                 "metrics") is not None:
             arguments["weighted_metrics"] = arguments.pop("metrics")
@@ -172,7 +205,8 @@ class Trainer:
     def compile_from_config(self, config):
         # Keras skips a custom `compile()` when loading; this one only
         # moves `metrics` to `weighted_metrics`, so loading may call it.
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.compile(**keras.saving.deserialize_keras_object(
+            _portable_compile_config(config)))
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
