@@ -16,16 +16,18 @@ if BACKEND == "tensorflow":
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
     )
-elif BACKEND == "jax":
-    import jax
+else:
+    if BACKEND == "jax":
+        import jax
 
-    # float64 for the finite-difference oracles, as on TensorFlow.
-    jax.config.update("jax_enable_x64", True)
+        # float64 for the finite-difference oracles, as on TensorFlow.
+        jax.config.update("jax_enable_x64", True)
     # Keras's type promotion maps float64 to float32 on every backend but
-    # TensorFlow, whatever `jax_enable_x64` says, so `ops.mean` and the
-    # normalization layers would reduce float64 tensors in float32 and the
-    # float64 oracles would measure float32 rounding. Lift that for the
-    # tests; a KeyError here means Keras moved the table.
+    # TensorFlow (whatever `jax_enable_x64` says), so `ops.mean`,
+    # `divide_no_nan` (every mean-reduced loss) and the normalization
+    # layers would reduce float64 tensors in float32 and the float64
+    # oracles would measure float32 rounding. Lift that for the tests on
+    # JAX and torch; a KeyError here means Keras moved the table.
     from keras.src.backend.common import dtypes as _keras_dtypes
 
     assert _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] == "float32"

@@ -10,9 +10,11 @@
 #                                       (end-to-end command runs, several
 #                                       processes, killed workers,
 #                                       simulators) on TensorFlow, the rest
-#                                       of the suite on JAX, and the JAX
+#                                       of the suite on JAX, the JAX
 #                                       tests again with tasks vectorized by
-#                                       jax.vmap (the accelerator default)
+#                                       jax.vmap (the accelerator default),
+#                                       and, where torch is installed, the
+#                                       machinery tests on torch
 #
 # Budgets on 2 idle cores (the times measured are in CONTRIBUTING.md):
 # fast stages 15 minutes together, the slow stage 25 minutes.
@@ -72,4 +74,13 @@ else
   KERAS_BACKEND=jax KERAS_META_TASK_MAPPING=vmap stage jax-vmap --run_slow \
     tests/algorithms/meta_model_test.py tests/algorithms/maml_test.py \
     tests/algorithms/imaml_test.py tests/algorithms/leo_test.py
+  # PyTorch (the `torch` extra), where installed: the tests of the
+  # machinery every learner stands on, as on JAX, with iMAML's implicit
+  # gradient and the torch backend's own.
+  if "$python" -c "import torch" 2>/dev/null; then
+    KERAS_BACKEND=torch stage torch "${JAX_FAST[@]}" \
+      tests/algorithms/imaml_test.py
+  else
+    echo "stage torch: skipped (torch is not installed: the torch extra)"
+  fi
 fi

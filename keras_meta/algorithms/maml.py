@@ -156,6 +156,13 @@ class MAML(MetaModel):
                 name="step_learning_rates",
             )
         self._norm_indices = []
+        if self.batch_norm == "per_step" and keras.backend.backend() == "torch":
+            raise ValueError(
+                "batch_norm='per_step' is not available on the torch backend "
+                "yet: its meta-gradient there disagrees with finite "
+                "differences. Use batch_norm='transductive' (MAML++'s "
+                "normalization without per-step scale and offset) or "
+                "'inductive', or the TensorFlow or JAX backend.")
         if self.batch_norm == "per_step":
             self._norm_indices = _batch_norm_weight_indices(model)
             if not self._norm_indices:

@@ -47,12 +47,31 @@ elif _BACKEND == "jax":
     # No assertion stops a jitted step: the first episode's labels are
     # checked before training instead.
     CHECKS_LABELS_IN_GRAPH = False
+elif _BACKEND == "torch":
+    from keras_meta.backend.torch import check_label_range
+    from keras_meta.backend.torch import compiled
+    from keras_meta.backend.torch import exact_moments
+    from keras_meta.backend.torch import implicit_solution
+    from keras_meta.backend.torch import loss_and_gradients
+    from keras_meta.backend.torch import map_tasks
+    from keras_meta.backend.torch import num_replicas
+    from keras_meta.backend.torch import per_replica_logs
+    from keras_meta.backend.torch import read_value
+    from keras_meta.backend.torch import task_mapping
+    from keras_meta.backend.torch import value_and_grad
+
+    # Keras's torch trainer calls the step once per batch.
+    scan_steps = None
+    # The trainer differentiates whole batches.
+    sum_task_gradients = None
+    # Steps run eagerly: every batch's labels are checked.
+    CHECKS_LABELS_IN_GRAPH = True
 else:
     raise ImportError(
-        f"keras_meta supports the 'tensorflow' and 'jax' Keras backends; the "
-        f"active backend is '{_BACKEND}'. Set the environment variable "
-        "`KERAS_BACKEND` to `tensorflow` (the default) or `jax` before "
-        "importing keras."
+        f"keras_meta supports the 'tensorflow', 'jax' and 'torch' Keras "
+        f"backends; the active backend is '{_BACKEND}'. Set the environment "
+        "variable `KERAS_BACKEND` to `tensorflow` (the default), `jax` or "
+        "`torch` before importing keras."
     )
 
 __all__ = [

@@ -60,6 +60,13 @@ class MANNCell(keras.layers.Layer):
     def __init__(self, units, *, memory_size=128, memory_width=40,
                  num_reads=4, usage_decay=0.95, initial_key_strength=10.0,
                  initial_write_gate=0.12, seed=None, **kwargs):
+        if keras.backend.backend() == "torch":
+            raise ValueError(
+                "`MANNCell` (and `keras_meta.MANN`) is not available on the "
+                "torch backend yet: its reads and writes there disagree with "
+                "the NumPy reference. Use `keras_meta.SNAIL` for a "
+                "sequence learner on torch, or the TensorFlow or JAX "
+                "backend for MANN.")
         super().__init__(**kwargs)
         for name, value in (("units", units), ("memory_size", memory_size),
                             ("memory_width", memory_width),

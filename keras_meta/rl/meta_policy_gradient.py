@@ -130,10 +130,11 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         if keras.backend.backend() != "tensorflow":
             raise ValueError(
                 f"`{owner}` trains on the TensorFlow backend (its training "
-                "step runs rollouts and several optimizer updates, which the "
-                "stateless JAX trainer does not support yet). The active "
-                f"backend is '{keras.backend.backend()}': set "
-                "`KERAS_BACKEND=tensorflow`.")
+                "step runs in-graph rollouts and several optimizer updates, "
+                "which the JAX and torch trainers do not support yet). The "
+                f"active backend is '{keras.backend.backend()}': set "
+                "`KERAS_BACKEND=tensorflow`; policies it trains load on "
+                "every backend.")
         if not isinstance(policy, keras.Model) or not policy.built:
             raise ValueError(
                 f"`{owner}` needs a built `keras.Model` policy, for instance "

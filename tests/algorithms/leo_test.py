@@ -50,8 +50,9 @@ class LEOTest(testing.TestCase):
         inputs, _ = testing.toy_episodes(num_tasks=2)
         expected = []
         for t in range(2):
-            s = np.array(features(inputs["support_inputs"][t]))
-            q = np.array(features(inputs["query_inputs"][t]))
+            s = keras.ops.convert_to_numpy(
+                features(inputs["support_inputs"][t]))
+            q = keras.ops.convert_to_numpy(features(inputs["query_inputs"][t]))
             # LEO works on unit-norm features.
             s /= np.linalg.norm(s, axis=1, keepdims=True)
             q /= np.linalg.norm(q, axis=1, keepdims=True)

@@ -25,8 +25,8 @@ class MatchingNetTest(testing.TestCase):
         inputs, _ = testing.toy_episodes(num_tasks=2, num_shots=2)
         expected = []
         for t in range(2):
-            s = np.array(encoder(inputs["support_inputs"][t]))
-            q = np.array(encoder(inputs["query_inputs"][t]))
+            s = keras.ops.convert_to_numpy(encoder(inputs["support_inputs"][t]))
+            q = keras.ops.convert_to_numpy(encoder(inputs["query_inputs"][t]))
             s /= np.linalg.norm(s, axis=1, keepdims=True)
             q /= np.linalg.norm(q, axis=1, keepdims=True)
             scores = 10.0 * q @ s.T

@@ -20,8 +20,9 @@ def _encoder(batch_norm=False):
 def _numpy_logits(encoder, inputs, num_ways, distance, scale=10.0):
     logits = []
     for t in range(len(inputs["support_inputs"])):
-        support = np.asarray(encoder(inputs["support_inputs"][t]))
-        query = np.asarray(encoder(inputs["query_inputs"][t]))
+        support = keras.ops.convert_to_numpy(
+            encoder(inputs["support_inputs"][t]))
+        query = keras.ops.convert_to_numpy(encoder(inputs["query_inputs"][t]))
         labels = inputs["support_labels"][t]
         prototypes = np.stack([support[labels == c].mean(0)
                                for c in range(num_ways)])

@@ -30,8 +30,10 @@ class R2D2Test(testing.TestCase):
         inputs, _ = testing.toy_episodes(num_tasks=2, num_shots=num_shots)
         expected = []
         for t in range(2):
-            x = np.array(encoder(inputs["support_inputs"][t]), "float64")
-            q = np.array(encoder(inputs["query_inputs"][t]), "float64")
+            x = keras.ops.convert_to_numpy(
+                encoder(inputs["support_inputs"][t])).astype("float64")
+            q = keras.ops.convert_to_numpy(
+                encoder(inputs["query_inputs"][t])).astype("float64")
             x = np.concatenate([x, np.ones((len(x), 1))], 1)
             q = np.concatenate([q, np.ones((len(q), 1))], 1)
             y = np.eye(3)[inputs["support_labels"][t]]

@@ -27,8 +27,8 @@ class RelationNetTest(testing.TestCase):
                           relation.relation_module.trainable_variables)
         expected = []
         for t in range(2):
-            s = np.array(encoder(inputs["support_inputs"][t]))
-            q = np.array(encoder(inputs["query_inputs"][t]))
+            s = keras.ops.convert_to_numpy(encoder(inputs["support_inputs"][t]))
+            q = keras.ops.convert_to_numpy(encoder(inputs["query_inputs"][t]))
             labels = inputs["support_labels"][t]
             classes = np.stack([s[labels == k].mean(0) for k in range(3)])
             scores = np.zeros((len(q), 3))

@@ -129,6 +129,14 @@ class TaskMappingTest(testing.TestCase):
         task_mapping = backend.task_mapping
         with mock.patch.dict(os.environ, {"KERAS_META_TASK_MAPPING": "map"}):
             self.assertEqual(task_mapping(True), "map")
+        if keras.backend.backend() == "torch":
+            # A loop over tasks only: vmap is refused with its reason.
+            with mock.patch.dict(os.environ,
+                                 {"KERAS_META_TASK_MAPPING": "vmap"}):
+                with self.assertRaisesRegex(ValueError, "torch.func.vmap"):
+                    task_mapping(False)
+            self.assertEqual(task_mapping(True), "map")
+            return
         with mock.patch.dict(os.environ, {"KERAS_META_TASK_MAPPING": "vmap"}):
             self.assertEqual(task_mapping(False), "vmap")
         with mock.patch.dict(os.environ, {"KERAS_META_TASK_MAPPING": "auto"}):
