@@ -4,6 +4,7 @@ every public name, dotted names resolve, docstrings state true defaults."""
 import ast
 import glob
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
@@ -79,6 +80,9 @@ class ReferenceTest(testing.TestCase):
                                           "keras_meta."):
             if not info.ispkg:
                 continue
+            framework = _backend_framework(info.name)
+            if framework and importlib.util.find_spec(framework) is None:
+                continue  # e.g. keras_meta.backend.torch without torch
             package = importlib.import_module(info.name)
             for sub in pkgutil.iter_modules(package.__path__):
                 value = getattr(package, sub.name, None)
@@ -86,6 +90,15 @@ class ReferenceTest(testing.TestCase):
                     value is None or isinstance(value, types.ModuleType),
                     f"{info.name}.{sub.name} is a {type(value).__name__} "
                     "and a module")
+
+
+def _backend_framework(module_name):
+    """The framework a `keras_meta.backend.<name>` package imports, if any."""
+    parts = module_name.split(".")
+    if len(parts) >= 3 and parts[1] == "backend" and parts[2] in (
+            "jax", "tensorflow", "torch"):
+        return parts[2]
+    return None
 
 
 def _stated_defaults(docstring):
