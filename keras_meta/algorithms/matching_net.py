@@ -45,8 +45,9 @@ class MatchingNet(ProtoNet):
         super().__init__(model, num_ways=num_ways, distance="cosine",
                          **kwargs)
 
-    def adapt_task(self, params, support_inputs, support_labels, training,
-                   support_weights=None):
+    def fit_head(self, params, support_inputs, support_labels, training,
+                 support_weights=None):
+        """Unit support embeddings, one-hot labels and the padding mask."""
         embeddings = self.embed(params, support_inputs, training)
         embeddings = embeddings / ops.maximum(
             ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
@@ -58,15 +59,15 @@ class MatchingNet(ProtoNet):
         )
         return embeddings, one_hot, mask
 
-    def predict_task(self, params, task_state, query_inputs, training,
-                     support_inputs):
-        support, one_hot, mask = task_state
+    def head_predictions(self, params, head, query_inputs, training,
+                         support_inputs):
+        support, one_hot, mask = head
         queries = self.embed_queries(params, query_inputs, training,
                                      support_inputs)
         return attention_log_probabilities(
             queries, support, one_hot, mask, params["scale"])
 
-    def build_adapted_model(self, task_state, support_inputs):
+    def build_head_model(self, head, weights, support_inputs):
         """The encoder, then a `MatchingHead` holding the support set's unit
         embeddings, one-hot labels and the learned scale as constants.
 
@@ -74,10 +75,8 @@ class MatchingNet(ProtoNet):
         imported.
         """
         support, one_hot, mask = (ops.convert_to_numpy(t)
-                                  for t in task_state)
-        weights = [ops.convert_to_tensor(v)
-                   for v in self.model.trainable_variables]
-        encoder = self.copy_model(weights, support_inputs)
+                                  for t in head)
+        encoder = self.adapted_encoder(weights, support_inputs)
         inputs = keras.Input(shape=tuple(support_inputs.shape[1:]))
         embeddings = keras.layers.Flatten()(encoder(inputs))
         head = MatchingHead(support.shape[0], self.num_ways, name="head")

@@ -74,8 +74,10 @@ class R2D2(ProtoNet):
             params[name] = backend.read_value(getattr(self, name))
         return params
 
-    def adapt_task(self, params, support_inputs, support_labels, training,
-                   support_weights=None):
+    def fit_head(self, params, support_inputs, support_labels, training,
+                 support_weights=None):
+        """The ridge solution on a support set and which classes it
+        holds."""
         x = self.embed(params, support_inputs, training)
         y, present = support_classes(support_labels, self.num_ways, x.dtype,
                                      support_weights)
@@ -93,26 +95,24 @@ class R2D2(ProtoNet):
             ops.shape(x)[0], dtype=x.dtype)
         return ops.matmul(ops.transpose(x), ops.solve(gram, y)), present
 
-    def predict_task(self, params, task_state, query_inputs, training,
-                     support_inputs):
-        solution, present = task_state
+    def head_predictions(self, params, head, query_inputs, training,
+                         support_inputs):
+        solution, present = head
         queries = _with_ones(self.embed_queries(
             params, query_inputs, training, support_inputs))
         return mask_absent_classes(
             ops.cast(params["scale"], queries.dtype)
             * ops.matmul(queries, solution), present)
 
-    def build_adapted_model(self, task_state, support_inputs):
+    def build_head_model(self, head, weights, support_inputs):
         """The encoder followed by a dense layer holding `scale * W` and
         `scale * b`."""
-        weights = [ops.convert_to_tensor(v)
-                   for v in self.model.trainable_variables]
-        solution, present = (ops.convert_to_numpy(t) for t in task_state)
+        solution, present = (ops.convert_to_numpy(t) for t in head)
         solution = solution * float(self.scale.numpy())
         kernel = solution[:-1] * present
         bias = np.where(present > 0, solution[-1], ABSENT_CLASS_LOGIT)
         return with_linear_head(
-            self.copy_model(weights, support_inputs),
+            self.adapted_encoder(weights, support_inputs),
             support_inputs.shape[1:], kernel, bias,
             name=f"{self.model.name}_adapted",
         )

@@ -10,8 +10,10 @@ from keras_meta.models.backbones import snail_sequence_model
 from keras_meta.models.batch_statistics import BatchStatisticsModel
 from keras_meta.models.memory import MANNCell
 from keras_meta.models.memory import mann_sequence_model
+from keras_meta.models.views import AffineViews
+from keras_meta.models.views import ViewMean
 
-__all__ = ["BatchStatisticsModel", "MANNCell",
+__all__ = ["AffineViews", "BatchStatisticsModel", "MANNCell", "ViewMean",
            "attentive_neural_process_networks", "conv4",
            "mann_sequence_model", "mlp", "neural_process_networks", "resnet12",
            "snail_sequence_model"]
