@@ -78,8 +78,35 @@ def _evaluate_navigation(args):
     return 0
 
 
+def _evaluate_one_shot(args):
+    from keras_meta.experiments import evaluation
+    from keras_meta.experiments import one_shot
+
+    learner = evaluation.load(args.checkpoint)
+    # The image side the learner was built for (Omniglot's 28 px if its
+    # wrapped model does not say).
+    inputs = getattr(learner.model, "inputs", None)
+    image_size = inputs[0].shape[1] if inputs else 28
+    tests = one_shot.load(args.data_dir, train_subset=args.train_subset,
+                          image_size=image_size,
+                          validation_alphabet=None)["tests"]
+    episodes = args.num_episodes or 100
+    results = one_shot.evaluate(learner, tests, num_ways=20,
+                                num_episodes=episodes)
+    print(f"{type(learner).__name__} on Lake et al.'s one-shot task: "
+          f"20-way within-alphabet, the alphabets {args.train_subset} "
+          f"lacks, {episodes} episodes each (error, mean +- 95% CI)")
+    print(one_shot.format_results(results))
+    return 0
+
+
 def _run_evaluate(parser, args):
     from keras_meta.experiments import evaluation
+
+    if args.benchmark == "omniglot-one-shot":
+        if args.num_episodes is not None and args.num_episodes < 2:
+            parser.error("--num-episodes must be at least 2 for a CI")
+        return _evaluate_one_shot(args)
 
     if args.num_episodes is None:
         args.num_episodes = 40 if args.benchmark == "navigation2d" else 600

@@ -200,12 +200,18 @@ def _evaluate_parser(subparsers):
              "the 40 test goals of `keras-meta train --task navigation2d` "
              "after 0-3 steps); omniglot-background (small2's alphabets that "
              "small1 lacks, from the zips in --data-dir); "
+             "omniglot-one-shot (Lake et al.'s 20-way within-alphabet "
+             "one-shot trials on the alphabets of the minimal set the "
+             "learner did not train on: --train-subset says which it did); "
              "or a keras_meta.data.benchmarks name (omniglot, cifar_fs, "
              "fc100, cub, vgg_flower, mini_imagenet: its test split, via "
              "TFDS)")
     parser.add_argument("--data-dir", default=os.environ.get(
         "KERAS_META_OMNIGLOT_DIR"))
     parser.add_argument("--num-ways", type=int, default=5)
+    parser.add_argument(
+        "--train-subset", default="small1", choices=("small1", "small2"),
+        help="omniglot-one-shot: the minimal set the learner trained on")
     parser.add_argument("--num-shots", type=int, default=None,
                         help="sinusoid K=10, otherwise 1")
     parser.add_argument("--num-queries", type=int, default=None,

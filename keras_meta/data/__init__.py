@@ -6,6 +6,7 @@ TensorFlow is imported when a pipeline is built, not at import, so that
 
 from keras_meta.data import benchmarks
 from keras_meta.data import splits
+from keras_meta.data.augmentation import affine_distortions
 from keras_meta.data.class_splits import load_splits
 from keras_meta.data.class_splits import split_classes
 from keras_meta.data.context_sets import random_context
@@ -24,6 +25,7 @@ from keras_meta.deprecation import moved_names
 
 __all__ = [
     "ClassIndex",
+    "affine_distortions",
     "benchmarks",
     "class_fingerprints",
     "episodes",

@@ -53,7 +53,8 @@ def check_views(views, name="views"):
 def view_transform(view, height, width):
     """The 8 numbers of `keras.ops.image.affine_transform` drawing an image
     rotated by `degrees` (counter-clockwise) and scaled by `scale` about
-    its centre, then shifted by `shift_x * width` and `shift_y * height` pixels."""
+    its centre, then shifted by `shift_x * width` and `shift_y * height`
+    pixels."""
     degrees, scale, shift_x, shift_y = view
     # Positive degrees turn the image counter-clockwise as shown (rows
     # downwards), as `keras.layers.RandomRotation` does.
