@@ -41,6 +41,16 @@ LADDER = (
     ("larger_images", "images at 56 px", {"image_size": 56}),
 )
 
+# Rows that retrain nothing: the learner of the last trained row above them
+# (its saved `.keras`), scored with test-time options.
+TEST_TIME = (
+    ("test_time_views", "test-time augmentation: every image embedded as "
+     "the mean of 9 fixed affine views (keras_meta.models.AffineViews)"),
+    ("fine_tune", "the encoder fine-tuned on each support set's views "
+     "(steps and rate chosen on the validation alphabet)"),
+)
+ORDER = [row[0] for row in LADDER] + [row[0] for row in TEST_TIME]
+
 
 def ladder_configs(names=None):
     """`[(name, description, run() arguments)]`, each row's arguments
@@ -50,10 +60,9 @@ def ladder_configs(names=None):
         config = {**config, **change}
         rows.append((name, description, dict(config)))
     if names:
-        known = [row[0] for row in LADDER]
-        unknown = sorted(set(names) - set(known))
+        unknown = sorted(set(names) - set(ORDER))
         if unknown:
-            raise SystemExit(f"Unknown rows {unknown}; choose among {known}.")
+            raise SystemExit(f"Unknown rows {unknown}; choose among {ORDER}.")
         rows = [row for row in rows if row[0] in names]
     return rows
 
@@ -73,6 +82,10 @@ def main():
     parser.add_argument("--max-minutes", type=float, default=60.0)
     parser.add_argument("--num-test-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--base", default=None,
+        help="the trained row the test-time rows score (default: the "
+             "trained row of --output best on the validation alphabet)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     output = args.output or os.path.join(
@@ -98,6 +111,8 @@ def main():
             num_test_episodes=args.num_test_episodes, seed=args.seed,
             output=f"{stem}_{name}.json", verbose=2, **config)
         row = {"name": name, "change": description, "config": run["config"],
+               "validation_error": 100 * (1 - max(
+                   run["curve"].get("val_accuracy", [float("nan")]))),
                "error": run["pooled"]["error"],
                "error_ci95": run["pooled"]["error_ci95"],
                "alphabets": run["alphabets"], "steps": run["steps"],
@@ -105,14 +120,78 @@ def main():
                "stopped_by": run["stopped_by"],
                "train_seconds": run["train_seconds"],
                "wall_seconds": time.perf_counter() - start}
-        results["rows"].append(row)
-        order = [entry[0] for entry in LADDER]
-        results["rows"].sort(key=lambda r: order.index(r["name"]))
-        with open(output, "w") as f:
-            json.dump(results, f, indent=2)
+        _add(results, row, output)
         print(one_shot.format_results(run), flush=True)
+    test_time = [row for row in TEST_TIME if not names or row[0] in names]
+    if test_time:
+        # The trained row best on the validation alphabet (never chosen
+        # on the test alphabets).
+        trained = [row for row in results["rows"]
+                   if row["name"] in [entry[0] for entry in LADDER]]
+        base = args.base or (min(
+            trained, key=lambda row: _validation_error(stem, row))["name"]
+            if trained else None)
+        if base is None:
+            raise SystemExit("The test-time rows score a trained row: run "
+                             "one first or name it with --base.")
+        for row in _test_time_rows(args, f"{stem}_{base}.keras", base,
+                                   test_time):
+            _add(results, row, output)
     print(format_ladder(results["rows"]))
     print(f"wrote {output}")
+
+
+def _validation_error(stem, row):
+    """A trained row's best validation error (%), from its run's JSON."""
+    if "validation_error" not in row:
+        with open(f"{stem}_{row['name']}.json") as f:
+            curve = json.load(f)["curve"]
+        row["validation_error"] = 100 * (1 - max(curve["val_accuracy"]))
+    return row["validation_error"]
+
+
+def _add(results, row, output):
+    results["rows"] = [r for r in results["rows"] if r["name"] != row["name"]]
+    results["rows"].append(row)
+    results["rows"].sort(key=lambda r: ORDER.index(r["name"]))
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+
+
+def _test_time_rows(args, path, base, rows):
+    """Scores the learner saved at `path` with test-time views, then with
+    fine-tuning chosen on the validation alphabet as well."""
+    import keras
+
+    import keras_meta  # noqa: F401  (registers the learners for loading)
+
+    learner = keras.models.load_model(path)
+    base_config = json.load(open(path[:-len(".keras")] + ".json"))["config"]
+    sets = one_shot.load(
+        args.data_dir, train_subset=args.direction,
+        image_size=base_config["image_size"],
+        validation_alphabet=base_config["validation_alphabet"])
+    learner.test_time_views = "default"
+    for name, description in rows:
+        start = time.perf_counter()
+        extra = {}
+        if name == "fine_tune":
+            best, table = one_shot.tune_fine_tuning(learner,
+                                                    sets["validation"])
+            extra = {"fine_tune": best, "validation_grid": table}
+            print(f"fine-tuning chosen on {base_config['validation_alphabet']}"
+                  f": {best}", flush=True)
+        scores = one_shot.evaluate(learner, sets["tests"],
+                                   num_episodes=args.num_test_episodes)
+        print(f"== {name}: {description}\n"
+              + one_shot.format_results(scores), flush=True)
+        yield {"name": name, "change": description, "base": base,
+               "config": base_config, "error": scores["pooled"]["error"],
+               "error_ci95": scores["pooled"]["error_ci95"],
+               "alphabets": scores["alphabets"], "steps": 0,
+               "best_step": 0, "stopped_by": "not trained",
+               "train_seconds": 0.0,
+               "wall_seconds": time.perf_counter() - start, **extra}
 
 
 def format_ladder(rows):

@@ -149,6 +149,10 @@ class OneShotProtocolTest(testing.TestCase):
         self.assertEqual(got["alphabets"]["Delta"]["ways"], 3)
         pooled = np.concatenate(pooled)
         self.assertAllClose(got["pooled"]["error"], pooled.mean(), atol=1e-3)
+        self.assertAllClose(
+            got["pooled"]["error_ci95"],
+            metrics.t_95(len(pooled) - 1) * pooled.std(ddof=1)
+            / np.sqrt(len(pooled)), atol=1e-3)
         self.assertGreater(got["pooled"]["error"], 0.0)
         self.assertIn("pooled 4-way", one_shot.format_results(got))
 

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 from keras_meta import data
+from keras_meta import metrics
 from keras_meta.experiments import catalog
 from keras_meta.experiments import omniglot
 
@@ -148,15 +149,57 @@ def evaluate(learner, tests, *, num_ways=20, num_episodes=100,
         result = learner.evaluate(episodes, return_dict=True, verbose=verbose)
         rows[alphabet] = _row(result, ways, num_episodes)
         if ways == num_ways:
-            full.append(episodes)
-    pooled = None
-    if full:
-        joined = full[0]
-        for more in full[1:]:
-            joined = joined.concatenate(more)
-        result = learner.evaluate(joined, return_dict=True, verbose=verbose)
-        pooled = _row(result, num_ways, num_episodes * len(full))
-    return {"alphabets": rows, "pooled": pooled}
+            full.append(rows[alphabet])
+    return {"alphabets": rows,
+            "pooled": _pooled(full, num_ways, num_episodes) if full else None}
+
+
+def _pooled(rows, ways, num_episodes):
+    """The row of every episode of `rows` together: the mean and the
+    Student-t interval of the pooled episodes, recovered exactly from each
+    row's mean and interval (equal episode counts)."""
+    n = num_episodes
+    means = np.array([row["error"] for row in rows])
+    stds = np.array([row["error_ci95"] * np.sqrt(n) / metrics.t_95(n - 1)
+                     for row in rows])
+    total = n * len(rows)
+    mean = means.mean()
+    variance = ((n - 1) * np.sum(stds ** 2)
+                + n * np.sum((means - mean) ** 2)) / (total - 1)
+    return {"ways": ways, "trials": ways * total, "error": float(mean),
+            "error_ci95": float(metrics.t_95(total - 1)
+                                * np.sqrt(variance / total))}
+
+
+def tune_fine_tuning(learner, validation, *, steps=(10,),
+                     learning_rates=(1e-4, 1e-3, 1e-2), num_episodes=30,
+                     verbose=0):
+    """Chooses a metric learner's `fine_tune_steps` and
+    `fine_tune_learning_rate` on validation trials (20-way within the
+    validation alphabet) and leaves the best set on `learner`.
+
+    Returns:
+        `(best, table)`: the chosen `{"steps", "learning_rate", "error",
+        "error_ci95"}` and every configuration tried, including no
+        fine-tuning at all (0 steps), which is kept when nothing beats it.
+    """
+    episodes = trials(validation, num_episodes=num_episodes,
+                      seed=TEST_SEED - 1)
+    ways = min(20, validation.num_classes)
+    table = []
+    configs = [(0, learner.fine_tune_learning_rate)] + [
+        (s, r) for s in steps for r in learning_rates]
+    for num_steps, rate in configs:
+        learner.fine_tune_steps = num_steps
+        learner.fine_tune_learning_rate = rate
+        result = learner.evaluate(episodes, return_dict=True,
+                                  verbose=verbose)
+        table.append({"steps": num_steps, "learning_rate": rate,
+                      **_row(result, ways, num_episodes)})
+    best = min(table, key=lambda row: row["error"])
+    learner.fine_tune_steps = best["steps"]
+    learner.fine_tune_learning_rate = best["learning_rate"]
+    return best, table
 
 
 def _row(result, ways, num_episodes):

@@ -97,7 +97,10 @@ def apply_views(images, views, fill_mode="nearest"):
 
 def mean_over_views(inputs, num_views):
     """`[batch, ...]`: the mean of `[views * batch, ...]` over its views."""
-    grouped = ops.reshape(inputs, (num_views, -1) + tuple(inputs.shape[1:]))
+    # Static sizes where known; the rest read at run time.
+    sizes = [size if size is not None else ops.shape(inputs)[axis]
+             for axis, size in enumerate(inputs.shape) if axis > 0]
+    grouped = ops.reshape(inputs, [num_views, -1] + sizes)
     return ops.mean(grouped, axis=0)
 
 

@@ -180,6 +180,30 @@ class TestTimeAdaptationTest(testing.TestCase):
         self.assertAllClose(loaded.predict(queries, verbose=0), expected,
                             atol=1e-4, rtol=1e-4)
 
+    def test_evaluates_episodes_of_unknown_size(self):
+        # tf.data episodes leave the sizes of the batch axes unknown.
+        from keras_meta import data
+
+        rng = np.random.default_rng(0)
+        index = data.ClassIndex(
+            rng.uniform(size=(24,) + SHAPE).astype("float32"),
+            np.repeat(np.arange(6), 4))
+        episodes = data.episodes_from_index(
+            index, num_ways=3, num_shots=1, num_queries=2, batch_size=2,
+            num_episodes=4, seed=0)
+        learner = ProtoNet(models.conv4(num_outputs=None, input_shape=SHAPE,
+                                        filters=4, seed=2),
+                           num_ways=3, test_time_views="default",
+                           fine_tune_steps=1)
+        learner.compile(loss=LOSS, metrics=["accuracy"])
+        result = learner.evaluate(episodes, return_dict=True, verbose=0)
+        self.assertBetween(result["accuracy"], 0.0, 1.0)
+        inputs, _ = next(iter(episodes))
+        self.assertAllClose(
+            learner.predict(episodes, verbose=0)[:2],
+            learner.predict({k: v.numpy() for k, v in inputs.items()},
+                            verbose=0), atol=1e-4, rtol=1e-4)
+
     def test_options_are_saved(self):
         learner = R2D2(_linear_encoder(), num_ways=3,
                        test_time_views=VIEWS, fine_tune_steps=3,
