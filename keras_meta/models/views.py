@@ -86,9 +86,9 @@ def apply_views(images, views, fill_mode="nearest"):
             continue
         transform = ops.convert_to_tensor(
             np.array(view_transform(view, height, width)), dtype=images.dtype)
-        # One transform per image (JAX's implementation wants the batch).
-        transform = ops.broadcast_to(transform[None],
-                                     (ops.shape(images)[0], 8))
+        # One transform per image (JAX's implementation wants the batch),
+        # in memory of its own (torch's writes to it).
+        transform = ops.tile(transform[None], [ops.shape(images)[0], 1])
         outputs.append(keras.ops.image.affine_transform(
             images, transform, interpolation="bilinear",
             fill_mode=fill_mode))
