@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 from keras_meta import data  # noqa: E402
 from keras_meta.experiments import catalog  # noqa: E402
 from keras_meta.experiments import omniglot  # noqa: E402
+from keras_meta.experiments.one_shot import TimeLimit  # noqa: E402
 
 PUBLISHED = {
     # Full Omniglot (Vinyals split), 5w1s / 5w5s / 20w1s / 20w5s.
@@ -49,24 +50,6 @@ PUBLISHED = {
     "r2d2": {},
 }
 TESTS = (("5w1s", 5, 1), ("5w5s", 5, 5), ("20w1s", 20, 1), ("20w5s", 20, 5))
-
-
-class _TimeLimit(keras.callbacks.Callback):
-    """Stops `fit()` at the end of the first epoch past `minutes`."""
-
-    def __init__(self, minutes):
-        super().__init__()
-        self.seconds = 60.0 * minutes
-        self.start = None
-        self.stopped_by_time = False
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
-            self.stopped_by_time = True
 
 
 def _split_validation(index, alphabet):
@@ -159,7 +142,7 @@ def main():
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=args.patience,
         restore_best_weights=True, verbose=1)
-    limit = _TimeLimit(args.max_minutes)
+    limit = TimeLimit(args.max_minutes)
     start = time.perf_counter()
     history = learner.fit(
         train, epochs=10_000, steps_per_epoch=args.eval_every,
@@ -200,7 +183,7 @@ def main():
         "steps": curve["step"][-1],
         "best_step": curve["step"][best],
         "best_val_accuracy": curve["val_accuracy"][best],
-        "stopped_by": ("time limit" if limit.stopped_by_time else
+        "stopped_by": ("time limit" if limit.stopped else
                        "early stopping" if stopping.stopped_epoch else
                        "epoch limit"),
         "train_seconds": train_seconds,
