@@ -63,7 +63,7 @@ class APITest(testing.TestCase):
                 "gradient_step"],
             keras_meta.backend: [
                 "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled", "exact_moments",
-                "implicit_solution", "loss_and_gradients", "map_tasks",
+                "fused_batch_statistics_call", "implicit_solution", "loss_and_gradients", "map_tasks",
                 "num_replicas",
                 "per_replica_logs", "read_value", "scan_steps",
                 "sum_task_gradients", "task_mapping",

@@ -6,7 +6,9 @@ own batch statistics; the modes differ for query sets:
 
 - `TransductiveBatchNorm` (`"transductive"`, and `"per_step"`, whose
   per-step scales and offsets `MAML` adds): each query set with its own
-  batch statistics.
+  batch statistics. Where the backend has a fused batch-normalization
+  kernel (TensorFlow), these passes run a private copy of the network
+  that uses it (`normalization.fused_copy`).
 - `InductiveBatchNorm` (`"inductive"`): queries with the statistics of the
   task's support set under the adapted weights, so that each query is
   predicted on its own.
@@ -61,6 +63,13 @@ class TransductiveBatchNorm:
         if batch_layers and normalization.has_stochastic_layers(model):
             network["no_noise"] = normalization.private_copy(
                 model, "stochastic")
+        if batch_layers and not self.inductive:
+            # Batch statistics whose updates are discarded: the backend's
+            # fused kernel may compute them (same values, less time).
+            network["fused"] = normalization.fused_copy(model)
+            if network["no_noise"] is not None:
+                network["fused_no_noise"] = normalization.fused_copy(
+                    model, freeze_stochastic=True)
         self._networks[id(model)] = network
         return network
 
@@ -84,10 +93,10 @@ class TransductiveBatchNorm:
             return self.call_model(network, model, weights, state, inputs,
                                    bool(training))
         if training or network["no_noise"] is None:
-            return self.call_model(network, model, weights, state, inputs,
-                                   True)
-        return self.call_model(network, network["no_noise"], weights, state,
-                               inputs, True)
+            runner = network.get("fused") or model
+        else:
+            runner = network.get("fused_no_noise") or network["no_noise"]
+        return self.call_model(network, runner, weights, state, inputs, True)
 
     def support_statistics(self, model, weights, state, support_inputs,
                            training):

@@ -23,6 +23,7 @@ which one family of layers ignores the flag.
 import keras
 from keras import ops
 
+from keras_meta import backend
 from keras_meta.models.batch_statistics import STOCHASTIC_LAYERS
 from keras_meta.models.batch_statistics import ignore_training_flag
 from keras_meta.models.surgery import has_input_shape
@@ -101,6 +102,34 @@ def batch_statistics_from_update(state, slots):
     return state
 
 
+def fused_copy(model, freeze_stochastic=False):
+    """A private copy of `model` whose batch-statistics BatchNormalization
+    layers run the backend's fused kernel in training
+    (`backend.fused_batch_statistics_call`), or `None` where the backend
+    has none or the model cannot be copied from its config (the caller
+    then runs `model` itself: slower, same values).
+
+    The fused kernel reports no gradient through the moving-statistics
+    update, so the copy serves only passes whose updated statistics are
+    discarded (the transductive modes).
+
+    Args:
+        model: A `keras.Model`.
+        freeze_stochastic: Bool, whether Dropout and kin of the copy also
+            ignore the `training` flag (batch statistics without noise).
+    """
+    if backend.fused_batch_statistics_call is None:
+        return None
+    try:
+        copy = private_copy(model, "stochastic" if freeze_stochastic
+                            else None)
+    except ValueError:
+        return None
+    for layer in batch_statistic_layers(copy):
+        layer.call = backend.fused_batch_statistics_call(layer)
+    return copy
+
+
 def private_copy(model, freeze):
     """A copy of `model`, with the same variables in the same order, in
     which the layers of one family always run in inference mode.
@@ -108,8 +137,9 @@ def private_copy(model, freeze):
     Args:
         model: A `keras.Model`.
         freeze: `"stochastic"` (Dropout and kin inactive: batch statistics
-            without noise) or `"normalization"` (BatchNormalization uses the
-            moving statistics it is given: fixed statistics with Dropout).
+            without noise), `"normalization"` (BatchNormalization uses the
+            moving statistics it is given: fixed statistics with Dropout)
+            or `None` (every layer follows the flag).
 
     Returns:
         The copy. It is called through `stateless_call` with the original
@@ -139,6 +169,7 @@ def private_copy(model, freeze):
     families = {
         "stochastic": STOCHASTIC_LAYERS,
         "normalization": (keras.layers.BatchNormalization,),
+        None: (),
     }[freeze]
     for layer in walk_layers(copy):
         if isinstance(layer, families):

@@ -14,6 +14,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import check_label_range
     from keras_meta.backend.tensorflow import compiled
     from keras_meta.backend.tensorflow import exact_moments
+    from keras_meta.backend.tensorflow import fused_batch_statistics_call
     from keras_meta.backend.tensorflow import implicit_solution
     from keras_meta.backend.tensorflow import loss_and_gradients
     from keras_meta.backend.tensorflow import map_tasks
@@ -44,6 +45,8 @@ elif _BACKEND == "jax":
 
     # The JAX trainer differentiates whole batches.
     sum_task_gradients = None
+    # XLA fuses Keras's BatchNormalization ops itself.
+    fused_batch_statistics_call = None
     # No assertion stops a jitted step: the first episode's labels are
     # checked before training instead.
     CHECKS_LABELS_IN_GRAPH = False
@@ -51,6 +54,7 @@ elif _BACKEND == "torch":
     from keras_meta.backend.torch import check_label_range
     from keras_meta.backend.torch import compiled
     from keras_meta.backend.torch import exact_moments
+    from keras_meta.backend.torch import fused_batch_statistics_call
     from keras_meta.backend.torch import implicit_solution
     from keras_meta.backend.torch import loss_and_gradients
     from keras_meta.backend.torch import map_tasks
@@ -62,7 +66,7 @@ elif _BACKEND == "torch":
 
     # Keras's torch trainer calls the step once per batch.
     scan_steps = None
-    # The trainer differentiates whole batches.
+    # The trainer takes task-by-task gradients itself, in its task loop.
     sum_task_gradients = None
     # Steps run eagerly: every batch's labels are checked.
     CHECKS_LABELS_IN_GRAPH = True
@@ -76,7 +80,7 @@ else:
 
 __all__ = [
     "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled",
-    "exact_moments", "implicit_solution", "loss_and_gradients", "map_tasks",
-    "num_replicas", "per_replica_logs",
+    "exact_moments", "fused_batch_statistics_call", "implicit_solution",
+    "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
     "read_value", "scan_steps", "sum_task_gradients", "task_mapping",
     "value_and_grad"]

@@ -236,3 +236,97 @@ class MAMLOracleTest(testing.TestCase):
         finally:
             tf_backend._USE_EXACT_MOMENTS = original
         self.assertGreater(error, 1e-5)
+
+
+@pytest.mark.tensorflow_only
+class FusedBatchStatisticsTest(testing.TestCase):
+    """The transductive passes run TensorFlow's fused batch-normalization
+    kernel in float32 (float64 falls back to Keras's ops, which the
+    finite-difference tests above check). Its second-order meta-gradient
+    is checked here against the float64 one on the same weights and data."""
+
+    def _meta_gradient(self, dtype, first_order=False):
+        keras.config.set_floatx(dtype)
+        inputs, labels = testing.toy_episodes(
+            num_tasks=2, num_ways=3, num_shots=2, num_queries=3,
+            image_shape=(8, 8, 1), dtype=dtype)
+        model = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization="batch", dtype=dtype)
+        model.set_weights([w.astype(dtype) for w in self.weights])
+        maml = MAML(model, inner_learning_rate=0.5, num_inner_steps=2,
+                    batch_norm="transductive", first_order=first_order)
+        maml.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        fused = maml._batch_norm_mode.network(model)["fused"]
+        gradient = testing.meta_gradient(maml, inputs, labels)
+        return fused, np.concatenate([g.ravel() for g in gradient])
+
+    def test_fused_meta_gradient_equals_float64(self):
+        keras.config.set_floatx("float64")
+        keras.utils.set_random_seed(3)
+        self.weights = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization="batch", dtype="float64").get_weights()
+        fused, single = self._meta_gradient("float32")
+        self.assertIsNotNone(fused)  # The float32 learner ran the kernel.
+        unfused, double = self._meta_gradient("float64")
+        # float64 inputs are not fused: the reference is Keras's own ops.
+        self.assertIsNotNone(unfused)
+        error = np.linalg.norm(single - double) / np.linalg.norm(double)
+        self.assertLess(error, 1e-5)
+        # First order differs by far more: the tolerance can tell the
+        # second-order terms' absence.
+        _, first = self._meta_gradient("float32", first_order=True)
+        self.assertGreater(
+            np.linalg.norm(first - double) / np.linalg.norm(double), 1e-2)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="PyTorch's native batch-normalization kernel")
+class TorchFusedBatchStatisticsTest(testing.TestCase):
+    """On torch the transductive passes run `F.batch_norm` in every float
+    dtype; in float64 its meta-gradient equals the one through Keras's ops
+    (which the finite-difference tests above check) to rounding."""
+
+    def _meta_gradient(self, fuse, first_order=False):
+        from keras_meta import backend
+
+        keras.config.set_floatx("float64")
+        inputs, labels = testing.toy_episodes(
+            num_tasks=2, num_ways=3, num_shots=2, num_queries=3,
+            image_shape=(8, 8, 1), dtype="float64")
+        model = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization="batch", dtype="float64")
+        model.set_weights(self.weights)
+        original = backend.fused_batch_statistics_call
+        if not fuse:
+            backend.fused_batch_statistics_call = None
+        try:
+            maml = MAML(model, inner_learning_rate=0.5, num_inner_steps=2,
+                        batch_norm="transductive", first_order=first_order)
+            maml.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True))
+            gradient = testing.meta_gradient(maml, inputs, labels)
+            fused = maml._batch_norm_mode.network(model)["fused"]
+        finally:
+            backend.fused_batch_statistics_call = original
+        return fused, np.concatenate([np.asarray(g).ravel()
+                                      for g in gradient])
+
+    def test_fused_meta_gradient_equals_keras_ops(self):
+        keras.config.set_floatx("float64")
+        keras.utils.set_random_seed(3)
+        self.weights = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization="batch", dtype="float64").get_weights()
+        fused_network, fused = self._meta_gradient(True)
+        self.assertIsNotNone(fused_network)
+        stock_network, stock = self._meta_gradient(False)
+        self.assertIsNone(stock_network)
+        error = np.linalg.norm(fused - stock) / np.linalg.norm(stock)
+        self.assertLess(error, 1e-10)
+        _, first = self._meta_gradient(True, first_order=True)
+        self.assertGreater(
+            np.linalg.norm(first - stock) / np.linalg.norm(stock), 1e-2)

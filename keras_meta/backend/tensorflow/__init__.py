@@ -74,6 +74,57 @@ def exact_moments():
                 tf.nn.moments = _stock_moments
 
 
+def fused_batch_statistics_call(layer):
+    """A `call` for the BatchNormalization `layer` of a private copy that
+    normalizes with batch statistics through TensorFlow's fused kernel.
+
+    In training, a layer that normalizes 4-D float32 (or float16/bfloat16)
+    inputs over their last axis, with no mask and no renormalization, runs
+    `FusedBatchNormV3` (oneDNN on CPU, cuDNN on GPU). Its gradient is one
+    fused kernel too, and the gradient of that gradient (second-order
+    meta-gradients) is TensorFlow's exact formula: a Conv-4 MAML step with
+    batch statistics takes about a quarter less time than through Keras's
+    composite ops. The values are the same to rounding; the moving
+    statistics are updated as Keras does (the biased batch variance), but
+    no gradient flows through that update: use this only where the updated
+    statistics are discarded. Every other call (inference, float64, other
+    ranks or axes) runs the layer's own `call`.
+    """
+    call = layer.call
+    axis = layer.axis if isinstance(layer.axis, int) else None
+
+    def fused_call(inputs, training=None, mask=None):
+        inputs = tf.convert_to_tensor(inputs)
+        if (not (training and layer.trainable) or mask is not None
+                or layer.renorm or inputs.shape.rank != 4
+                or axis not in (-1, 3)
+                or inputs.dtype not in (tf.float32, tf.float16,
+                                        tf.bfloat16)):
+            return call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        scale = (tf.cast(layer.gamma.value, tf.float32) if layer.scale
+                 else tf.ones([channels], tf.float32))
+        offset = (tf.cast(layer.beta.value, tf.float32) if layer.center
+                  else tf.zeros([channels], tf.float32))
+        empty = tf.constant([], tf.float32)
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=scale, offset=offset, mean=empty,
+            variance=empty, epsilon=layer.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC",
+            is_training=True)
+        # The kernel reports the unbiased variance; Keras keeps the biased.
+        count = tf.cast(tf.size(inputs) // channels, tf.float32)
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        momentum = layer.momentum
+        for moving, batch in ((layer.moving_mean, mean),
+                              (layer.moving_variance, variance)):
+            batch = tf.cast(tf.stop_gradient(batch), moving.dtype)
+            moving.assign(moving * momentum + batch * (1.0 - momentum))
+        return tf.cast(outputs, layer.compute_dtype)
+
+    return fused_call
+
+
 def value_and_grad(fn, weights, *args):
     """Evaluates `fn(weights, *args)` and its gradient with respect to `weights`.
 

@@ -11,6 +11,7 @@ meta-gradient through them is exact to every order.
 import contextlib
 
 import torch
+from keras import ops
 from keras import tree
 
 from keras_meta.backend.common import task_mapping_override
@@ -23,6 +24,57 @@ def exact_moments():
     its derivatives of every order are exact (checked by the
     finite-difference tests)."""
     yield
+
+
+def fused_batch_statistics_call(layer):
+    """A `call` for the BatchNormalization `layer` of a private copy that
+    normalizes with batch statistics through PyTorch's native kernel.
+
+    In training, a layer that normalizes over its inputs' last axis or
+    axis 1, with no mask, runs `torch.nn.functional.batch_norm` (on the
+    channels moved to axis 1) instead of Keras's composite ops: one kernel forward, one
+    backward, and PyTorch's exact formula for the gradient of that
+    gradient (second-order meta-gradients), the kernels learn2learn's
+    `BatchNorm2d` runs. The moving statistics are updated as Keras does
+    (the biased batch variance), without a gradient through the update:
+    use this only where the updated statistics are discarded. Every other
+    call runs the layer's own `call`.
+    """
+    import torch.nn.functional as F
+
+    call = layer.call
+
+    def fused_call(inputs, training=None, mask=None):
+        inputs = torch.as_tensor(inputs)
+        axis = layer.axis % inputs.ndim if isinstance(
+            layer.axis, int) and inputs.ndim >= 2 else None
+        if (not (training and layer.trainable) or mask is not None
+                or getattr(layer, "renorm", False)
+                or axis not in (1, inputs.ndim - 1)
+                or not inputs.is_floating_point()):
+            return call(inputs, training=training, mask=mask)
+        channels = inputs.shape[axis]
+        moved = torch.movedim(inputs, axis, 1)
+        # With momentum 1 the kernel writes the batch mean and unbiased
+        # variance into these buffers, which no gradient reaches.
+        mean = torch.zeros(channels, dtype=inputs.dtype,
+                           device=inputs.device)
+        variance = torch.zeros_like(mean)
+        outputs = F.batch_norm(
+            moved, mean, variance,
+            weight=layer.gamma.value if layer.scale else None,
+            bias=layer.beta.value if layer.center else None,
+            training=True, momentum=1.0, eps=layer.epsilon)
+        count = inputs.numel() // channels
+        variance = variance * ((count - 1) / max(count, 1))
+        momentum = layer.momentum
+        for moving, batch in ((layer.moving_mean, mean),
+                              (layer.moving_variance, variance)):
+            batch = batch.to(moving.value.dtype)
+            moving.assign(moving.value * momentum + batch * (1.0 - momentum))
+        return ops.cast(torch.movedim(outputs, 1, axis), layer.compute_dtype)
+
+    return fused_call
 
 
 def value_and_grad(fn, weights, *args):
