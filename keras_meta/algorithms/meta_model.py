@@ -117,15 +117,17 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             loss. Either way it is computed unreduced and averaged here, so
             a distribution strategy never rescales inner steps.
         task_gradients: `"auto"` (the default), `True` or `False`. With
-            `True`, the TensorFlow backend adapts, predicts and
-            differentiates each task in turn and sums the tasks' gradients
+            `True`, the TensorFlow and torch backends adapt, predict and
+            differentiate each task in turn and sum the tasks' gradients
             (one task's activations in memory at a time); exact when a
             batch's loss is the mean of its tasks' losses, as for every
             compiled loss reduced by `"sum_over_batch_size"` (Keras's
             default). `False` differentiates the whole meta-batch at once,
             as the JAX backend always does. `"auto"` chooses as
-            `keras_meta.backend.tensorflow.trainer` explains (task by task
-            for convolutional models and large batches).
+            `keras_meta.backend.tensorflow.trainer` explains on TensorFlow
+            (task by task for convolutional models and large batches) and
+            task by task wherever that is exact on torch
+            (`keras_meta.backend.torch.trainer`).
         preprocessing: Optional dict, saved with the learner, describing
             how raw inputs become model inputs, so that a loaded learner
             can prepare new data itself; plain JSON values only. `keras-meta
