@@ -3,7 +3,8 @@
 Profiles `--steps` MAML meta-steps of a `benchmarks/conv_step.py`
 configuration (default: first-order Omniglot, meta-batch 32) with
 `tf.profiler`, after two untimed steps, once per keras_meta variant
-(`default`: task by task; `whole_batch_gradient`), each in a fresh process,
+(`default`: task by task; `whole_batch_gradient`) and BatchNormalization
+mode (`--batch-norm`), each in a fresh process,
 and reads the per-op statistics back with TensorFlow's own profiler
 plugin. Prints the op types taking the most kernel time per step (summed
 over threads, so it can exceed the step's wall time) and writes JSON.
@@ -24,34 +25,22 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def worker(config_name, variant, steps):
+def worker(config_name, variant, batch_norm, steps):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
     from tensorflow.python.profiler.internal import (
         _pywrap_profiler_plugin as plugin)
 
-    import keras_meta
-
     sys.path.insert(0, HERE)
     import conv_step
 
     config = conv_step.CONFIGS[config_name]
     keras.utils.set_random_seed(0)
-    maml = keras_meta.MAML(
-        keras_meta.models.conv4(num_outputs=conv_step.WAYS,
-                                input_shape=config["shape"],
-                                filters=config["filters"]),
-        inner_learning_rate=config["inner_learning_rate"],
-        num_inner_steps=config["inner_steps"],
-        first_order=config["first_order"],
-        task_gradients=variant != "whole_batch_gradient")
-    maml.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    support, support_labels, query, query_labels = conv_step._episodes(config)
-    inputs = {"support_inputs": support, "support_labels": support_labels,
-              "query_inputs": query}
+    maml = conv_step._keras_meta_learner(config, variant, batch_norm,
+                                         keras.optimizers.Adam(1e-3))
+    inputs, query_labels = conv_step._episode_inputs(
+        conv_step._episodes(config))
     for _ in range(2):
         maml.train_on_batch(inputs, query_labels)
     with tempfile.TemporaryDirectory() as directory:
@@ -75,6 +64,7 @@ def worker(config_name, variant, steps):
         totals[row["type"]] += row["total_self_time"] / 1e6 / steps
         counts[row["type"]] += row["occurrences"] // steps
     return {"config": config_name, "variant": variant,
+            "batch_norm": batch_norm,
             "profiled_step_s": seconds,
             "kernel_s_per_step": sum(totals.values()),
             "op_types": [{"type": name, "s_per_step": value,
@@ -88,6 +78,9 @@ def main():
     parser.add_argument("--variants", nargs="+",
                         default=["default", "whole_batch_gradient"],
                         choices=["default", "whole_batch_gradient"])
+    parser.add_argument("--batch-norm", dest="batch_norms", nargs="+",
+                        default=["transductive", "inductive"],
+                        choices=["transductive", "inductive"])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--output", default=os.path.join(
@@ -95,13 +88,16 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.config, args.worker,
+        variant, batch_norm = args.worker.split("/")
+        print("RESULT " + json.dumps(worker(args.config, variant, batch_norm,
                                             args.steps)), flush=True)
         return
     rows = []
-    for variant in args.variants:
+    for variant, batch_norm in [(v, b) for v in args.variants
+                                for b in args.batch_norms]:
         process = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--worker", variant,
+            [sys.executable, os.path.abspath(__file__), "--worker",
+             f"{variant}/{batch_norm}",
              "--config", args.config, "--steps", str(args.steps)],
             capture_output=True, text=True,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -111,7 +107,8 @@ def main():
             raise RuntimeError(f"{variant} failed:\n{process.stderr[-3000:]}")
         rows.append(json.loads(lines[-1][len("RESULT "):]))
     for row in rows:
-        print(f"\n{row['config']}, {row['variant']}: "
+        print(f"\n{row['config']}, {row['variant']}, "
+              f"batch_norm={row['batch_norm']}: "
               f"{row['profiled_step_s']:.2f} s per profiled step, "
               f"{row['kernel_s_per_step']:.2f} s of kernel time")
         print("| op type | s per step | share | ops per step |")
