@@ -32,7 +32,9 @@ kernels as learn2learn) and `learn2learn` 0.2.0 (`l2l.algorithms.MAML`:
 keras_meta's TensorFlow variants: `default` (`task_gradients="auto"`, task
 by task, two tasks at a time here), `whole_batch_gradient`
 (`task_gradients=False`), `task_by_task` (`task_gradients=True`) and
-`one_task_at_a_time` (task by task without overlap). On torch: `default`
+`one_task_at_a_time` (task by task without overlap) and `unfused` (Keras's
+composite BatchNormalization ops instead of the fused kernel that
+transductive passes run). On torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
 layout, on whose tensors PyTorch's CPU pooling and ReLU gradient kernels
@@ -273,6 +275,12 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         options["task_gradients"] = False
     elif variant == "task_by_task":
         options["task_gradients"] = True
+    elif variant == "unfused":
+        # Keras's composite BatchNormalization ops where the fused kernel
+        # would run: the transductive step as it was before it.
+        from keras_meta import backend
+
+        backend.fused_batch_statistics_call = None
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
@@ -559,7 +567,8 @@ def main():
                         help="the torch sides need --torch-python")
     parser.add_argument("--variants", nargs="+", default=["default"],
                         choices=["default", "whole_batch_gradient",
-                                 "task_by_task", "one_task_at_a_time"],
+                                 "task_by_task", "one_task_at_a_time",
+                                 "unfused"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -579,7 +588,7 @@ def main():
     parser.add_argument("--variant", default="default",
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "channels_first"],
+                                 "channels_first", "unfused"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
