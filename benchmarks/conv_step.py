@@ -315,14 +315,10 @@ def _episode_inputs(episodes, variant="default"):
              "query_inputs": query}, query_labels)
 
 
-def keras_meta_worker(name, steps, variant, batch_norm):
-    import keras
+def time_train_on_batch(learner, config, steps, variant="default"):
+    """`_timed` over `learner.train_on_batch` on `config`'s episodes."""
     import numpy as np
 
-    config = CONFIGS[name]
-    keras.utils.set_random_seed(0)
-    learner = _keras_meta_learner(config, variant, batch_norm,
-                                  keras.optimizers.Adam(1e-3))
     inputs, labels = _episode_inputs(_episodes(config), variant)
 
     def call():
@@ -330,6 +326,35 @@ def keras_meta_worker(name, steps, variant, batch_norm):
             learner.train_on_batch(inputs, labels)).reshape(-1)[0])
 
     return _timed(call, steps)
+
+
+def run_timing_worker(script, arguments, backend, what):
+    """Runs `script --worker ...arguments` in a fresh process on `backend`
+    and returns the row it prints (with `above_setup_mb` added); raises
+    with its error output, naming `what`, if it prints none."""
+    process = subprocess.run(
+        [sys.executable, os.path.abspath(script), "--worker", *arguments],
+        capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                 KERAS_BACKEND=backend))
+    result = next((json.loads(line[len("RESULT "):])
+                   for line in process.stdout.splitlines()
+                   if line.startswith("RESULT ")), None)
+    if result is None:
+        raise RuntimeError(f"{what} failed:\n{process.stderr[-3000:]}")
+    result["above_setup_mb"] = (result["first_call_peak_mb"]
+                                - result["resident_before_mb"])
+    return result
+
+
+def keras_meta_worker(name, steps, variant, batch_norm):
+    import keras
+
+    config = CONFIGS[name]
+    keras.utils.set_random_seed(0)
+    learner = _keras_meta_learner(config, variant, batch_norm,
+                                  keras.optimizers.Adam(1e-3))
+    return time_train_on_batch(learner, config, steps, variant)
 
 
 def keras_meta_gradients(name, variant, batch_norm):

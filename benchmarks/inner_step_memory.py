@@ -18,7 +18,6 @@ fresh process. Prints a table and writes JSON.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +26,6 @@ LEARNERS = ("maml", "first_order", "imaml")
 
 def worker(learner_name, inner_steps, steps, batch_norm):
     import keras
-    import numpy as np
 
     sys.path.insert(0, HERE)
     import conv_step
@@ -50,13 +48,7 @@ def worker(learner_name, inner_steps, steps, batch_norm):
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    inputs, labels = conv_step._episode_inputs(conv_step._episodes(config))
-
-    def call():
-        return float(np.asarray(
-            learner.train_on_batch(inputs, labels)).reshape(-1)[0])
-
-    return conv_step._timed(call, steps)
+    return conv_step.time_train_on_batch(learner, config, steps)
 
 
 def main():
@@ -79,24 +71,16 @@ def main():
         print("RESULT " + json.dumps(row), flush=True)
         return
 
+    sys.path.insert(0, HERE)
+    import conv_step
+
     rows = []
     for learner in args.learners:
         for inner in args.inner_steps:
-            process = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--worker",
-                 learner, "--inner", str(inner), "--steps", str(args.steps),
-                 "--batch-norm", args.batch_norm],
-                capture_output=True, text=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                         KERAS_BACKEND="tensorflow"))
-            result = next((json.loads(line[len("RESULT "):])
-                           for line in process.stdout.splitlines()
-                           if line.startswith("RESULT ")), None)
-            if result is None:
-                raise RuntimeError(f"{learner} with {inner} inner steps "
-                                   f"failed:\n{process.stderr[-3000:]}")
-            result["above_setup_mb"] = (result["first_call_peak_mb"]
-                                        - result["resident_before_mb"])
+            result = conv_step.run_timing_worker(
+                __file__, [learner, "--inner", str(inner), "--steps",
+                           str(args.steps), "--batch-norm", args.batch_norm],
+                "tensorflow", f"{learner} with {inner} inner steps")
             rows.append({"learner": learner, "inner_steps": inner,
                          **result})
             print(f"{learner}, {inner} inner steps: "

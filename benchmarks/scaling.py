@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,7 +53,6 @@ def _config(axis, value):
 
 def worker(axis, value, steps):
     import keras
-    import numpy as np
 
     sys.path.insert(0, HERE)
     import conv_step
@@ -73,13 +71,7 @@ def worker(axis, value, steps):
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    inputs, labels = conv_step._episode_inputs(conv_step._episodes(config))
-
-    def call():
-        return float(np.asarray(
-            learner.train_on_batch(inputs, labels)).reshape(-1)[0])
-
-    return conv_step._timed(call, steps)
+    return conv_step.time_train_on_batch(learner, config, steps)
 
 
 def fitted_exponent(values, measurements):
@@ -111,24 +103,17 @@ def main():
     output = args.output or os.path.join(
         HERE, "results", f"scaling_{args.backend}.json")
 
+    sys.path.insert(0, HERE)
+    import conv_step
+
     rows, fits = [], []
     for axis in args.axes:
         points = []
         for value in AXES[axis]:
-            process = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--worker", axis,
-                 "--value", str(value), "--steps", str(args.steps)],
-                capture_output=True, text=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                         KERAS_BACKEND=args.backend))
-            result = next((json.loads(line[len("RESULT "):])
-                           for line in process.stdout.splitlines()
-                           if line.startswith("RESULT ")), None)
-            if result is None:
-                raise RuntimeError(f"{axis}={value} failed:\n"
-                                   f"{process.stderr[-3000:]}")
-            result["above_setup_mb"] = (result["first_call_peak_mb"]
-                                        - result["resident_before_mb"])
+            result = conv_step.run_timing_worker(
+                __file__, [axis, "--value", str(value), "--steps",
+                           str(args.steps)],
+                args.backend, f"{axis}={value}")
             row = {"axis": axis, "value": value, **result}
             rows.append(row)
             points.append(row)
