@@ -7,8 +7,8 @@ own batch statistics; the modes differ for query sets:
 - `TransductiveBatchNorm` (`"transductive"`, and `"per_step"`, whose
   per-step scales and offsets `MAML` adds): each query set with its own
   batch statistics. Where the backend has a fused batch-normalization
-  kernel (TensorFlow), these passes run a private copy of the network
-  that uses it (`normalization.fused_copy`).
+  kernel (TensorFlow, PyTorch), these passes run a private copy of the
+  network that uses it (`normalization.fused_copy`).
 - `InductiveBatchNorm` (`"inductive"`): queries with the statistics of the
   task's support set under the adapted weights, so that each query is
   predicted on its own.
