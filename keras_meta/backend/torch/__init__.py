@@ -32,9 +32,9 @@ def fused_batch_statistics_call(layer):
 
     In training, a layer that normalizes over its inputs' last axis or
     axis 1, with no mask, runs `torch.nn.functional.batch_norm` (on the
-    channels moved to axis 1) instead of Keras's composite ops: one kernel forward, one
-    backward, and PyTorch's exact formula for the gradient of that
-    gradient (second-order meta-gradients), the kernels learn2learn's
+    channels moved to axis 1) instead of Keras's composite ops: one
+    kernel forward, one backward, and PyTorch's exact formula for the
+    gradient of that gradient (second-order meta-gradients), the kernels learn2learn's
     `BatchNorm2d` runs. The moving statistics are updated as Keras does
     (the biased batch variance), without a gradient through the update:
     use this only where the updated statistics are discarded. Every other
