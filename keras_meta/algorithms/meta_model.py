@@ -34,7 +34,9 @@ from keras_meta.losses import averages_over_batch
 from keras_meta.losses import unreduced
 from keras_meta.losses import weighted_mean
 from keras_meta.metrics import EpisodeStatistics
+from keras_meta.models.inspection import activation_elements
 from keras_meta.models.inspection import dense_only
+from keras_meta.models.inspection import is_convolutional
 from keras_meta.models.surgery import deserialize_model
 
 BATCH_NORM_MODES = tuple(MODES)
@@ -50,6 +52,11 @@ def _checked_preprocessing(preprocessing):
         raise ValueError(
             "`preprocessing` must be a dict of plain JSON values (strings, "
             f"numbers, lists, dicts). Received: {preprocessing!r}.") from None
+
+
+# `task_gradients="auto"` differentiates task by task from this many bytes
+# of layer outputs per batch (`MetaModel._uses_task_gradients`).
+TASK_GRADIENT_BYTES = 256 * 2**20
 
 
 class MetaModel(Trainer, MetaTrainer, keras.Model):
@@ -123,11 +130,10 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             batch's loss is the mean of its tasks' losses, as for every
             compiled loss reduced by `"sum_over_batch_size"` (Keras's
             default). `False` differentiates the whole meta-batch at once,
-            as the JAX backend always does. `"auto"` chooses as
-            `keras_meta.backend.tensorflow.trainer` explains on TensorFlow
-            (task by task for convolutional models and large batches) and
-            task by task wherever that is exact on torch
-            (`keras_meta.backend.torch.trainer`).
+            as the JAX backend always does. `"auto"` goes task by task
+            where that is exact, for convolutional models and for batches
+            whose layer outputs would take 256 MiB or more; small dense
+            models run faster whole.
         preprocessing: Optional dict, saved with the learner, describing
             how raw inputs become model inputs, so that a loaded learner
             can prepare new data itself; plain JSON values only. `keras-meta
@@ -484,6 +490,45 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             return episode_checks.check_labels(
                 self, y, "query_labels", x[episode.QUERY_INPUTS])
         return y
+
+    def _uses_task_gradients(self, data):
+        """Whether a training step on the TensorFlow or torch backend sums
+        per-task gradients (`task_gradients`); the JAX trainer always
+        differentiates whole batches.
+
+        `"auto"` takes them where that is exact (`_loss_is_mean_over_tasks`)
+        and pays: for a wrapped model with a convolution or max-pooling
+        layer, and wherever the layer outputs of the batch `data` would
+        take `TASK_GRADIENT_BYTES` or more (known for Sequential and
+        functional models). Small dense models run faster whole.
+        """
+        if not self.task_gradients:
+            return False
+        if self.task_gradients is True:
+            return True
+        if not self._loss_is_mean_over_tasks():
+            return False
+        return (is_convolutional(self.model)
+                or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
+
+    def _batch_activation_bytes(self, data):
+        """Bytes of the wrapped model's layer outputs for a whole batch.
+
+        Summed over the layers of a Sequential or functional model, for
+        every support and query example of the batch; 0 where a shape is
+        unknown (subclassed models), which keeps whole-batch gradients.
+        """
+        per_example = activation_elements(self.model)
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        if not per_example or not isinstance(x, dict):
+            return 0
+        examples = 0
+        for key in (episode.SUPPORT_INPUTS, episode.QUERY_INPUTS):
+            shape = tuple(x[key].shape)
+            if len(shape) < 2 or shape[1] is None:
+                return 0
+            examples += shape[1] * (shape[0] or 1)
+        return 4 * per_example * examples
 
     def _loss_is_mean_over_tasks(self):
         """Whether a batch's loss is the mean of its tasks' losses, so

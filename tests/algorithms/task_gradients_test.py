@@ -116,9 +116,8 @@ class TaskGradientsTest(testing.TestCase):
         self.assertNotEmpty(learner.losses)
         self.assert_same_step(factory, _episodes(weights=True))
 
-    @tensorflow_only
     def test_auto_chooses_by_model_and_memory(self):
-        from keras_meta.backend.tensorflow import trainer
+        from keras_meta.algorithms.meta_model import TASK_GRADIENT_BYTES
 
         def episodes(tasks, queries, shape):
             return {
@@ -136,7 +135,7 @@ class TaskGradientsTest(testing.TestCase):
         # About 16,400 values per example: 430 MB for 32 tasks of 205.
         large = episodes(32, 200, (8,))
         self.assertGreater(dense._batch_activation_bytes((large,)),
-                           trainer.TASK_GRADIENT_BYTES)
+                           TASK_GRADIENT_BYTES)
         self.assertTrue(dense._uses_task_gradients((large,)))
         self.assertFalse(dense._uses_task_gradients(
             (episodes(2, 6, (8,)),)))
@@ -157,6 +156,9 @@ class TaskGradientsTest(testing.TestCase):
         self.assertFalse(conv._uses_task_gradients((inputs,)))
         conv.task_gradients = True
         self.assertTrue(conv._uses_task_gradients((inputs,)))
+        conv.compile(optimizer="adam", loss=LOSS)
+        conv.task_gradients = False
+        self.assertFalse(conv._uses_task_gradients((small,)))
 
     @tensorflow_only
     def test_fit_with_mirrored_strategy(self):
@@ -180,22 +182,6 @@ class TaskGradientsTest(testing.TestCase):
         self.assertAllClose(results[1][0], results[0][0], rtol=1e-5)
         for t, w in zip(results[1][1], results[0][1]):
             self.assertAllClose(t, w, rtol=1e-4, atol=1e-6)
-
-    @pytest.mark.skipif(keras.backend.backend() != "torch",
-                        reason="the torch trainer's choice")
-    def test_auto_on_torch_whenever_the_loss_averages(self):
-        learner = keras_meta.MAML(testing.tiny_classifier(num_ways=NUM_WAYS),
-                                  inner_learning_rate=0.1)
-        learner.compile(optimizer="sgd", loss=LOSS)
-        self.assertTrue(learner._uses_task_gradients())
-        learner.compile(optimizer="sgd", loss=keras.losses
-                        .SparseCategoricalCrossentropy(from_logits=True,
-                                                       reduction="sum"))
-        self.assertFalse(learner._uses_task_gradients())
-        learner.task_gradients = True
-        self.assertTrue(learner._uses_task_gradients())
-        learner.task_gradients = False
-        self.assertFalse(learner._uses_task_gradients())
 
     def test_rejects_other_values(self):
         with self.assertRaisesRegex(ValueError, "task_gradients"):

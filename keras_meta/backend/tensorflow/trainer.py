@@ -6,15 +6,11 @@ gradients summed task by task, steps under a distribution strategy,
 building from one replica's share of the first batch, and one traced
 predict step per execution.
 
-`task_gradients="auto"` takes gradients task by task when the loss of a
-batch is the mean of its tasks' losses (every compiled loss reduced by
-`"sum_over_batch_size"`, unless a learner overrides `compute_loss()`) and
-either the wrapped model has a convolution or max-pooling layer (their
-gradients then run on oneDNN's kernels, which TensorFlow cannot use in
-the gradient of a loop over tasks; `benchmarks/conv_step.py` measures the
-difference) or the layer outputs of a batch would take
-`TASK_GRADIENT_BYTES` or more (known for Sequential and functional
-models). Small dense models run faster whole.
+Where `task_gradients="auto"` takes gradients task by task
+(`MetaModel._uses_task_gradients`: convolutional models and large
+batches), the gradients of convolutions and max pooling run on oneDNN's
+kernels, which TensorFlow cannot use in the gradient of a loop over tasks
+(`benchmarks/conv_step.py` measures the difference).
 """
 
 import warnings
@@ -25,13 +21,6 @@ from keras import ops
 
 from keras_meta import episode
 from keras_meta.backend import tensorflow as tf_backend
-from keras_meta.models.inspection import activation_elements
-from keras_meta.models.inspection import is_convolutional
-
-# `task_gradients="auto"` differentiates task by task from this many bytes
-# of layer outputs per batch.
-TASK_GRADIENT_BYTES = 256 * 2**20
-
 
 class _StepFunction:
     """Holds a traced step out of sight of TensorFlow's object tracking
@@ -92,37 +81,6 @@ class MetaTrainer:
         if step is not None:
             return step.function(data)
         return super().predict_step(data)
-
-    def _uses_task_gradients(self, data):
-        """Whether a training step sums per-task gradients (see
-        `MetaModel`'s `task_gradients`)."""
-        if not self.task_gradients:
-            return False
-        if self.task_gradients is True:
-            return True
-        if not self._loss_is_mean_over_tasks():
-            return False
-        return (is_convolutional(self.model)
-                or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
-
-    def _batch_activation_bytes(self, data):
-        """Bytes of the wrapped model's layer outputs for a whole batch.
-
-        Summed over the layers of a Sequential or functional model, for
-        every support and query example of the batch; 0 where a shape is
-        unknown (subclassed models), which keeps whole-batch gradients.
-        """
-        per_example = activation_elements(self.model)
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        if not per_example or not isinstance(x, dict):
-            return 0
-        examples = 0
-        for key in (episode.SUPPORT_INPUTS, episode.QUERY_INPUTS):
-            shape = tuple(x[key].shape)
-            if len(shape) < 2 or shape[1] is None:
-                return 0
-            examples += shape[1] * (shape[0] or 1)
-        return 4 * per_example * examples
 
     def _train_step_by_task(self, data):
         """Keras's TensorFlow `train_step`, one task at a time.

@@ -5,14 +5,16 @@ Keras's torch trainer differentiates the compiled loss of a batch with one
 (`keras_meta.backend.torch.value_and_grad`), so that backward pass is the
 exact meta-gradient, but every task's graph stays alive until it runs.
 
-Tasks are mapped by a Python loop on this backend anyway, so where a
-batch's loss is the mean of its tasks' losses (every compiled loss reduced
-by `"sum_over_batch_size"`, unless a learner overrides `compute_loss()`)
-`task_gradients="auto"` (and `True`) adapts, predicts and differentiates
-each task in turn, accumulating the gradients of the tasks' losses divided
-by the number of tasks in the weights' `.grad`: the same gradient, with one
-task's graph in memory at a time. `task_gradients=False` keeps Keras's
-step.
+Where a batch's loss is the mean of its tasks' losses (every compiled
+loss reduced by `"sum_over_batch_size"`, unless a learner overrides
+`compute_loss()`), `task_gradients=True` adapts, predicts and
+differentiates each task in turn, accumulating the gradients of the tasks'
+losses divided by the number of tasks in the weights' `.grad`: the same
+gradient, with one task's graph in memory at a time. `"auto"` does so
+for convolutional models and large batches, as on TensorFlow
+(`MetaModel._uses_task_gradients`); for small dense models the fixed cost
+of a backward pass per task outweighs the memory saved.
+`task_gradients=False` keeps Keras's step.
 """
 
 import warnings
@@ -31,15 +33,6 @@ class MetaTrainer:
         if self._uses_task_gradients(data):
             return self._train_step_by_task(data)
         return super().train_step(data)
-
-    def _uses_task_gradients(self, data=None):
-        """Whether a training step sums per-task gradients (see
-        `MetaModel`'s `task_gradients`); on this backend, whatever the
-        batch `data`."""
-        del data
-        if not self.task_gradients:
-            return False
-        return self.task_gradients is True or self._loss_is_mean_over_tasks()
 
     def _train_step_by_task(self, data):
         """Keras's torch `train_step`, one task at a time.
