@@ -32,6 +32,7 @@ __all__ = [
     "__version__",
     "backend",
     "callbacks",
+    "cluster",
     "data",
     "episode",
     "export",
@@ -61,13 +62,14 @@ def _load_public_api():
 
 
 def _import_public_names():
-    global backend, callbacks, data, episode, inner, losses, metrics
+    global backend, callbacks, cluster, data, episode, inner, losses, metrics
     global models, recommendation, rl, export
     global ANIL, BOIL, CAVIA, ANP, CNP, IMAML, LEO, MAML, MANN, MatchingNet
     global MetaModel, MetaSGD, ProtoMAML, ProtoNet, R2D2, RelationNet
     global Reptile, SNAIL
     from keras_meta import backend
     from keras_meta import callbacks
+    from keras_meta import cluster
     from keras_meta import data
     from keras_meta import episode
     from keras_meta import inner
@@ -99,20 +101,23 @@ def _import_public_names():
 
 def _started_as_command():
     """Whether this process is the `keras-meta` command (the console
-    script, `python -m keras_meta` or `python -m keras_meta.cli`). The
-    command parses and checks its arguments before loading TensorFlow;
+    script, `python -m keras_meta` or `python -m keras_meta.cli`) or the
+    local launcher (`python -m keras_meta.cluster`). The command parses
+    and checks its arguments before loading TensorFlow, the launcher never
+    loads it;
     the public names then load on first use (`__getattr__`)."""
     script = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
     if _os.path.splitext(script)[0] == "keras-meta":
         return True
     argv = list(getattr(_sys, "orig_argv", ()))
     return any(
-        flag == "-m" and target in ("keras_meta", "keras_meta.cli")
+        flag == "-m" and target in ("keras_meta", "keras_meta.cli",
+                                    "keras_meta.cluster")
         for flag, target in zip(argv, argv[1:]))
 
 
 # Public names that are modules: asked for alone, they load alone.
-_SUBMODULES = ("backend", "callbacks", "data", "episode", "inner", "losses",
+_SUBMODULES = ("backend", "callbacks", "cluster", "data", "episode", "inner", "losses",
                "metrics", "models", "recommendation", "rl")
 
 

@@ -14,7 +14,7 @@ class APITest(testing.TestCase):
                 "MatchingNet", "MetaModel", "MetaSGD", "ProtoMAML", "ProtoNet",
                 "R2D2", "RelationNet", "Reptile", "SNAIL", "__version__",
                 "backend",
-                "callbacks", "export",
+                "callbacks", "cluster", "export",
                 "data",
                 "episode", "inner", "losses", "metrics", "models",
                 "recommendation", "rl",
@@ -58,6 +58,8 @@ class APITest(testing.TestCase):
                 "ColdStartTasks", "MovieLensFeatures", "NormalizedDCG",
                 "PrecisionAtK", "field_recommender", "field_recommender_head",
                 "load_movielens", "movielens_cold_start"],
+            keras_meta.cluster: [
+                "free_ports", "launch_local_workers", "worker_environments"],
             keras_meta.inner: [
                 "adam", "conjugate_gradient", "gradient_descent",
                 "gradient_step"],

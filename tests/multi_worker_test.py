@@ -1,35 +1,57 @@
-"""Two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
+"""Worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy, started
+by `keras_meta.cluster.launch_local_workers` (the launcher the docs give
+users), against one process training on the same global meta-batches."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
+from keras_meta import cluster
 from keras_meta import testing
 
-# Trains MAML for two epochs of two steps (global meta-batch 4) and writes
-# the weights. With a worker index it joins the cluster in TF_CONFIG.
+# Six tasks per global meta-batch: an even share for 1, 2 and 3 workers.
+GLOBAL_BATCH = 6
+NUM_EPISODES = 12
+
+# Trains MAML (BatchNorm, second order) for two epochs of two steps and
+# writes the weights, and the episode numbers this worker's replica drew at
+# each step of one pass over the same pipeline as `fit()` distributes it.
+# Without TF_CONFIG it runs as one process.
 _WORKER = r"""
-import sys
+import json, os, sys
 import numpy as np
 import tensorflow as tf
 import keras
 import keras_meta
 from keras_meta import testing
 
-output, distributed = sys.argv[1], sys.argv[2] == "1"
-strategy = (tf.distribute.MultiWorkerMirroredStrategy() if distributed
-            else tf.distribute.get_strategy())
-inputs, labels = testing.toy_episodes(num_tasks=8, seed=3)
-dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(4)
+index = (json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+         if "TF_CONFIG" in os.environ else 0)
+output = f"{sys.argv[1]}{index}.npz"
+global_batch, num_episodes = int(sys.argv[2]), int(sys.argv[3])
+strategy = (tf.distribute.MultiWorkerMirroredStrategy()
+            if "TF_CONFIG" in os.environ else tf.distribute.get_strategy())
 options = tf.data.Options()
 options.experimental_distribute.auto_shard_policy = (
     tf.data.experimental.AutoShardPolicy.DATA)
-dataset = dataset.with_options(options)
+inputs, labels = testing.toy_episodes(num_tasks=num_episodes, seed=3)
+
+
+def pipeline(*elements):
+    return (tf.data.Dataset.from_tensor_slices(elements)
+            .batch(global_batch).with_options(options))
+
+
+drawn = []
+for batch in strategy.experimental_distribute_dataset(
+        pipeline(inputs, labels, np.arange(num_episodes))):
+    drawn.append([int(i) for r in strategy.experimental_local_results(batch[2])
+                  for i in r.numpy()])
 with strategy.scope():
     keras.utils.set_random_seed(0)
     maml = keras_meta.MAML(testing.tiny_classifier(), inner_learning_rate=0.3,
@@ -40,59 +62,73 @@ with strategy.scope():
     maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
                  .SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
-history = maml.fit(dataset, epochs=2, verbose=0)
+history = maml.fit(pipeline(inputs, labels), epochs=2, verbose=0)
 assert np.isfinite(history.history["loss"][-1])
 np.savez(output, *[v.numpy() for v in maml.model.weights])
+with open(output + ".json", "w") as f:
+    json.dump({"drawn": drawn, "loss": history.history["loss"]}, f)
 """
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+def _run(directory, name, num_workers):
+    """Runs the worker script as `num_workers` processes (0: one process
+    without a cluster); returns each process's weights and record."""
+    env = {key: value for key, value in os.environ.items()
+           if key != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    script = os.path.join(directory, "worker.py")
+    with open(script, "w") as f:
+        f.write(_WORKER)
+    prefix = os.path.join(directory, name)
+    command = [sys.executable, script, prefix, str(GLOBAL_BATCH),
+               str(NUM_EPISODES)]
+    if num_workers:
+        cluster.launch_local_workers(command, num_workers, env=env,
+                                     timeout=400, stream=False)
+    else:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=env, timeout=400)
+        assert result.returncode == 0, result.stderr[-3000:]
+    weights, records = [], []
+    for index in range(max(num_workers, 1)):
+        path = f"{prefix}{index}.npz"
+        weights.append(np.load(path))
+        with open(path + ".json") as f:
+            records.append(json.load(f))
+    return weights, records
 
 
 @pytest.mark.tensorflow_only
-class MultiWorkerTest(testing.TestCase):
+class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(("two", 2), ("three", 3))
     @pytest.mark.slow  # several processes
-    def test_two_workers_match_one_process(self):
+    def test_workers_match_one_process(self, num_workers):
         directory = self.get_temp_dir()
-        ports = _free_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        base_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                    "KERAS_BACKEND": "tensorflow"}
-        workers = []
-        try:
-            for index in range(2):
-                env = {**base_env, "TF_CONFIG": json.dumps(
-                    {"cluster": cluster,
-                     "task": {"type": "worker", "index": index}})}
-                workers.append(subprocess.Popen(
-                    [sys.executable, "-c", _WORKER,
-                     os.path.join(directory, f"worker{index}.npz"), "1"],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True, env=env))
-            for worker in workers:
-                _, stderr = worker.communicate(timeout=240)
-                self.assertEqual(worker.returncode, 0, stderr[-3000:])
-        finally:
-            for worker in workers:  # Only the processes this test started.
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-        single = subprocess.run(
-            [sys.executable, "-c", _WORKER,
-             os.path.join(directory, "single.npz"), "0"],
-            capture_output=True, text=True, env=base_env, timeout=240)
-        self.assertEqual(single.returncode, 0, single.stderr[-3000:])
+        workers, records = _run(directory, "worker", num_workers)
+        (single,), (single_record,) = _run(directory, "single", 0)
 
-        results = [np.load(os.path.join(directory, name)) for name in
-                   ("worker0.npz", "worker1.npz", "single.npz")]
-        for name in results[0].files:
-            np.testing.assert_array_equal(results[0][name], results[1][name])
-            np.testing.assert_allclose(results[0][name], results[2][name],
+        # Every episode is drawn once per pass, and each global meta-batch
+        # is the one a single process trains on.
+        steps = NUM_EPISODES // GLOBAL_BATCH
+        for step in range(steps):
+            drawn = sorted(i for record in records
+                           for i in record["drawn"][step])
+            self.assertEqual(drawn, list(range(step * GLOBAL_BATCH,
+                                               (step + 1) * GLOBAL_BATCH)))
+            self.assertEqual(sorted(single_record["drawn"][step]), drawn)
+        for record in records:
+            self.assertLen(record["drawn"], steps)
+            self.assertLen(record["drawn"][0], GLOBAL_BATCH // num_workers)
+
+        for name in workers[0].files:
+            for other in workers[1:]:
+                np.testing.assert_array_equal(workers[0][name], other[name])
+            # Float32 sums of the replicas' gradients in another order than
+            # one process's: rounding-level differences, amplified by two
+            # inner steps and four SGD steps.
+            np.testing.assert_allclose(workers[0][name], single[name],
                                        atol=2e-6, rtol=1e-5)
+        # The logged loss is the global meta-batch's on every worker.
+        for record in records:
+            np.testing.assert_allclose(record["loss"], single_record["loss"],
+                                       rtol=1e-5)
