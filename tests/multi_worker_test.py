@@ -70,7 +70,7 @@ with open(output + ".json", "w") as f:
 """
 
 
-def _run(directory, name, num_workers):
+def _run(directory, name, num_workers, global_batch=GLOBAL_BATCH):
     """Runs the worker script as `num_workers` processes (0: one process
     without a cluster); returns each process's weights and record."""
     env = {key: value for key, value in os.environ.items()
@@ -80,7 +80,7 @@ def _run(directory, name, num_workers):
     with open(script, "w") as f:
         f.write(_WORKER)
     prefix = os.path.join(directory, name)
-    command = [sys.executable, script, prefix, str(GLOBAL_BATCH),
+    command = [sys.executable, script, prefix, str(global_batch),
                str(NUM_EPISODES)]
     if num_workers:
         cluster.launch_local_workers(command, num_workers, env=env,
@@ -132,3 +132,11 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
         for record in records:
             np.testing.assert_allclose(record["loss"], single_record["loss"],
                                        rtol=1e-5)
+
+    @pytest.mark.slow  # several processes
+    def test_uneven_meta_batch_is_refused(self):
+        # 4 tasks on 3 workers would be split 2, 2 and 0 and weighted
+        # unequally; the first step stops with the fix.
+        with self.assertRaisesRegex(RuntimeError, "multiple of the number "
+                                    "of replicas"):
+            _run(self.get_temp_dir(), "uneven", 3, global_batch=4)

@@ -317,6 +317,31 @@ class DistributionTest(testing.TestCase):
         mirrored = train(mirrored_strategy)
         self.assertAllClose(mirrored, one, atol=2e-6, rtol=2e-5)
 
+    @pytest.mark.tensorflow_only
+    def test_uneven_split_is_refused(self):
+        # 3 tasks on 2 replicas would be split 2 and 1, and Keras's mean of
+        # the replicas' means would weight them unequally.
+        inputs, labels = testing.toy_episodes(num_tasks=6)
+        strategy = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+        with strategy.scope():
+            maml = MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+            maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
+        before = [v.numpy() for v in maml.model.trainable_variables]
+        for run in (lambda: maml.fit(dataset.batch(3), verbose=0),
+                    lambda: maml.evaluate(dataset.batch(3), verbose=0)):
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                        "multiple of the number of "
+                                        "replicas"):
+                run()
+        # An even split (2 tasks a replica) trains.
+        maml.fit(dataset.batch(4), verbose=0)
+        after = [v.numpy() for v in maml.model.trainable_variables]
+        self.assertTrue(any(not np.allclose(b, a)
+                            for b, a in zip(before, after)))
+
 
 class JAXWithoutTensorFlowTest(testing.TestCase):
     @pytest.mark.jax_only

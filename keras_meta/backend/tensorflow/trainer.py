@@ -34,6 +34,7 @@ class MetaTrainer:
     """Mixed in under `MetaModel` on the TensorFlow backend."""
 
     def train_step(self, data):
+        tf_backend.check_even_split(data)
         if self._uses_task_gradients(data):
             logs = self._train_step_by_task(data)
         else:
@@ -41,6 +42,7 @@ class MetaTrainer:
         return tf_backend.per_replica_logs(logs)
 
     def test_step(self, data):
+        tf_backend.check_even_split(data)
         return tf_backend.per_replica_logs(super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
