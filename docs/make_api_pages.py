@@ -34,6 +34,7 @@ PAGES = (
     ("losses", "keras_meta.losses", "keras_meta.losses", None),
     ("metrics", "keras_meta.metrics", "keras_meta.metrics", None),
     ("callbacks", "keras_meta.callbacks", "keras_meta.callbacks", None),
+    ("cluster", "keras_meta.cluster", "keras_meta.cluster", None),
     ("episode", "keras_meta.episode", "keras_meta.episode", None),
     ("inner", "keras_meta.inner", "keras_meta.inner", None),
     ("rl", "keras_meta.rl", "keras_meta.rl", None),

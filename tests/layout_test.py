@@ -17,7 +17,8 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "keras_meta")
 # it stands on another floor than its package (the backends' trainers build
 # on the model inspection of `models`).
 LAYERS = (
-    ("version", "episode", "checks", "gaussian", "deprecation", "backend"),
+    ("version", "episode", "checks", "gaussian", "deprecation", "backend",
+     "cluster"),
     ("inner", "losses", "metrics", "per_episode", "episode_checks",
      "models", "data", "callbacks", "backend.trainer",
      "backend.tensorflow.trainer", "backend.jax.trainer"),
