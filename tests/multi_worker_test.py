@@ -140,3 +140,93 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(RuntimeError, "multiple of the number "
                                     "of replicas"):
             _run(self.get_temp_dir(), "uneven", 3, global_batch=4)
+
+
+# Trains MAML on an endless seeded episode stream, 4 epochs of 3 steps of a
+# global meta-batch of 4, each worker backing up into its own folder; with
+# KILL_AT_STEP set, worker 1 kills itself (SIGKILL) after that step, in the
+# middle of an epoch. Writes each worker's final weights and the steps it
+# trained.
+_RESUMABLE = r"""
+import json, os, signal, sys
+import numpy as np
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+import keras
+import keras_meta
+from keras_meta import testing
+
+prefix, backup_dir = sys.argv[1], sys.argv[2]
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+options = tf.data.Options()
+options.experimental_distribute.auto_shard_policy = (
+    tf.data.experimental.AutoShardPolicy.DATA)
+inputs, labels = testing.toy_episodes(num_tasks=64, seed=3)
+stream = (tf.data.Dataset.from_tensor_slices((inputs, labels))
+          .repeat().batch(4).with_options(options))
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    maml = keras_meta.MAML(testing.tiny_classifier(), inner_learning_rate=0.3,
+                           num_inner_steps=2)
+    maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
+                 .SparseCategoricalCrossentropy(from_logits=True))
+steps = []
+
+
+class Report(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        steps.append(step)
+        if index == 1 and step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+maml.fit(stream, epochs=4, steps_per_epoch=3, verbose=0, callbacks=[
+    keras_meta.callbacks.BackupAndRestore(
+        os.path.join(backup_dir, f"worker{index}")), Report()])
+np.savez(f"{prefix}{index}.npz", *[v.numpy() for v in maml.model.weights])
+with open(f"{prefix}{index}.json", "w") as f:
+    json.dump(steps, f)
+"""
+
+
+@pytest.mark.tensorflow_only
+class MultiWorkerResumeTest(testing.TestCase):
+    @pytest.mark.slow  # killed and restarted worker processes
+    def test_killed_worker_resumes_to_the_uninterrupted_weights(self):
+        directory = self.get_temp_dir()
+        script = os.path.join(directory, "resumable.py")
+        with open(script, "w") as f:
+            f.write(_RESUMABLE)
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("TF_CONFIG", "KILL_AT_STEP")}
+        env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+
+        def run(name, backups, **extra):
+            prefix = os.path.join(directory, name)
+            cluster.launch_local_workers(
+                [sys.executable, script, prefix,
+                 os.path.join(directory, backups)], 2,
+                env={**env, **extra}, timeout=400, stream=False)
+            weights, steps = [], []
+            for index in range(2):
+                weights.append(np.load(f"{prefix}{index}.npz"))
+                with open(f"{prefix}{index}.json") as f:
+                    steps.append(json.load(f))
+            return weights, steps
+
+        reference, reference_steps = run("reference", "reference_backup")
+        self.assertEqual(reference_steps, [list(range(1, 13))] * 2)
+        # Step 8 is the second of epoch 3: worker 1 dies, the launcher stops
+        # worker 0, and the restarted cluster resumes from epoch 3.
+        with self.assertRaisesRegex(RuntimeError, "Worker 1 of 2 exited "
+                                    "with code -9"):
+            run("killed", "backup", KILL_AT_STEP="8")
+        resumed, resumed_steps = run("resumed", "backup")
+        self.assertEqual(resumed_steps, [list(range(7, 13))] * 2)
+        for name in reference[0].files:
+            for index in range(2):
+                np.testing.assert_array_equal(resumed[index][name],
+                                              reference[index][name])
