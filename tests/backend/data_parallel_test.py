@@ -96,3 +96,77 @@ class DataParallelTest(testing.TestCase, parameterized.TestCase):
             for a, b in zip(parallel["weights"], one["weights"]):
                 np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5,
                                            err_msg=name)
+
+
+# Trains MAML on meta-batches of 8 tasks from a `tf.data.Dataset` (Keras
+# shards it between processes), under DataParallel over every process's
+# device when started as a worker of `keras_meta.cluster`, on one device
+# otherwise; writes the weights and losses.
+_PROCESS_SCRIPT = r"""
+import json, os, sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+import keras
+import numpy as np
+import tensorflow as tf
+import keras_meta
+from keras_meta import testing
+
+output = sys.argv[1]
+if "KERAS_DISTRIBUTION_PROCESS_ID" in os.environ:
+    keras.distribution.initialize()
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    output += str(jax.process_index())
+inputs, labels = testing.toy_episodes(num_tasks=16, seed=3)
+keras.utils.set_random_seed(0)
+maml = keras_meta.MAML(testing.tiny_classifier(), inner_learning_rate=0.3,
+                       num_inner_steps=2)
+maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
+             .SparseCategoricalCrossentropy(from_logits=True))
+history = maml.fit(tf.data.Dataset.from_tensor_slices((inputs, labels))
+                   .batch(8), epochs=2, verbose=0)
+np.savez(output + ".npz", *[np.asarray(v.numpy())
+                            for v in maml.model.weights])
+with open(output + ".json", "w") as f:
+    json.dump({"loss": history.history["loss"],
+               "processes": jax.process_count(),
+               "devices": len(jax.devices())}, f)
+"""
+
+
+@pytest.mark.jax_only
+class MultiProcessTest(testing.TestCase):
+    @pytest.mark.slow  # several JAX processes
+    def test_two_processes_match_one(self):
+        from keras_meta import cluster
+
+        directory = self.get_temp_dir()
+        script = os.path.join(directory, "train.py")
+        with open(script, "w") as f:
+            f.write(_PROCESS_SCRIPT)
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("KERAS_DISTRIBUTION_")}
+        env.update(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+        env.pop("XLA_FLAGS", None)
+        cluster.launch_local_workers(
+            [sys.executable, script, os.path.join(directory, "worker")], 2,
+            env=env, timeout=400, stream=False)
+        single = subprocess.run(
+            [sys.executable, script, os.path.join(directory, "single")],
+            capture_output=True, text=True, env=env, timeout=400)
+        self.assertEqual(single.returncode, 0, single.stderr[-3000:])
+        runs = {}
+        for name in ("worker0", "worker1", "single"):
+            path = os.path.join(directory, name)
+            with open(path + ".json") as f:
+                runs[name] = (np.load(path + ".npz"), json.load(f))
+        for name in ("worker0", "worker1"):
+            self.assertEqual(runs[name][1]["processes"], 2)
+            self.assertEqual(runs[name][1]["devices"], 2)
+            np.testing.assert_allclose(runs[name][1]["loss"],
+                                       runs["single"][1]["loss"], rtol=1e-5)
+        weights = [runs[name][0] for name in ("worker0", "worker1", "single")]
+        for key in weights[0].files:
+            np.testing.assert_array_equal(weights[0][key], weights[1][key])
+            np.testing.assert_allclose(weights[0][key], weights[2][key],
+                                       atol=2e-6, rtol=1e-5)
