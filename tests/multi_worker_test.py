@@ -18,8 +18,9 @@ from keras_meta import testing
 GLOBAL_BATCH = 6
 NUM_EPISODES = 12
 
-# Trains MAML (BatchNorm, second order) for two epochs of two steps and
-# writes the weights, and the episode numbers this worker's replica drew at
+# Trains MAML (BatchNorm, second order) and ProtoNet for two epochs of two
+# steps, evaluates both, and writes the weights, the scores, and the
+# episode numbers this worker's replica drew at
 # each step of one pass over the same pipeline as `fit()` distributes it.
 # Without TF_CONFIG it runs as one process.
 _WORKER = r"""
@@ -62,11 +63,28 @@ with strategy.scope():
     maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
                  .SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
+    encoder = keras.Sequential([
+        keras.Input(inputs["support_inputs"].shape[2:]),
+        keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+        keras.layers.Dense(8)])
+    protonet = keras_meta.ProtoNet(encoder, num_ways=3)
+    protonet.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
+                     .SparseCategoricalCrossentropy(from_logits=True),
+                     metrics=["accuracy"])
 history = maml.fit(pipeline(inputs, labels), epochs=2, verbose=0)
 assert np.isfinite(history.history["loss"][-1])
-np.savez(output, *[v.numpy() for v in maml.model.weights])
+protonet_history = protonet.fit(pipeline(inputs, labels), epochs=2,
+                                verbose=0)
+# Evaluation reduced across workers: metrics, episode means and intervals.
+scores = {name: {key: float(value) for key, value in learner.evaluate(
+              pipeline(inputs, labels), verbose=0, return_dict=True).items()}
+          for name, learner in (("maml", maml), ("protonet", protonet))}
+np.savez(output, *[v.numpy() for v in maml.model.weights],
+         *[v.numpy() for v in protonet.model.weights])
 with open(output + ".json", "w") as f:
-    json.dump({"drawn": drawn, "loss": history.history["loss"]}, f)
+    json.dump({"drawn": drawn, "loss": history.history["loss"],
+               "protonet_loss": protonet_history.history["loss"],
+               "evaluate": scores}, f)
 """
 
 
@@ -128,10 +146,19 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
             # inner steps and four SGD steps.
             np.testing.assert_allclose(workers[0][name], single[name],
                                        atol=2e-6, rtol=1e-5)
-        # The logged loss is the global meta-batch's on every worker.
+        # The logged losses are the global meta-batch's on every worker,
+        # and evaluate() gives every worker one process's numbers,
+        # confidence intervals included.
         for record in records:
-            np.testing.assert_allclose(record["loss"], single_record["loss"],
-                                       rtol=1e-5)
+            for key in ("loss", "protonet_loss"):
+                np.testing.assert_allclose(record[key], single_record[key],
+                                           rtol=1e-5, err_msg=key)
+            for learner, scores in single_record["evaluate"].items():
+                self.assertIn("loss_ci95", scores)
+                for key, value in scores.items():
+                    np.testing.assert_allclose(
+                        record["evaluate"][learner][key], value, rtol=1e-5,
+                        atol=1e-7, err_msg=f"{learner} {key}")
 
     @pytest.mark.slow  # several processes
     def test_uneven_meta_batch_is_refused(self):
