@@ -508,8 +508,19 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             return True
         if not self._loss_is_mean_over_tasks():
             return False
-        return (is_convolutional(self.model)
+        convolutional, _ = self._model_facts()
+        return (convolutional
                 or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
+
+    def _model_facts(self):
+        """`(is_convolutional, activation_elements)` of the wrapped model,
+        computed once per model (the torch trainer asks every step)."""
+        facts = getattr(self, "_inspected_model_facts", None)
+        if facts is None or facts[0] != id(self.model):
+            facts = (id(self.model), is_convolutional(self.model),
+                     activation_elements(self.model))
+            self._inspected_model_facts = facts
+        return facts[1:]
 
     def _batch_activation_bytes(self, data):
         """Bytes of the wrapped model's layer outputs for a whole batch.
@@ -518,7 +529,7 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
         every support and query example of the batch; 0 where a shape is
         unknown (subclassed models), which keeps whole-batch gradients.
         """
-        per_example = activation_elements(self.model)
+        _, per_example = self._model_facts()
         x = data[0] if isinstance(data, (tuple, list)) else data
         if not per_example or not isinstance(x, dict):
             return 0
