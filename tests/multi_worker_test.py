@@ -88,15 +88,22 @@ with open(output + ".json", "w") as f:
 """
 
 
+def _script_and_env(directory, filename, source):
+    """Writes a worker script; returns its path and the workers' base
+    environment (TensorFlow, quiet, no cluster or kill settings of ours)."""
+    script = os.path.join(directory, filename)
+    with open(script, "w") as f:
+        f.write(source)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TF_CONFIG", "KILL_AT_STEP")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    return script, env
+
+
 def _run(directory, name, num_workers, global_batch=GLOBAL_BATCH):
     """Runs the worker script as `num_workers` processes (0: one process
     without a cluster); returns each process's weights and record."""
-    env = {key: value for key, value in os.environ.items()
-           if key != "TF_CONFIG"}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    script = os.path.join(directory, "worker.py")
-    with open(script, "w") as f:
-        f.write(_WORKER)
+    script, env = _script_and_env(directory, "worker.py", _WORKER)
     prefix = os.path.join(directory, name)
     command = [sys.executable, script, prefix, str(global_batch),
                str(NUM_EPISODES)]
@@ -224,12 +231,7 @@ class MultiWorkerResumeTest(testing.TestCase):
     @pytest.mark.slow  # killed and restarted worker processes
     def test_killed_worker_resumes_to_the_uninterrupted_weights(self):
         directory = self.get_temp_dir()
-        script = os.path.join(directory, "resumable.py")
-        with open(script, "w") as f:
-            f.write(_RESUMABLE)
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("TF_CONFIG", "KILL_AT_STEP")}
-        env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        script, env = _script_and_env(directory, "resumable.py", _RESUMABLE)
 
         def run(name, backups, **extra):
             prefix = os.path.join(directory, name)
