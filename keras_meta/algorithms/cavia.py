@@ -203,6 +203,7 @@ class CAVIA(MAML):
             learning_rate=self.inner_learning_rate,
             num_steps=self.inner_steps(training),
             first_order=self._use_first_order,
+            remat=self.remat_inner_steps and training,
         )
         return context, state
 

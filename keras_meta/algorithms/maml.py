@@ -57,6 +57,13 @@ class MAML(MetaModel):
             loop and are learned by the outer loop alone, as in the MAML
             paper's reference code. Defaults to `True` (every trainable
             weight adapts).
+        remat_inner_steps: Bool. Rematerialize the inner loop in training:
+            the meta-gradient's backward pass recomputes each inner step
+            from its input weights instead of keeping its activations, so
+            second-order memory stops growing with `num_inner_steps`, for
+            about one more forward and inner backward pass per step (see
+            the benchmarks' memory section for the measured trade). No
+            effect on first-order training. Defaults to `False`.
         batch_norm: See `keras_meta.MetaModel`. Defaults to
             `"inductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
             statistics are those of each step's batch (support set at inner
@@ -113,6 +120,7 @@ class MAML(MetaModel):
         multi_step_loss_epochs=None,
         first_order_epochs=0,
         adapt_normalization=True,
+        remat_inner_steps=False,
         **kwargs,
     ):
         super().__init__(model, **kwargs)
@@ -140,6 +148,7 @@ class MAML(MetaModel):
         self.first_order_epochs = first_order_epochs
         self._use_first_order = self.first_order or first_order_epochs > 0
         self.adapt_normalization = bool(adapt_normalization)
+        self.remat_inner_steps = bool(remat_inner_steps)
         self._fixed_norm_indices = []
         if not self.adapt_normalization:
             self._fixed_norm_indices = _normalization_weight_indices(model)
@@ -315,6 +324,7 @@ class MAML(MetaModel):
             num_steps=self.inner_steps(training),
             first_order=self._use_first_order,
             mask=self._adapted_mask(),
+            remat=self.remat_inner_steps and training,
             trajectory=self.task_output_keys(training) is not None,
             step_weights=(
                 (lambda step, weights: self.with_step_norm(
@@ -358,6 +368,7 @@ class MAML(MetaModel):
                 "multi_step_loss_epochs": self.multi_step_loss_epochs,
                 "first_order_epochs": self.first_order_epochs,
                 "adapt_normalization": self.adapt_normalization,
+                "remat_inner_steps": self.remat_inner_steps,
             }
         )
         return config

@@ -131,9 +131,10 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             compiled loss reduced by `"sum_over_batch_size"` (Keras's
             default). `False` differentiates the whole meta-batch at once,
             as the JAX backend always does. `"auto"` goes task by task
-            where that is exact, for convolutional models and for batches
-            whose layer outputs would take 256 MiB or more; small dense
-            models run faster whole.
+            where that is exact, for convolutional models, for batches
+            whose layer outputs would take 256 MiB or more and for learners
+            with `remat_inner_steps=True`; small dense models run faster
+            whole.
         preprocessing: Optional dict, saved with the learner, describing
             how raw inputs become model inputs, so that a loaded learner
             can prepare new data itself; plain JSON values only. `keras-meta
@@ -497,7 +498,8 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
         differentiates whole batches.
 
         `"auto"` takes them where that is exact (`_loss_is_mean_over_tasks`)
-        and pays: for a wrapped model with a convolution or max-pooling
+        and pays: for learners that rematerialize their inner loop, for a
+        wrapped model with a convolution or max-pooling
         layer, and wherever the layer outputs of the batch `data` would
         take `TASK_GRADIENT_BYTES` or more (known for Sequential and
         functional models). Small dense models run faster whole.
@@ -508,6 +510,10 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             return True
         if not self._loss_is_mean_over_tasks():
             return False
+        if getattr(self, "remat_inner_steps", False):
+            # A rematerialized inner loop saves memory task by task (and
+            # on TensorFlow needs its tape inside the loop over tasks).
+            return True
         convolutional, _ = self._model_facts()
         return (convolutional
                 or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)

@@ -94,6 +94,7 @@ class ProtoMAML(MAML):
             num_steps=self.inner_steps(training),
             first_order=self.first_order,
             mask=None if mask is None else list(mask) + [True, True],
+            remat=self.remat_inner_steps and training,
         )
 
     def predict_task(self, params, task_state, query_inputs, training,

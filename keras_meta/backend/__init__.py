@@ -21,6 +21,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import num_replicas
     from keras_meta.backend.tensorflow import per_replica_logs
     from keras_meta.backend.tensorflow import read_value
+    from keras_meta.backend.tensorflow import remat
     from keras_meta.backend.tensorflow import sum_task_gradients
     from keras_meta.backend.tensorflow import task_mapping
     from keras_meta.backend.tensorflow import value_and_grad
@@ -39,6 +40,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import num_replicas
     from keras_meta.backend.jax import per_replica_logs
     from keras_meta.backend.jax import read_value
+    from keras_meta.backend.jax import remat
     from keras_meta.backend.jax import scan_steps
     from keras_meta.backend.jax import task_mapping
     from keras_meta.backend.jax import value_and_grad
@@ -61,6 +63,7 @@ elif _BACKEND == "torch":
     from keras_meta.backend.torch import num_replicas
     from keras_meta.backend.torch import per_replica_logs
     from keras_meta.backend.torch import read_value
+    from keras_meta.backend.torch import remat
     from keras_meta.backend.torch import task_mapping
     from keras_meta.backend.torch import value_and_grad
 

@@ -45,6 +45,7 @@ def gradient_descent(
     mask=None,
     trajectory=False,
     step_weights=None,
+    remat=False,
 ):
     """Runs `num_steps` steps of gradient descent on `loss_fn`.
 
@@ -77,6 +78,12 @@ def gradient_descent(
             the weights a step's loss is computed with; it may replace
             weights that do not adapt (MAML++'s per-step BatchNorm scale and
             offset). The returned weights are never passed through it.
+        remat: Bool. If `True` (and not `first_order`), each step is
+            rematerialized: the backward pass of an enclosing
+            differentiation recomputes the step from its input weights
+            instead of keeping its activations, so the memory of a
+            second-order meta-gradient stops growing with `num_steps`, for
+            about one more forward and inner backward pass per step.
 
     Returns:
         `(weights, state)` after the last step, or the list of them after
@@ -103,9 +110,7 @@ def gradient_descent(
             merged = step_weights(step, merged)
         return loss_fn(merged, state)
 
-    fast = [weights[i] for i in adapted]
-    steps = []
-    for step in range(num_steps):
+    def one_step(fast, state, step):
         (_, state), gradients = backend.value_and_grad(
             objective, fast, state, step)
         if first_order:
@@ -114,7 +119,17 @@ def gradient_descent(
             learning_rate)
         if isinstance(rate, (list, tuple)):
             rate = [rate[i] for i in adapted]
-        fast = gradient_step(fast, gradients, rate)
+        return gradient_step(fast, gradients, rate), state
+
+    fast = [weights[i] for i in adapted]
+    steps = []
+    for step in range(num_steps):
+        if remat and not first_order:
+            fast, state = backend.remat(
+                lambda fast, state, step=step: one_step(fast, state, step)
+            )(fast, state)
+        else:
+            fast, state = one_step(fast, state, step)
         steps.append((merge(fast), state))
     if trajectory:
         return steps

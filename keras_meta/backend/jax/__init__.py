@@ -39,6 +39,13 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), list(gradients)
 
 
+def remat(fn):
+    """`fn` recomputed in the backward pass instead of keeping its
+    intermediate values (`jax.checkpoint`; closures are differentiated
+    as arguments are)."""
+    return jax.checkpoint(fn)
+
+
 def read_value(variable):
     """The current value of a Keras variable (inside Keras's stateless
     scopes, the value being traced)."""

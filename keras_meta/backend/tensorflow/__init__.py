@@ -148,6 +148,117 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), gradients
 
 
+def remat(fn):
+    """`fn` recomputed in the backward pass instead of keeping its
+    intermediate values: rematerialization.
+
+    `fn(*args)` returns a nest of tensors. Inside a traced function, the
+    forward pass keeps only `fn`'s inputs and outputs for the backward
+    pass; the gradient runs `fn` again under a tape of its own (so `fn` may
+    take gradients itself: a second-order inner step). It must be
+    differentiated in the graph it ran in (a tape inside any loop around
+    it, as task-by-task gradients have). Unlike
+    `tf.recompute_grad`, tapes keep recording inside `fn` (its own
+    gradients work) and tensors `fn` reads from its closure are found in
+    the graph and differentiated like its arguments, so a closure over
+    meta-parameters keeps its gradient. A `fn` that reads a float variable
+    is refused: its gradient would be lost. Run eagerly, `fn` runs as it
+    is.
+    """
+
+    def wrapped(*args):
+        if tf.executing_eagerly():
+            return fn(*args)
+        graph = tf.compat.v1.get_default_graph()
+        num_ops_before = len(graph.get_operations())
+        flat_args = [a for a in tf.nest.flatten(args) if tf.is_tensor(a)]
+        outputs = fn(*args)
+        new_ops = set(graph.get_operations()[num_ops_before:])
+        flat_outputs = tf.nest.flatten(outputs)
+        differentiable = [
+            i for i, t in enumerate(flat_outputs)
+            if tf.is_tensor(t) and t.dtype.is_floating]
+        inputs = _float_inputs(
+            [flat_outputs[i] for i in differentiable], flat_args, new_ops)
+        num_inputs = len(inputs)
+
+        @tf.custom_gradient
+        def cut(*values):
+            def gradient(*output_gradients):
+                if tf.compat.v1.get_default_graph() is not graph:
+                    # The backward pass of a loop around the step: there,
+                    # the recomputation would capture the step's inputs
+                    # anew and differentiate the copies.
+                    raise ValueError(
+                        "A rematerialized inner step is differentiated "
+                        "outside the loop that ran it. On TensorFlow, "
+                        "rematerialization needs task-by-task gradients: "
+                        "leave `task_gradients` at 'auto' or set it to "
+                        "True, with a loss reduced by "
+                        "'sum_over_batch_size' (Keras's default).")
+                output_gradients = [
+                    tf.zeros_like(flat_outputs[i]) if g is None else g
+                    for i, g in zip(differentiable, output_gradients)]
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(inputs)
+                    again = tf.nest.flatten(fn(*args))
+                gradients = tape.gradient(
+                    [again[i] for i in differentiable], inputs,
+                    output_gradients=output_gradients,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return list(gradients) + [None] * (len(values) - num_inputs)
+
+            return [tf.identity(v) for v in values[num_inputs:]], gradient
+
+        cut_outputs = cut(*inputs, *[flat_outputs[i] for i in differentiable])
+        for i, value in zip(differentiable, cut_outputs):
+            flat_outputs[i] = value
+        return tf.nest.pack_sequence_as(outputs, flat_outputs)
+
+    return wrapped
+
+
+def _float_inputs(outputs, args, new_ops):
+    """The tensors `outputs` depend on, made outside `new_ops` or read from
+    a closure, that an active tape differentiates: the arguments reached,
+    then captures (tensors made before, a function graph's placeholders,
+    and the constants an eager tensor becomes in a graph).
+    """
+    arg_refs = {a.ref() for a in args}
+    found, seen = [], set()
+    pending = list(outputs)
+    while pending:
+        tensor = pending.pop()
+        if tensor.ref() in seen:
+            continue
+        seen.add(tensor.ref())
+        op = tensor.op
+        if (tensor.ref() in arg_refs or op not in new_ops
+                or not op.inputs):
+            if tensor.dtype.is_floating and _recorded(tensor):
+                found.append(tensor)
+            continue
+        if op.type in ("ReadVariableOp", "ResourceGather") and (
+                tensor.dtype.is_floating and _recorded(tensor)):
+            raise ValueError(
+                "A rematerialized inner step reads the variable "
+                f"`{op.inputs[0].name}` directly, so its gradient would be "
+                "lost. Pass every weight the inner step uses as a tensor "
+                "(the MetaModel hooks do), or turn rematerialization off.")
+        pending.extend(op.inputs)
+    # Arguments first, in their order, then captures in a stable order.
+    order = {a.ref(): i for i, a in enumerate(args)}
+    return sorted(found, key=lambda t: (
+        order.get(t.ref(), len(order)), t.name))
+
+
+def _recorded(tensor):
+    """Whether an active gradient tape differentiates `tensor`."""
+    from tensorflow.python.eager import record
+
+    return record.should_record_backprop([tensor])
+
+
 def read_value(variable):
     """The current value of a Keras variable as a plain tensor.
 

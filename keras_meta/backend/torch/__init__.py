@@ -118,6 +118,21 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), gradients
 
 
+def remat(fn):
+    """`fn` recomputed in the backward pass instead of keeping its
+    intermediate values (`torch.utils.checkpoint`, non-reentrant, which
+    lets `fn` take gradients itself). Where no gradient is recorded, `fn`
+    runs as it is."""
+    from torch.utils import checkpoint
+
+    def wrapped(*args):
+        if not torch.is_grad_enabled():
+            return fn(*args)
+        return checkpoint.checkpoint(fn, *args, use_reentrant=False)
+
+    return wrapped
+
+
 def read_value(variable):
     """The current value of a Keras variable (inside Keras's stateless
     scopes, the value given to the scope)."""
