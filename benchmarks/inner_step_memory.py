@@ -4,8 +4,9 @@
 what a TensorFlow user sees: the peak resident memory of `train_on_batch`'s
 first call (VmHWM, above the memory after imports, model and data) and the
 median time of the calls after it, for second-order MAML, first-order MAML
-and iMAML (inner rate 0.1, its default 5 conjugate-gradient steps and
-regularizer 2) on
+second-order MAML with its inner loop rematerialized
+(`remat_inner_steps=True`) and iMAML (inner rate 0.1, its default 5
+conjugate-gradient steps and regularizer 2) on
 `benchmarks/conv_step.py`'s Omniglot configuration (learn2learn's Conv-4-64
 with BatchNorm, 28x28x1, 5-way 1-shot, 15 queries, meta-batch 32,
 `task_gradients="auto"`: task by task), each count of inner steps in a
@@ -13,6 +14,8 @@ fresh process. Prints a table and writes JSON.
 
     python benchmarks/inner_step_memory.py
     python benchmarks/inner_step_memory.py --inner-steps 1 5 --learners maml
+    python benchmarks/inner_step_memory.py --learners maml maml_remat \
+        --output benchmarks/results/inner_step_memory_remat.json
 """
 
 import argparse
@@ -21,7 +24,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LEARNERS = ("maml", "first_order", "imaml")
+LEARNERS = ("maml", "maml_remat", "first_order", "imaml")
 
 
 def worker(learner_name, inner_steps, steps, batch_norm):
@@ -44,6 +47,7 @@ def worker(learner_name, inner_steps, steps, batch_norm):
             network, inner_learning_rate=config["inner_learning_rate"],
             num_inner_steps=inner_steps,
             first_order=learner_name == "first_order",
+            remat_inner_steps=learner_name == "maml_remat",
             batch_norm=batch_norm)
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3),
