@@ -117,7 +117,8 @@ class FitHooks(keras.callbacks.Callback):
 @contextlib.contextmanager
 def label_errors(hooks=None):
     """Turns the in-graph label check's failure (`check_label_range`) into
-    a `ValueError` with its own message, naming the epoch and batch."""
+    a `ValueError` with its own message, naming the epoch and batch, and
+    JAX's refusal to shard a meta-batch unevenly into one naming the fix."""
     try:
         yield
     except Exception as error:
@@ -132,6 +133,19 @@ def label_errors(hooks=None):
                 "`steps_per_execution` > 1 and large episodes; compile with "
                 "`steps_per_execution=1`, which trains the same model."
             ) from error
+        uneven = re.search(
+            r"partitioned (\d+) times, but the dimension size is (\d+)", text)
+        if uneven is not None and "evenly divide" in text:
+            # JAX refuses to shard a meta-batch that the distribution's
+            # batch axis does not divide (keras.distribution.DataParallel).
+            parts, size = uneven.groups()
+            raise ValueError(
+                f"A batch of {size} tasks cannot be split evenly between "
+                f"the {parts} devices of the distribution's batch axis. "
+                f"Use a meta-batch (the dataset's batch size) that is a "
+                f"multiple of {parts}, and a number of tasks in a finite "
+                "dataset that is a multiple of the batch size (or batch it "
+                "with drop_remainder=True).") from error
         match = re.search(
             r"assertion failed: \[(`[^\]]*?a batch of .*?)\] \[Received labels "
             r"in \[min, max\]:\] \[(-?\d+)\] \[(-?\d+)\]", text, re.S)

@@ -98,6 +98,50 @@ class DataParallelTest(testing.TestCase, parameterized.TestCase):
                                            err_msg=name)
 
 
+# Meta-batches of 6 tasks on 4 devices: fit and evaluate must refuse them
+# with the fix named (JAX itself says only that a sharding does not divide).
+_UNEVEN_SCRIPT = r"""
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import keras
+import keras_meta
+from keras_meta import testing
+
+inputs, labels = testing.toy_episodes(num_tasks=6, seed=3)
+keras.distribution.set_distribution(keras.distribution.DataParallel())
+maml = keras_meta.MAML(testing.tiny_classifier(), inner_learning_rate=0.3)
+maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
+             .SparseCategoricalCrossentropy(from_logits=True))
+for name, call in (
+        ("fit", lambda: maml.fit(inputs, labels, batch_size=6, verbose=0)),
+        ("evaluate", lambda: maml.evaluate(inputs, labels, batch_size=6,
+                                           verbose=0))):
+    try:
+        call()
+        print(name, "RAN")
+    except ValueError as error:
+        print(name, "REFUSED", str(error).replace(chr(10), " "))
+"""
+
+
+@pytest.mark.jax_only
+class UnevenSplitTest(testing.TestCase):
+    @pytest.mark.slow  # a JAX process with 4 host devices
+    def test_uneven_meta_batch_is_refused(self):
+        env = {**os.environ, "KERAS_BACKEND": "jax",
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run([sys.executable, "-c", _UNEVEN_SCRIPT],
+                                capture_output=True, text=True, env=env,
+                                timeout=600)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        lines = result.stdout.strip().splitlines()
+        for name in ("fit", "evaluate"):
+            line = next(x for x in lines if x.startswith(name + " "))
+            self.assertIn("REFUSED A batch of 6 tasks cannot be split evenly "
+                          "between the 4 devices", line)
+            self.assertIn("multiple of 4", line)
+
+
 # Trains MAML on meta-batches of 8 tasks from a `tf.data.Dataset` (Keras
 # shards it between processes), under DataParallel over every process's
 # device when started as a worker of `keras_meta.cluster`, on one device
