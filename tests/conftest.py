@@ -34,6 +34,30 @@ else:
     _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
 
 
+# Checks repeated for every learner (`keras_meta.testing.every_learner`).
+# The README's test command runs each for one learner per family:
+# gradient-based, metric-based and black-box; the other learners' cases
+# join the slow stage (`tests/run.sh --slow`, run by CI). On torch, whose
+# CI stage runs no slow tests, every case stays.
+_LEARNER_SWEEPS = (
+    "test_adapted_model_predicts_as_evaluated_",
+    "test_same_step_as_whole_batch_",
+    "test_loads_in_safe_mode_",
+    "test_vectorized_step_equals_loop_",
+    "test_fewer_ways_than_the_maximum_",
+    "test_same_step_",
+)
+_SWEEP_REPRESENTATIVES = ("maml", "protonet", "snail")
+
+
+def _thinned_sweep_case(name):
+    for prefix in _LEARNER_SWEEPS:
+        if name.startswith(prefix):
+            learner = name[len(prefix):].split("_")[0]
+            return learner not in _SWEEP_REPRESENTATIVES
+    return False
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--run_large", action="store_true", help="run tests that need TFDS downloads"
@@ -43,13 +67,15 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    if BACKEND == "jax":
-        # Slow on JAX's CPU only (convolutions mapped by `lax.map`, or long
-        # inner loops, run 10 to 30 times TensorFlow's time there): such
-        # tests join the slow stage on JAX and stay in TensorFlow's.
-        for item in items:
-            if "slow_on_jax" in item.keywords:
-                item.add_marker(pytest.mark.slow)
+    # Slow on one backend's CPU only (on JAX, convolutions mapped by
+    # `lax.map` or long inner loops run 10 to 30 times TensorFlow's time;
+    # on torch, a Python loop over tasks): such tests join the slow stage
+    # on that backend and stay in TensorFlow's.
+    for item in items:
+        if f"slow_on_{BACKEND}" in item.keywords:
+            item.add_marker(pytest.mark.slow)
+        elif BACKEND != "torch" and _thinned_sweep_case(item.name):
+            item.add_marker(pytest.mark.slow)
     for marker, option in (("large", "--run_large"), ("slow", "--run_slow")):
         if config.getoption(option):
             continue

@@ -2,6 +2,7 @@ import math
 
 import keras
 import numpy as np
+import pytest
 
 import keras_meta
 from keras_meta import CNP
@@ -107,6 +108,9 @@ class CNPTest(testing.TestCase):
             metrics=[keras_meta.metrics.PredictiveMeanSquaredError()],
             learning_rate=1e-3)
 
+    # On torch, 1,500 steps in Python take minutes: run there with
+    # --run_slow (the CI's torch stage leaves it out).
+    @pytest.mark.slow_on_torch
     def test_learns_sinusoid(self):
         encoder, decoder = keras_meta.models.neural_process_networks(
             x_dim=1, y_dim=1, representation_dim=32, hidden_units=(32, 32),
