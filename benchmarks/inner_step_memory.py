@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LEARNERS = ("maml", "maml_remat", "first_order", "imaml")
 
 
-def worker(learner_name, inner_steps, steps, batch_norm):
+def worker(learner_name, inner_steps, steps, batch_norm, config_name):
     import keras
 
     sys.path.insert(0, HERE)
@@ -35,7 +35,7 @@ def worker(learner_name, inner_steps, steps, batch_norm):
 
     import keras_meta
 
-    config = dict(conv_step.CONFIGS["omniglot"], inner_steps=inner_steps)
+    config = dict(conv_step.CONFIGS[config_name], inner_steps=inner_steps)
     keras.utils.set_random_seed(0)
     network = conv_step.keras_network(config)
     if learner_name == "imaml":
@@ -65,13 +65,17 @@ def main():
                         help="calls timed after the first")
     parser.add_argument("--batch-norm", default="transductive",
                         choices=["transductive", "inductive"])
+    parser.add_argument("--config", default="omniglot",
+                        choices=["omniglot", "mini_imagenet"],
+                        help="a configuration of benchmarks/conv_step.py")
     parser.add_argument("--output", default=os.path.join(
         HERE, "results", "inner_step_memory.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--inner", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        row = worker(args.worker, args.inner, args.steps, args.batch_norm)
+        row = worker(args.worker, args.inner, args.steps, args.batch_norm,
+                     args.config)
         print("RESULT " + json.dumps(row), flush=True)
         return
 
@@ -83,7 +87,8 @@ def main():
         for inner in args.inner_steps:
             result = conv_step.run_timing_worker(
                 __file__, [learner, "--inner", str(inner), "--steps",
-                           str(args.steps), "--batch-norm", args.batch_norm],
+                           str(args.steps), "--batch-norm", args.batch_norm,
+                           "--config", args.config],
                 "tensorflow", f"{learner} with {inner} inner steps")
             rows.append({"learner": learner, "inner_steps": inner,
                          **result})
@@ -103,7 +108,7 @@ def main():
     from meta_step import write_result
 
     write_result(args.output, "inner_step_memory.py",
-                 {"config": "omniglot", "batch_norm": args.batch_norm,
+                 {"config": args.config, "batch_norm": args.batch_norm,
                   "rows": rows})
 
 

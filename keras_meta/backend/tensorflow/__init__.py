@@ -199,7 +199,13 @@ def remat(fn):
                 output_gradients = [
                     tf.zeros_like(flat_outputs[i]) if g is None else g
                     for i, g in zip(differentiable, output_gradients)]
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                # The recomputation waits for the gradients reaching the
+                # step: its inputs are ready in the forward pass, and
+                # TensorFlow would otherwise run it then and keep its
+                # activations until the backward pass, saving nothing.
+                with tf.control_dependencies(output_gradients), (
+                        tf.GradientTape(
+                            watch_accessed_variables=False)) as tape:
                     tape.watch(inputs)
                     again = tf.nest.flatten(fn(*args))
                 gradients = tape.gradient(
