@@ -60,10 +60,11 @@ class MAML(MetaModel):
         remat_inner_steps: Bool. Rematerialize the inner loop in training:
             the meta-gradient's backward pass recomputes each inner step
             from its input weights instead of keeping its activations, so
-            second-order memory stops growing with `num_inner_steps`, for
-            about one more forward and inner backward pass per step (see
-            the benchmarks' memory section for the measured trade). No
-            effect on first-order training. Defaults to `False`.
+            the activations kept no longer grow with `num_inner_steps`,
+            for about one more forward and inner backward pass per step
+            (see the benchmarks' memory section for the measured trade).
+            Training goes task by task (`task_gradients`). No effect on
+            first-order training. Defaults to `False`.
         batch_norm: See `keras_meta.MetaModel`. Defaults to
             `"inductive"`. `"per_step"` is MAML++'s per-step BatchNorm:
             statistics are those of each step's batch (support set at inner

@@ -81,9 +81,10 @@ def gradient_descent(
         remat: Bool. If `True` (and not `first_order`), each step is
             rematerialized: the backward pass of an enclosing
             differentiation recomputes the step from its input weights
-            instead of keeping its activations, so the memory of a
-            second-order meta-gradient stops growing with `num_steps`, for
-            about one more forward and inner backward pass per step.
+            instead of keeping its activations, so the activations a
+            second-order meta-gradient keeps no longer grow with
+            `num_steps`, for about one more forward and inner backward
+            pass per step.
 
     Returns:
         `(weights, state)` after the last step, or the list of them after
