@@ -60,13 +60,6 @@ class MANNCell(keras.layers.Layer):
     def __init__(self, units, *, memory_size=128, memory_width=40,
                  num_reads=4, usage_decay=0.95, initial_key_strength=10.0,
                  initial_write_gate=0.12, seed=None, **kwargs):
-        if keras.backend.backend() == "torch":
-            raise ValueError(
-                "`MANNCell` (and `keras_meta.MANN`) is not available on the "
-                "torch backend yet: its reads and writes there disagree with "
-                "the NumPy reference. Use `keras_meta.SNAIL` for a "
-                "sequence learner on torch, or the TensorFlow or JAX "
-                "backend for MANN.")
         super().__init__(**kwargs)
         for name, value in (("units", units), ("memory_size", memory_size),
                             ("memory_width", memory_width),
@@ -163,8 +156,7 @@ class MANNCell(keras.layers.Layer):
         new_reads = ops.einsum("brn,bnw->brw", new_read_weights, memory)
 
         # Least recently used access, from the previous usage.
-        _, least_used = ops.top_k(-usage, k=r)
-        least_used = ops.one_hot(least_used, n, dtype=memory.dtype)
+        least_used = _least_used(usage, r, memory.dtype)
         write_weights = (gate[:, :, None] * read_weights
                          + (1.0 - gate[:, :, None]) * least_used)
         cleared = 1.0 - ops.sum(least_used, axis=1)
@@ -195,6 +187,27 @@ class MANNCell(keras.layers.Layer):
             "seed": self.seed,
         })
         return config
+
+
+def _least_used(usage, count, dtype):
+    """One-hot rows `[batch, count, slots]` of the `count` least used slots,
+    least used first, the lower index first on ties.
+
+    Ranks every slot against every other instead of `ops.top_k`, whose
+    order among equal values differs between backends (torch's `topk`
+    returns tied slots in no fixed order, and a fresh memory is all ties).
+    """
+    slots = ops.shape(usage)[-1]
+    index = ops.arange(slots)
+    mine, other = usage[:, :, None], usage[:, None, :]
+    before = ops.logical_or(
+        ops.less(other, mine),
+        ops.logical_and(ops.equal(other, mine),
+                        ops.less(index[None, :], index[:, None])[None]))
+    rank = ops.sum(ops.cast(before, "int32"), axis=-1)
+    return ops.cast(ops.equal(rank[:, None, :],
+                              ops.arange(count, dtype="int32")[None, :, None]),
+                    dtype)
 
 
 def mann_sequence_model(*, num_ways, feature_dim, units=200, memory_size=128,

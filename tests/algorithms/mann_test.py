@@ -7,10 +7,6 @@ from keras_meta import MANN
 from keras_meta import testing
 from keras_meta.models import MANNCell
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() == "torch",
-    reason="MANN is refused on torch (tests/backend/torch_test.py)")
-
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 SMALL = {"units": 8, "memory_size": 6, "memory_width": 4, "num_reads": 2}
 

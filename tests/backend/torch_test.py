@@ -63,5 +63,3 @@ class TorchBackendTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "per_step.*transductive"):
             keras_meta.MAML(testing.tiny_classifier(num_ways=3),
                             batch_norm="per_step")
-        with self.assertRaisesRegex(ValueError, "MANN.*SNAIL"):
-            keras_meta.models.MANNCell(8, memory_size=6, memory_width=4)
