@@ -76,12 +76,13 @@ else
     tests/algorithms/imaml_test.py tests/algorithms/leo_test.py
   # PyTorch (the `torch` extra), where installed: the tests of the
   # machinery every learner stands on, as on JAX, with iMAML's implicit
-  # gradient, the task-by-task step, MANN's memory and the torch backend's
-  # own.
+  # gradient, the task-by-task step, MANN's memory, per-step BatchNorm's
+  # meta-gradient and the torch backend's own.
   if "$python" -c "import torch" 2>/dev/null; then
     KERAS_BACKEND=torch stage torch "${JAX_FAST[@]}" \
       tests/algorithms/imaml_test.py tests/algorithms/task_gradients_test.py \
-      tests/algorithms/mann_test.py
+      tests/algorithms/mann_test.py \
+      tests/algorithms/maml_plus_plus_test.py::PerStepBatchNormTest
   else
     echo "stage torch: skipped (torch is not installed: the torch extra)"
   fi

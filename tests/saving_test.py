@@ -28,9 +28,7 @@ LEARNERS = {
     "maml++": lambda: keras_meta.MAML(
         testing.tiny_classifier(), num_inner_steps=2,
         learn_inner_learning_rates=True, multi_step_loss_epochs=2,
-        # Refused on torch (tests/backend/torch_test.py).
-        batch_norm=("transductive" if keras.backend.backend() == "torch"
-                    else "per_step")),
+        batch_norm="per_step"),
     "anil": lambda: keras_meta.ANIL(testing.tiny_classifier()),
     "boil": lambda: keras_meta.BOIL(testing.tiny_classifier()),
     "metasgd": lambda: keras_meta.MetaSGD(testing.tiny_classifier()),

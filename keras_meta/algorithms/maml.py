@@ -166,13 +166,6 @@ class MAML(MetaModel):
                 name="step_learning_rates",
             )
         self._norm_indices = []
-        if self.batch_norm == "per_step" and keras.backend.backend() == "torch":
-            raise ValueError(
-                "batch_norm='per_step' is not available on the torch backend "
-                "yet: its meta-gradient there disagrees with finite "
-                "differences. Use batch_norm='transductive' (MAML++'s "
-                "normalization without per-step scale and offset) or "
-                "'inductive', or the TensorFlow or JAX backend.")
         if self.batch_norm == "per_step":
             self._norm_indices = _batch_norm_weight_indices(model)
             if not self._norm_indices:
@@ -187,11 +180,13 @@ class MAML(MetaModel):
             self.step_norm_weights = [
                 self.add_weight(
                     shape=(num_inner_steps + 1,) + tuple(variables[i].shape),
+                    # Contiguous: a broadcast array's strides became a
+                    # strided torch weight.
                     initializer=keras.initializers.Constant(
-                        np.broadcast_to(
+                        np.ascontiguousarray(np.broadcast_to(
                             ops.convert_to_numpy(variables[i].value),
                             (num_inner_steps + 1,)
-                            + tuple(variables[i].shape))),
+                            + tuple(variables[i].shape)))),
                     name=f"step_{variables[i].name}",
                 )
                 for i in self._norm_indices

@@ -379,7 +379,8 @@ def finite_difference_gradient(loss_fn, values, epsilon=1e-5):
     Returns:
         A list of NumPy arrays matching `values`.
     """
-    values = [np.array(v, copy=True) for v in values]
+    # C order: `reshape(-1)` below must be a view of each array.
+    values = [np.array(v, copy=True, order="C") for v in values]
     gradients = []
     for k, base in enumerate(values):
         gradient = np.zeros_like(base)

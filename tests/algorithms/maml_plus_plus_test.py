@@ -164,9 +164,6 @@ class MAMLPlusPlusTest(testing.TestCase):
             MAML(testing.tiny_classifier(), first_order_epochs=-1)
 
 
-@pytest.mark.skipif(keras.backend.backend() == "torch",
-                    reason="per-step BatchNorm is refused on torch "
-                           "(tests/backend/torch_test.py)")
 class PerStepBatchNormTest(testing.TestCase):
     def test_finite_differences(self):
         error = testing.classifier_meta_gradient_error(

@@ -53,8 +53,6 @@ class RematTest(testing.TestCase):
         self.assertSameTrainingStep(logs, expected_logs, before, after,
                                     expected)
 
-    @pytest.mark.skipif(keras.backend.backend() == "torch",
-                        reason="per-step BatchNorm is refused on torch")
     def test_same_step_with_per_step_batch_norm(self):
         factory = _factories()["maml++"]
         expected_logs, before, expected = _one_step(factory, False,

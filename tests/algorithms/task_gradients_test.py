@@ -92,11 +92,8 @@ class TaskGradientsTest(testing.TestCase):
     def test_query_weights_and_per_step_normalization(self):
         factory = dict((name, f) for name, f, _ in testing.every_learner(
             NUM_WAYS, dropout=0.0))["maml++"]
-        # Per-step normalization is refused on torch (`MAML`'s docs).
-        mode = ("transductive" if keras.backend.backend() == "torch"
-                else "per_step")
         self.assert_same_step(factory, _episodes(weights=True),
-                              batch_norm=mode)
+                              batch_norm="per_step")
 
     def test_regularization_losses_counted_once(self):
         # Each task's loss includes the model's regularization losses; the

@@ -62,8 +62,8 @@ def fused_batch_statistics_call(layer):
         variance = torch.zeros_like(mean)
         outputs = F.batch_norm(
             moved, mean, variance,
-            weight=layer.gamma.value if layer.scale else None,
-            bias=layer.beta.value if layer.center else None,
+            weight=layer.gamma.value.contiguous() if layer.scale else None,
+            bias=layer.beta.value.contiguous() if layer.center else None,
             training=True, momentum=1.0, eps=layer.epsilon)
         count = inputs.numel() // channels
         variance = variance * ((count - 1) / max(count, 1))
