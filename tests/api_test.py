@@ -52,7 +52,7 @@ class APITest(testing.TestCase):
                 "PureFunctionEnvironment", "SimulatorEnvironment",
                 "TaskFamily", "advantages", "gaussian_kl",
                 "gaussian_log_prob", "gaussian_mlp_policy", "split_gaussian",
-                "summarize_returns",
+                "summarize_returns", "navigation_paths", "plot_navigation_paths",
             ],
             keras_meta.recommendation: [
                 "ColdStartTasks", "MovieLensFeatures", "NormalizedDCG",

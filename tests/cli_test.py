@@ -264,8 +264,9 @@ class CLIAlgorithmsTest(testing.TestCase):
         for row in results.values():
             self.assertEqual(len(row["returns"]["mean"]), 4)
             self.assertTrue(all(-101 < v < 0 for v in row["returns"]["mean"]))
-        self.assertTrue(os.path.exists(
-            os.path.join(directory, "navigation2d.png")))
+        for picture in ("navigation2d.png", "navigation2d_paths.png"):
+            self.assertGreater(
+                os.path.getsize(os.path.join(directory, picture)), 1000)
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
             code = cli.main([
@@ -399,6 +400,46 @@ class CLIEvaluateTest(testing.TestCase):
                                places=5)
         self.assertAlmostEqual(rows[1]["metrics"]["loss"][1],
                                direct["loss_ci95"], places=5)
+
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="keras_meta.rl trains on TensorFlow")
+    def test_evaluate_halfcheetah(self):
+        import contextlib
+        import io
+
+        from keras_meta import rl
+        from keras_meta.experiments import navigation
+
+        env = rl.HalfCheetahVelocity(horizon=5, variant="rllab")
+        learner = rl.MAMLRL(
+            rl.gaussian_mlp_policy(20, 6, hidden_units=(4,), seed=0), env,
+            num_trajectories=2)
+        learner.compile(optimizer="adam")
+        path = os.path.join(self.get_temp_dir(), "cheetah.keras")
+        learner.save(path)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main(["evaluate", path, "--benchmark",
+                             "halfcheetah-vel", "--num-episodes", "2",
+                             "--inner-steps", "1", "--seed", "3"])
+        self.assertEqual(code, 0)
+        # The test goals `keras-meta train --task halfcheetah-vel --seed 3`
+        # scores, and the learner's own adaptation returns on them.
+        expected = rl.summarize_returns(learner.adaptation_returns(
+            navigation.test_tasks(env, 2, 3), num_steps=1, seed=5))
+        lines = [line for line in output.getvalue().splitlines()
+                 if "after" in line]
+        self.assertLen(lines, 2)
+        for line, mean in zip(lines, expected["mean"]):
+            self.assertAlmostEqual(
+                float(line.split(":")[1].split("+-")[0]), mean, places=2)
+        # A learner scored on the wrong task family is refused.
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors), \
+                self.assertRaises(SystemExit):
+            cli.main(["evaluate", path, "--benchmark", "halfcheetah-dir"])
+        self.assertRegex(errors.getvalue(), "trained on HalfCheetahVelocity"
+                         ".*halfcheetah-vel for HalfCheetahVelocity")
 
     def test_evaluate_errors(self):
         with self.assertRaises(SystemExit):

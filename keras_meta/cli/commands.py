@@ -53,17 +53,33 @@ def _evaluation_episodes(args):
     return test
 
 
+# The task family each control benchmark's learners were trained on.
+_CONTROL_ENVIRONMENTS = {"navigation2d": "Navigation2D",
+                         "halfcheetah-vel": "HalfCheetahVelocity",
+                         "halfcheetah-dir": "HalfCheetahDirection"}
+
+
 def _evaluate_navigation(args):
     import keras
 
     from keras_meta.experiments import navigation
 
+    task = args.benchmark
     learner = keras.models.load_model(args.checkpoint)
     if not isinstance(learner, rl.MetaPolicyGradient):
         raise ValueError(
             f"{args.checkpoint} holds a {type(learner).__name__}, not a "
-            "keras_meta.rl learner; --benchmark navigation2d evaluates "
-            "the .keras files of `keras-meta train --task navigation2d`.")
+            f"keras_meta.rl learner; --benchmark {task} evaluates "
+            f"the .keras files of `keras-meta train --task {task}`.")
+    expected = _CONTROL_ENVIRONMENTS[task]
+    found = type(learner.environment).__name__
+    if found != expected:
+        raise ValueError(
+            f"{args.checkpoint} was trained on {found} tasks, but "
+            f"--benchmark {task} scores {expected} tasks. Pass the "
+            "benchmark its `keras-meta train --task` was: "
+            + ", ".join(f"{name} for {env}" for name, env in
+                        _CONTROL_ENVIRONMENTS.items()) + ".")
     steps = 3
     if args.inner_steps:
         steps = max(int(s) for s in args.inner_steps.split(","))
@@ -71,7 +87,7 @@ def _evaluate_navigation(args):
         learner.environment, args.num_episodes, args.seed)
     summary = rl.summarize_returns(learner.adaptation_returns(
         tasks, num_steps=steps, seed=args.seed + 2))
-    print(f"{type(learner).__name__} on navigation2d, {len(tasks)} test "
+    print(f"{type(learner).__name__} on {task}, {len(tasks)} test "
           "goals: mean return (+- 95% CI)")
     for step, (mean, ci) in enumerate(zip(summary["mean"], summary["ci95"])):
         print(f"  after {step} steps: {mean:8.2f} +- {ci:.2f}")
@@ -109,8 +125,9 @@ def _run_evaluate(parser, args):
         return _evaluate_one_shot(args)
 
     if args.num_episodes is None:
-        args.num_episodes = 40 if args.benchmark == "navigation2d" else 600
-    if args.benchmark == "navigation2d":
+        args.num_episodes = (40 if args.benchmark in _CONTROL_ENVIRONMENTS
+                             else 600)
+    if args.benchmark in _CONTROL_ENVIRONMENTS:
         if args.num_episodes < 2:
             parser.error("--num-episodes must be at least 2 for a CI")
         return _evaluate_navigation(args)
@@ -208,10 +225,15 @@ def _train_control(args, parsers, command):
         num_test_tasks=args.num_test_tasks, seed=args.seed,
         verbose=args.verbose, save_dir=args.output_dir,
         plot_path=os.path.join(args.output_dir, f"{args.dataset}.png"),
+        paths_plot_path=(os.path.join(args.output_dir, "navigation2d_paths.png")
+                         if args.dataset == "navigation2d" else None),
         command=_command_line(command))
     print(navigation.format_table(results, navigation.PAPERS[args.dataset]))
-    print(f"wrote {os.path.join(args.output_dir, 'results.json')}, "
-          f"{os.path.join(args.output_dir, args.dataset + '.png')}")
+    written = [os.path.join(args.output_dir, name) for name in (
+        "results.json", f"{args.dataset}.png")
+        + (("navigation2d_paths.png",) if args.dataset == "navigation2d"
+           else ())]
+    print(f"wrote {', '.join(written)}")
     return 0
 
 

@@ -196,9 +196,10 @@ def _evaluate_parser(subparsers):
     parser.add_argument("checkpoint", help="path of the .keras file")
     parser.add_argument(
         "--benchmark", default="sinusoid",
-        help="sinusoid; navigation2d (a keras_meta.rl learner: returns on "
-             "the 40 test goals of `keras-meta train --task navigation2d` "
-             "after 0-3 steps); omniglot-background (small2's alphabets that "
+        help="sinusoid; navigation2d, halfcheetah-vel or halfcheetah-dir "
+             "(a keras_meta.rl learner: returns on the 40 test goals of "
+             "`keras-meta train --task` with the same name after 0-3 "
+             "steps); omniglot-background (small2's alphabets that "
              "small1 lacks, from the zips in --data-dir); "
              "omniglot-one-shot (Lake et al.'s 20-way within-alphabet "
              "one-shot trials on the alphabets of the minimal set the "
@@ -217,7 +218,7 @@ def _evaluate_parser(subparsers):
     parser.add_argument("--num-queries", type=int, default=None,
                         help="sinusoid 100 points, otherwise 15 per class")
     parser.add_argument("--num-episodes", type=int, default=None,
-                        help="600 (navigation2d: 40 test goals)")
+                        help="600 (robot control: 40 test goals)")
     parser.add_argument("--inner-steps", default=None,
                         help="comma-separated step counts (default: 0, 1 "
                              "and 10 on sinusoid, as `keras-meta train` "

@@ -167,10 +167,13 @@ def plot(results, path, paper=PAPER, title="2D navigation"):
 def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
         num_trajectories=20, inner_learning_rate=0.1, learning_rate=1e-3,
         eval_every=25, eval_steps=3, num_test_tasks=40, seed=0, verbose=2,
-        save_dir=None, command=None, plot_path=None, task="navigation2d"):
+        save_dir=None, command=None, plot_path=None, task="navigation2d",
+        paths_plot_path=None):
     """Trains and scores `learners`; writes JSON to `output` and a PNG to
     `plot_path` (default: beside it), and each trained learner's `.keras`
-    to `save_dir`."""
+    to `save_dir`. On navigation2d, `paths_plot_path` also gets a picture of
+    the first learner's paths to 4 test goals before and after adaptation
+    (`keras_meta.rl.plot_navigation_paths`)."""
     env = environment(task)
     paper = PAPERS[task]
     tasks = test_tasks(env, num_test_tasks, seed)
@@ -181,7 +184,7 @@ def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
                   eval_steps=eval_steps, num_test_tasks=num_test_tasks,
                   seed=seed, horizon=env.horizon, policy="100-100 ReLU",
                   task=task)
-    results = {}
+    results, first = {}, None
     for name in learners:
         learner, results[name] = train_and_score(
             name, env, tasks, iterations=iterations,
@@ -194,6 +197,7 @@ def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
         print(f"{name:>10}: " + " / ".join(
             f"{m:.1f} +- {c:.1f}" for m, c in zip(row["mean"], row["ci95"]))
             + f"  ({results[name]['train_seconds']} s)", flush=True)
+        first = first or learner
         if save_dir and name != "random":
             os.makedirs(save_dir, exist_ok=True)
             learner.save(os.path.join(save_dir, f"{name}.keras"))
@@ -205,4 +209,7 @@ def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
                    "results": results}, f, indent=1)
     plot(results, plot_path or os.path.splitext(output)[0] + ".png",
          paper=paper, title=task)
+    if paths_plot_path and task == "navigation2d" and first is not None:
+        rl.plot_navigation_paths(first, tasks[:4], num_steps=eval_steps,
+                                 seed=seed + 2, path=paths_plot_path)
     return results

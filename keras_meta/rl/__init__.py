@@ -11,7 +11,9 @@ few rollouts.
   `ProMP` (low-variance curvature inner step, clipped outer objective),
   both `MetaPolicyGradient`s trained with `compile()` and `fit()`.
 - Evaluation: `MetaPolicyGradient.adaptation_returns`, the
-  `AdaptationReturns` callback.
+  `AdaptationReturns` callback; `navigation_paths` and
+  `plot_navigation_paths` (where a navigation policy goes before and
+  after adaptation).
 - Estimators: `keras_meta.rl.advantages` (returns, linear feature baseline,
   GAE).
 """
@@ -33,6 +35,8 @@ from keras_meta.rl.meta_policy_gradient import MetaPolicyGradient
 from keras_meta.rl.meta_policy_gradient import ProMP
 from keras_meta.rl.policies import GaussianPolicyHead
 from keras_meta.rl.policies import gaussian_mlp_policy
+from keras_meta.rl.trajectories import navigation_paths
+from keras_meta.rl.trajectories import plot_navigation_paths
 
 __all__ = [
     "AdaptationReturns",
@@ -50,6 +54,8 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_prob",
     "gaussian_mlp_policy",
+    "navigation_paths",
+    "plot_navigation_paths",
     "split_gaussian",
     "summarize_returns",
 ]
