@@ -47,6 +47,7 @@ class APITest(testing.TestCase):
                                 "snail_sequence_model"],
             keras_meta.rl: [
                 "AdaptationReturns", "GaussianPolicyHead",
+                "AntDirection", "AntVelocity",
                 "HalfCheetahDirection", "HalfCheetahVelocity", "MAMLRL",
                 "MetaPolicyGradient", "Navigation2D", "ProMP",
                 "PureFunctionEnvironment", "SimulatorEnvironment",

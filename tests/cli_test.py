@@ -280,6 +280,37 @@ class CLIAlgorithmsTest(testing.TestCase):
                                results["promp"]["returns"]["mean"][3],
                                places=2)
 
+    @pytest.mark.slow  # an end-to-end run of the command, with MuJoCo
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="keras_meta.rl trains on TensorFlow")
+    def test_ant_direction_trains_and_evaluates(self):
+        import contextlib
+        import io
+
+        directory = self.get_temp_dir()
+        code = cli.main([
+            "train", "--task", "ant-dir", "--algorithm", "maml",
+            "--meta-steps", "1", "--meta-batch-size", "2", "--num-shots",
+            "2", "--num-test-tasks", "2", "--output-dir", directory,
+            "--verbose", "0"])
+        self.assertEqual(code, 0)
+        with open(os.path.join(directory, "results.json")) as f:
+            results = json.load(f)
+        self.assertEqual(results["paper"], {})
+        self.assertEqual(sorted(results["results"]),
+                         ["maml", "pretrained", "random"])
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main([
+                "evaluate", os.path.join(directory, "maml.keras"),
+                "--benchmark", "ant-dir", "--num-episodes", "2"])
+        self.assertEqual(code, 0)
+        last = [line for line in output.getvalue().splitlines()
+                if "after 3 steps" in line][0]
+        self.assertAlmostEqual(
+            float(last.split(":")[1].split("+-")[0]),
+            results["results"]["maml"]["returns"]["mean"][3], places=2)
+
     @pytest.mark.slow  # an end-to-end run of the command
     def test_movielens_trains_melu_and_its_baselines(self):
         from tests.recommendation.movielens_test import _generate

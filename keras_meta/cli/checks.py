@@ -73,7 +73,8 @@ def _check_combination(parser, args):
     if algorithm == "promp" and task not in CONTROL_TASKS:
         parser.error(
             f"--algorithm {algorithm} is a reinforcement learner; use "
-            "--task navigation2d, halfcheetah-vel or halfcheetah-dir")
+            "--task navigation2d, halfcheetah-vel, halfcheetah-dir, ant-vel "
+            "or ant-dir")
     if algorithm in REGRESSION_ONLY and task != "sinusoid":
         parser.error(
             f"--algorithm {algorithm} is a neural process for "

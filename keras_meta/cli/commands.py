@@ -56,7 +56,8 @@ def _evaluation_episodes(args):
 # The task family each control benchmark's learners were trained on.
 _CONTROL_ENVIRONMENTS = {"navigation2d": "Navigation2D",
                          "halfcheetah-vel": "HalfCheetahVelocity",
-                         "halfcheetah-dir": "HalfCheetahDirection"}
+                         "halfcheetah-dir": "HalfCheetahDirection",
+                         "ant-vel": "AntVelocity", "ant-dir": "AntDirection"}
 
 
 def _evaluate_navigation(args):

@@ -59,7 +59,9 @@ def _train_parser(subparsers):
             "results.json, navigation2d.png and ALGORITHM.keras; "
             "halfcheetah-vel and halfcheetah-dir (the rl extra) do the same "
             "on the MAML paper's HalfCheetah (rllab's: one physics step "
-            "per action; rl.HalfCheetahVelocity(variant='rllab')). "
+            "per action; rl.HalfCheetahVelocity(variant='rllab')); "
+            "ant-vel and ant-dir on gymnasium's Ant-v5 with the MAML "
+            "paper's Ant rewards (rl.AntVelocity, rl.AntDirection). "
             "On movielens "
             "(--task movielens; cold-start recommendation with MeLU's "
             "protocol, from --data-dir or the recbole wheel's "
@@ -196,7 +198,8 @@ def _evaluate_parser(subparsers):
     parser.add_argument("checkpoint", help="path of the .keras file")
     parser.add_argument(
         "--benchmark", default="sinusoid",
-        help="sinusoid; navigation2d, halfcheetah-vel or halfcheetah-dir "
+        help="sinusoid; navigation2d, halfcheetah-vel, halfcheetah-dir, "
+             "ant-vel or ant-dir "
              "(a keras_meta.rl learner: returns on the 40 test goals of "
              "`keras-meta train --task` with the same name after 0-3 "
              "steps); omniglot-background (small2's alphabets that "

@@ -57,9 +57,12 @@ ALGORITHMS = {**GRADIENT_BASED, **CLASSIFICATION_ONLY, **REGRESSION_ONLY,
 
 
 DATASETS = ("sinusoid", "omniglot", "images", "navigation2d",
-            "halfcheetah-vel", "halfcheetah-dir", "movielens")
-# Tasks trained by `keras_meta.rl` (HalfCheetah needs the `rl` extra).
-CONTROL_TASKS = ("navigation2d", "halfcheetah-vel", "halfcheetah-dir")
+            "halfcheetah-vel", "halfcheetah-dir", "ant-vel", "ant-dir",
+            "movielens")
+# Tasks trained by `keras_meta.rl` (HalfCheetah and Ant need the `rl`
+# extra).
+CONTROL_TASKS = ("navigation2d", "halfcheetah-vel", "halfcheetah-dir",
+                 "ant-vel", "ant-dir")
 DEFAULTS = {
     "sinusoid": {"meta_steps": 70000, "meta_batch_size": 25,
                  "inner_learning_rate": 0.01, "num_shots": 10},
@@ -78,6 +81,11 @@ DEFAULTS = {
                         "inner_learning_rate": 0.1, "num_shots": 10},
     "halfcheetah-dir": {"meta_steps": 500, "meta_batch_size": 40,
                         "inner_learning_rate": 0.1, "num_shots": 10},
+    # Ant (gymnasium's Ant-v5) with HalfCheetah's settings.
+    "ant-vel": {"meta_steps": 500, "meta_batch_size": 40,
+                "inner_learning_rate": 0.1, "num_shots": 10},
+    "ant-dir": {"meta_steps": 500, "meta_batch_size": 40,
+                "inner_learning_rate": 0.1, "num_shots": 10},
     # MeLU's protocol on MovieLens: 30 epochs of 50 steps at most (the epoch
     # with the best validation MAE is kept), 32 users per step.
     "movielens": {"meta_steps": 1500, "meta_batch_size": 32,
@@ -85,6 +93,7 @@ DEFAULTS = {
 }
 NUM_TEST_TASKS = {"sinusoid": 600, "omniglot": 600, "images": 600, "navigation2d": 40,
                   "halfcheetah-vel": 40, "halfcheetah-dir": 40,
+                  "ant-vel": 40, "ant-dir": 40,
                   "movielens": 600}
 # `--algorithm` on `--task movielens`: MeLU is ANIL on the decision layers.
 RECOMMENDATION = ("melu", "maml", "metasgd")

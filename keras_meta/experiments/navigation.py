@@ -35,6 +35,9 @@ PAPERS = {
                         "pretrained": [-158.0, -135.4, -128.5, -133.6],
                         "random": [-254.8]},
     "halfcheetah-dir": {"maml": [-50.7, 293.2, 313.5, 315.7]},
+    # gymnasium's Ant-v5 is not the paper's simulator: no paper row.
+    "ant-vel": {},
+    "ant-dir": {},
 }
 
 
@@ -48,6 +51,10 @@ def environment(task):
         return rl.HalfCheetahVelocity(variant="rllab")
     if task == "halfcheetah-dir":
         return rl.HalfCheetahDirection(variant="rllab")
+    if task == "ant-vel":
+        return rl.AntVelocity()
+    if task == "ant-dir":
+        return rl.AntDirection()
     raise ValueError(
         f"Unknown task {task!r}; expected one of {sorted(PAPERS)}.")
 
@@ -155,7 +162,7 @@ def plot(results, path, paper=PAPER, title="2D navigation"):
                        marker=".", label=name)
     left.set_xlabel("policy-gradient adaptation steps")
     left.set_ylabel("mean return over test goals")
-    left.set_title(f"{title} (dotted: MAML paper)")
+    left.set_title(f"{title} (dotted: MAML paper)" if paper else title)
     left.legend()
     right.set_xlabel("meta-training iterations")
     right.set_ylabel("test return after one adaptation step")

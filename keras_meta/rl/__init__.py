@@ -3,8 +3,8 @@ few rollouts.
 
 - Task families: `Navigation2D` (the MAML paper's 2D navigation, pure
   `keras.ops`, rolled out inside the training step); `HalfCheetahVelocity`
-  and `HalfCheetahDirection` (gymnasium MuJoCo, the `rl` extra, stepped in
-  Python by `fit`'s own loop).
+  and `HalfCheetahDirection`, `AntVelocity` and `AntDirection` (gymnasium
+  MuJoCo, the `rl` extra, stepped in Python by `fit`'s own loop).
 - Policies: `gaussian_mlp_policy`, `GaussianPolicyHead` (ordinary Keras
   models and layers).
 - Learners: `MAMLRL` (vanilla policy-gradient inner step, second order) and
@@ -24,6 +24,8 @@ from keras_meta.gaussian import split_gaussian
 from keras_meta.rl import advantages
 from keras_meta.rl.callbacks import AdaptationReturns
 from keras_meta.rl.callbacks import summarize_returns
+from keras_meta.rl.environments import AntDirection
+from keras_meta.rl.environments import AntVelocity
 from keras_meta.rl.environments import HalfCheetahDirection
 from keras_meta.rl.environments import HalfCheetahVelocity
 from keras_meta.rl.environments import Navigation2D
@@ -40,6 +42,8 @@ from keras_meta.rl.trajectories import plot_navigation_paths
 
 __all__ = [
     "AdaptationReturns",
+    "AntDirection",
+    "AntVelocity",
     "GaussianPolicyHead",
     "HalfCheetahDirection",
     "HalfCheetahVelocity",

@@ -424,3 +424,152 @@ class HalfCheetahDirection(_HalfCheetah):
 
     def _reward(self, velocities, targets):
         return targets * velocities
+
+
+class _Ant(SimulatorEnvironment):
+    """gymnasium's `Ant-v5` with the MAML paper's task rewards.
+
+    Each simulator is a gymnasium `Ant-v5` (five physics steps of 0.01 s
+    per action, 105 observations: joint positions but the torso's x and y,
+    joint velocities, the clipped external contact forces of the 13
+    bodies). A trajectory ends when gymnasium's Ant becomes unhealthy (its
+    torso's height leaves `[0.2, 1.0]` or the state is not finite), the
+    MAML paper's condition: its later steps are masked, and its simulator
+    is no longer stepped (its last observation is repeated).
+
+    The reward is the task's forward reward (subclasses) minus the MAML
+    paper's control cost `0.005 * |action|^2` and contact cost `0.0005 *
+    |clip(contact forces, -1, 1)|^2` (gymnasium's own contact term with
+    its default range), plus its survival reward 0.05. The forward velocity
+    is gymnasium's (the torso's x displacement over the action's 0.05 s);
+    the paper's rllab Ant measured the velocity of the centre of mass, took
+    one 0.02 s physics step per action with other contact parameters and
+    observed 125 numbers: this is not the paper's simulator, and returns
+    are not comparable with its figures.
+    """
+
+    action_dim = 8
+    task_dim = 1
+    observation_dim = 105
+    control_cost = 0.005
+    contact_cost = 0.0005
+    survive_reward = 0.05
+
+    def __init__(self, horizon=200):
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(
+                "`horizon` must be a positive int. Received: "
+                f"horizon={horizon!r}.")
+        self.horizon = horizon
+        self._envs = []
+
+    def _make(self):
+        try:
+            import gymnasium
+        except ImportError:
+            raise ImportError(
+                f"`keras_meta.rl.{type(self).__name__}` runs gymnasium's "
+                "MuJoCo Ant. Install the extra: "
+                '`pip install -e ".[rl]"` (gymnasium[mujoco]).') from None
+        # Without the checker: terminated simulators are never stepped.
+        return gymnasium.make("Ant-v5", disable_env_checker=True)
+
+    def reset(self, tasks, num_trajectories, seed=None):
+        tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
+        count = len(tasks) * num_trajectories
+        if len(self._envs) < count:
+            self._envs += [self._make() for _ in range(count - len(self._envs))]
+        self._shape = (len(tasks), num_trajectories)
+        self._targets = np.repeat(tasks[:, 0], num_trajectories)
+        base = 0 if seed is None else int(seed) * 1_000_003
+        self._observations = np.array(
+            [self._envs[k].reset(seed=base + k)[0] for k in range(count)],
+            "float64")
+        self._ended = np.zeros(count, bool)
+        return self._observations.astype("float32").reshape(
+            self._shape + (self.observation_dim,))
+
+    def step(self, actions):
+        actions = np.clip(np.asarray(actions, "float64").reshape(
+            -1, self.action_dim), -1.0, 1.0)
+        rewards = np.zeros(len(actions))
+        for k, (env, action) in enumerate(zip(self._envs, actions)):
+            if self._ended[k]:
+                continue
+            observation, _, terminated, _, info = env.step(action)
+            self._observations[k] = observation
+            rewards[k] = (
+                self._forward_reward(info["x_velocity"], self._targets[k])
+                - self.control_cost * np.square(action).sum()
+                + info["reward_contact"] + self.survive_reward)
+            self._ended[k] = terminated
+        return (self._observations.astype("float32").reshape(
+                    self._shape + (self.observation_dim,)),
+                rewards.astype("float32").reshape(self._shape),
+                self._ended.copy().reshape(self._shape))
+
+    def get_config(self):
+        return {"horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class AntVelocity(_Ant):
+    """Ant walking forward at a target velocity (the MAML paper's Ant
+    velocity task, section 5.3, on gymnasium's `Ant-v5`).
+
+    Tasks are target velocities uniform in `[min_velocity, max_velocity]`
+    (`[0, 3]`, the paper's); the forward reward is `1 - |velocity -
+    target|`, the paper's (its "+1" keeps an Ant that survives better off
+    than one that falls). See `AntDirection` for the rest of the reward,
+    the termination and how this differs from the paper's simulator.
+    Needs the `rl` extra.
+    """
+
+    def __init__(self, horizon=200, min_velocity=0.0, max_velocity=3.0):
+        super().__init__(horizon)
+        if not min_velocity <= max_velocity:
+            raise ValueError(
+                "`min_velocity` must not exceed `max_velocity`. Received: "
+                f"{min_velocity!r} and {max_velocity!r}.")
+        self.min_velocity = float(min_velocity)
+        self.max_velocity = float(max_velocity)
+
+    def sample_tasks(self, num_tasks, seed=None):
+        rng = np.random.default_rng(seed)
+        return rng.uniform(self.min_velocity, self.max_velocity,
+                           size=(num_tasks, 1)).astype("float32")
+
+    def _forward_reward(self, velocity, target):
+        return 1.0 - abs(velocity - target)
+
+    def get_config(self):
+        return {**super().get_config(), "min_velocity": self.min_velocity,
+                "max_velocity": self.max_velocity}
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class AntDirection(_Ant):
+    """Ant walking forward or backward (the MAML paper's Ant direction
+    task, section 5.3, on gymnasium's `Ant-v5`).
+
+    Tasks are directions, +1 or -1 with equal probability; the forward
+    reward is `direction * velocity`. Every step's reward also subtracts
+    the paper's control cost `0.005 * |action|^2` (actions clipped to
+    [-1, 1]) and contact cost `0.0005 * |clip(contact forces, -1, 1)|^2`
+    and adds its survival reward 0.05; a trajectory of `horizon=200` steps
+    ends early when the Ant becomes unhealthy (torso height outside
+    `[0.2, 1.0]`), as in the paper.
+
+    The simulator is gymnasium's `Ant-v5` (five 0.01 s physics steps per
+    action, the torso's x displacement as velocity, 105 observations), not
+    the paper's rllab Ant (one 0.02 s step per action, centre-of-mass
+    velocity, other contact parameters, 125 observations), so returns are
+    not comparable with the paper's figures. Needs the `rl` extra.
+    """
+
+    def sample_tasks(self, num_tasks, seed=None):
+        rng = np.random.default_rng(seed)
+        return rng.choice([-1.0, 1.0], size=(num_tasks, 1)).astype("float32")
+
+    def _forward_reward(self, velocity, target):
+        return target * velocity
