@@ -31,6 +31,14 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     Backups are taken at the end of each epoch: Keras resumes at epoch
     boundaries, so a mid-epoch backup could not be resumed exactly.
 
+    Under `tf.distribute.MultiWorkerMirroredStrategy`, give each worker its
+    own folder. A worker killed while writing a backup can leave the other
+    workers one epoch ahead of it (their backups of that epoch are whole,
+    its own is not), so each worker keeps its two newest backups, and a
+    resumed `fit()` first agrees with the other workers on the newest
+    epoch every worker has (one gather of one number) and restores that
+    one everywhere: the workers never resume at different epochs.
+
     Args:
         backup_dir: String, the folder for backups (created if needed).
         delete_checkpoint: Bool, whether to delete the backups once
@@ -40,14 +48,26 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, delete_checkpoint=True):
         super().__init__(backup_dir, save_freq="epoch",
                          delete_checkpoint=delete_checkpoint)
+        self._agreed_epoch = None
 
-    def restored_epoch(self):
-        """The epoch a resumed `fit()` starts at (0 without a backup)."""
-        folder = self._latest_folder()
-        if folder is None:
-            return 0
-        with open(os.path.join(folder, "training_metadata.json")) as f:
-            return int(json.load(f)["epoch"])
+    def restored_epoch(self, strategy=None):
+        """The epoch a resumed `fit()` starts at (0 without a backup).
+
+        Under a multi-worker strategy (`strategy`, or the model's), the
+        newest epoch whose backup every worker holds; each worker must call
+        this the same number of times (`fit()` does).
+        """
+        if self._agreed_epoch is None:
+            folder = self._latest_folder()
+            epoch = 0
+            if folder is not None:
+                with open(os.path.join(folder,
+                                       "training_metadata.json")) as f:
+                    epoch = int(json.load(f)["epoch"])
+            if strategy is None and self.model is not None:
+                strategy = getattr(self.model, "distribute_strategy", None)
+            self._agreed_epoch = _agree_across_workers(epoch, strategy)
+        return self._agreed_epoch
 
     def _latest_folder(self):
         pointer = os.path.join(self.backup_dir, _POINTER)
@@ -65,18 +85,27 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         return folder
 
     def on_train_begin(self, logs=None):
-        folder = self._latest_folder()
-        if folder is None:
+        epoch = self.restored_epoch()
+        if epoch == 0:
             return
+        folder = os.path.join(self.backup_dir, _folder_name(epoch))
+        if not os.path.isdir(folder):
+            raise ValueError(
+                f"The workers agreed to resume at epoch {epoch}, but this "
+                f"worker's backup folder {self.backup_dir!r} holds no whole "
+                f"backup of it ({os.listdir(self.backup_dir)}). Each worker "
+                "needs its own backup folder, kept between restarts; "
+                "delete every worker's folder to start over.")
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(folder, "model.weights.h5"))
-        self.model._initial_epoch = self.restored_epoch()
-        self._current_epoch = self.model._initial_epoch
+        self.model._initial_epoch = epoch
+        self._current_epoch = epoch
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        name = f"epoch-{self._current_epoch:06d}"
+        name = _folder_name(self._current_epoch)
+        previous = self._latest_folder()
         folder = os.path.join(self.backup_dir, name)
         partial = folder + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
@@ -92,18 +121,37 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             f.flush()
             os.fsync(f.fileno())
         os.replace(pointer + ".partial", pointer)
-        # Older backups are no longer pointed to.
+        # The previous backup stays: another worker may resume there.
+        keep = {name, os.path.basename(previous) if previous else None}
         for entry in os.listdir(self.backup_dir):
-            if entry.startswith("epoch-") and entry != name:
+            if entry.startswith("epoch-") and entry not in keep:
                 shutil.rmtree(os.path.join(self.backup_dir, entry),
                               ignore_errors=True)
 
     def on_train_end(self, logs=None):
+        self._agreed_epoch = None
         if self.delete_checkpoint and os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir)
 
 
-def skip_trained_batches(x, callbacks, steps_per_epoch):
+def _folder_name(epoch):
+    return f"epoch-{epoch:06d}"
+
+
+def _agree_across_workers(epoch, strategy):
+    """The smallest of every worker's `epoch` under a multi-worker
+    TensorFlow strategy; `epoch` itself otherwise."""
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return epoch
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return epoch
+    values = strategy.run(lambda: tf.constant([epoch], tf.int64))
+    return int(tf.reduce_min(strategy.gather(values, axis=0)).numpy())
+
+
+def skip_trained_batches(x, callbacks, steps_per_epoch, strategy=None):
     """`x` without the batches a resumed run has already trained on.
 
     With a `BackupAndRestore` among `callbacks`, an endless dataset (such
@@ -117,7 +165,7 @@ def skip_trained_batches(x, callbacks, steps_per_epoch):
                if isinstance(c, BackupAndRestore)]
     if not backups or not steps_per_epoch or not hasattr(x, "skip"):
         return x
-    epoch = backups[0].restored_epoch()
+    epoch = backups[0].restored_epoch(strategy)
     if epoch <= 0:
         return x
     import tensorflow as tf

@@ -179,8 +179,9 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
 # Trains MAML on an endless seeded episode stream, 4 epochs of 3 steps of a
 # global meta-batch of 4, each worker backing up into its own folder; with
 # KILL_AT_STEP set, worker 1 kills itself (SIGKILL) after that step, in the
-# middle of an epoch. Writes each worker's final weights and the steps it
-# trained.
+# middle of an epoch; with KILL_IN_BACKUP set, in the middle of writing its
+# backup of that epoch (its weights written, its epoch and the pointer to
+# it not). Writes each worker's final weights and the steps it trained.
 _RESUMABLE = r"""
 import json, os, signal, sys
 import numpy as np
@@ -193,6 +194,7 @@ from keras_meta import testing
 prefix, backup_dir = sys.argv[1], sys.argv[2]
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
+kill_in_backup = int(os.environ.get("KILL_IN_BACKUP", "0"))
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 options = tf.data.Options()
 options.experimental_distribute.auto_shard_policy = (
@@ -207,6 +209,17 @@ with strategy.scope():
     maml.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses
                  .SparseCategoricalCrossentropy(from_logits=True))
 steps = []
+save_weights = maml.save_weights
+
+
+def save_weights_then_die(path, *args, **kwargs):
+    save_weights(path, *args, **kwargs)
+    if (index == 1 and kill_in_backup
+            and f"epoch-{kill_in_backup:06d}.partial" in path):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+maml.save_weights = save_weights_then_die
 
 
 class Report(keras.callbacks.Callback):
@@ -254,6 +267,42 @@ class MultiWorkerResumeTest(testing.TestCase):
                                     "with code -9"):
             run("killed", "backup", KILL_AT_STEP="8")
         resumed, resumed_steps = run("resumed", "backup")
+        self.assertEqual(resumed_steps, [list(range(7, 13))] * 2)
+        for name in reference[0].files:
+            for index in range(2):
+                np.testing.assert_array_equal(resumed[index][name],
+                                              reference[index][name])
+
+    @pytest.mark.slow  # killed and restarted worker processes
+    def test_worker_killed_while_writing_its_backup(self):
+        directory = self.get_temp_dir()
+        script, env = _script_and_env(directory, "resumable.py", _RESUMABLE)
+
+        def run(name, **extra):
+            prefix = os.path.join(directory, name)
+            cluster.launch_local_workers(
+                [sys.executable, script, prefix,
+                 os.path.join(directory, "backup" if extra or name ==
+                              "resumed" else name + "_backup")], 2,
+                env={**env, **extra}, timeout=400, stream=False)
+            weights = [np.load(f"{prefix}{index}.npz") for index in range(2)]
+            steps = []
+            for index in range(2):
+                with open(f"{prefix}{index}.json") as f:
+                    steps.append(json.load(f))
+            return weights, steps
+
+        reference, _ = run("reference")
+        # Worker 1 dies writing its backup of epoch 3 (after step 9), while
+        # worker 0's backup of epoch 3 is whole or being written.
+        with self.assertRaisesRegex(RuntimeError, "Worker 1 of 2 exited "
+                                    "with code -9"):
+            run("killed", KILL_IN_BACKUP="3")
+        backups = os.path.join(directory, "backup")
+        self.assertNotIn("epoch-000003",
+                         os.listdir(os.path.join(backups, "worker1")))
+        # Both workers resume from epoch 2, the newest both hold whole.
+        resumed, resumed_steps = run("resumed")
         self.assertEqual(resumed_steps, [list(range(7, 13))] * 2)
         for name in reference[0].files:
             for index in range(2):

@@ -54,7 +54,8 @@ def fit_arguments(model, args, kwargs):
     episode_checks.check_first_episode(model, x, y)
     callbacks = list(arguments.get("callbacks") or [])
     arguments["x"] = skip_trained_batches(
-        x, callbacks, arguments.get("steps_per_epoch"))
+        x, callbacks, arguments.get("steps_per_epoch"),
+        getattr(model, "distribute_strategy", None))
     hooks = FitHooks(stop_on_nan=any(
         isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks))
     arguments["callbacks"] = [hooks] + callbacks

@@ -496,7 +496,8 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         # skipped, and the rollouts' noise generator is restored with the
         # weights.
         x = skip_trained_batches(x, kwargs.get("callbacks"),
-                                 kwargs.get("steps_per_epoch"))
+                                 kwargs.get("steps_per_epoch"),
+                                 getattr(self, "distribute_strategy", None))
         if isinstance(self.environment, SimulatorEnvironment):
             return self._fit_simulator(x, *args, **kwargs)
         kwargs.setdefault("shuffle", False)
