@@ -18,6 +18,10 @@ from keras_meta.rl.environments import SimulatorEnvironment
 from keras_meta.rl.simulator_training import SimulatorTraining
 
 INNER_ESTIMATORS = ("vanilla", "lvc")
+# TRPO's line search: the step shrinks by this factor at most this many
+# times (the MAML paper's code, rllab's conjugate-gradient optimizer).
+TRPO_BACKTRACK = 0.8
+TRPO_MAX_BACKTRACKS = 15
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -81,6 +85,24 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
             Defaults to `1`.
         first_order: Bool, drop second derivatives through the inner
             steps. Defaults to `False`.
+        trust_region: Optional float: the outer step is TRPO's, as in the
+            MAML paper's reinforcement-learning experiments (which used
+            0.01) instead of the compiled optimizer's: a natural-gradient
+            direction from `cg_iterations` conjugate-gradient iterations on
+            the Fisher matrix of the mean KL divergence between the
+            post-adaptation policies that sampled the last rollouts and
+            those of the new weights (its products taken by automatic
+            differentiation through the inner steps, damped by
+            `cg_damping`), scaled so that its quadratic model of that KL
+            equals `trust_region`, then halved by factors of 0.8 (at most
+            15 times) until the outer loss decreases and the KL is at most
+            `trust_region`; if no step qualifies, the weights stay.
+            `num_outer_steps` such steps are taken per batch. Defaults to
+            `None` (the compiled optimizer).
+        cg_iterations: Int, conjugate-gradient iterations of the TRPO step.
+            Defaults to `10`.
+        cg_damping: Float, added times the identity to the Fisher matrix.
+            Defaults to `1e-5`.
         eval_learning_rates: Optional list of step sizes for the steps of
             `adaptation_returns()` and `adapt()`; the last one repeats.
             Defaults to `[inner_learning_rate, inner_learning_rate / 2]`,
@@ -121,6 +143,9 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         kl_penalty=0.0,
         num_outer_steps=1,
         first_order=False,
+        trust_region=None,
+        cg_iterations=10,
+        cg_damping=1e-5,
         eval_learning_rates=None,
         seed=None,
         **kwargs,
@@ -180,6 +205,12 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
             raise ValueError(
                 "`kl_penalty` must be >= 0. Received: "
                 f"kl_penalty={kl_penalty!r}.")
+        if trust_region is not None:
+            positive_number("trust_region", trust_region)
+        check_count("cg_iterations", cg_iterations, 1)
+        if cg_damping < 0:
+            raise ValueError("`cg_damping` must be >= 0. Received: "
+                             f"cg_damping={cg_damping!r}.")
         if eval_learning_rates is None:
             eval_learning_rates = [inner_learning_rate,
                                    inner_learning_rate / 2.0]
@@ -199,6 +230,10 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         self.kl_penalty = float(kl_penalty)
         self.num_outer_steps = num_outer_steps
         self.first_order = bool(first_order)
+        self.trust_region = (None if trust_region is None
+                             else float(trust_region))
+        self.cg_iterations = cg_iterations
+        self.cg_damping = float(cg_damping)
         self.eval_learning_rates = eval_learning_rates
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -417,6 +452,32 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
                 tasks, per_task, noise_fn(), per_task=True))
         return batches, per_task
 
+    def meta_terms(self, weights, batches):
+        """The outer loss and the mean KL divergence from the policies that
+        sampled the last rollouts to those of `weights` (each adapted to its
+        task through the inner steps), as functions of `weights`: the two
+        terms of the TRPO step. Returns `(loss, kl)`."""
+        dtype = weights[0].dtype
+        rate = self.inner_learning_rate
+        create_graph = not self.first_order
+
+        def task_terms(task_batches):
+            task_weights = weights
+            for samples in task_batches[:-1]:
+                task_weights = self.inner_update(
+                    task_weights, samples, rate, create_graph)
+            last = task_batches[-1]
+            loss = self.outer_loss(task_weights, last)
+            if self.kl_penalty and self.num_inner_steps:
+                loss = loss + self.kl_penalty * self._kl(
+                    weights, task_batches[0])
+            return ops.stack([loss, self._kl(task_weights, last)])
+
+        terms = backend.map_tasks(
+            task_terms, list(batches[:self.num_inner_steps + 1]), dtype)
+        terms = ops.mean(terms, axis=0)
+        return terms[0], terms[1]
+
     def meta_loss(self, batches):
         """The outer loss of a training step's samples, differentiable
         w.r.t. the policy's variables through every inner step."""
@@ -463,9 +524,70 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         variables = self.trainable_variables
         loss = None
         for _ in range(self.num_outer_steps):
+            if self.trust_region is not None:
+                loss = self.trust_region_step(batches)
+                continue
             (loss, _), gradients = backend.loss_and_gradients(
                 lambda: (self.meta_loss(batches), ()), variables)
             self.optimizer.apply(gradients, variables)
+        return loss
+
+    def fisher_vector_product(self, weights, batches, vector):
+        """The damped Fisher matrix of `meta_terms`'s KL at `weights` times
+        `vector`: the Hessian-vector product of the KL (second derivatives
+        through the inner steps included), plus `cg_damping * vector`."""
+        def directional(point):
+            (_, _), gradients = backend.value_and_grad(
+                lambda w: (self.meta_terms(w, batches)[1], ()), point)
+            return sum(ops.sum(g * v) for g, v in zip(gradients, vector)), ()
+
+        (_, _), product = backend.value_and_grad(directional, weights)
+        return [p + self.cg_damping * v for p, v in zip(product, vector)]
+
+    def trust_region_step(self, batches):
+        """One TRPO step on the policy's variables (see `trust_region`);
+        returns the outer loss before it."""
+        variables = self.trainable_variables
+        weights = [ops.convert_to_tensor(backend.read_value(v))
+                   for v in variables]
+        (loss, _), gradients = backend.value_and_grad(
+            lambda w: (self.meta_terms(w, batches)[0], ()), weights)
+        gradients = [ops.stop_gradient(g) for g in gradients]
+        direction = _looped_conjugate_gradient(
+            lambda v: self.fisher_vector_product(weights, batches, v),
+            [-g for g in gradients], self.cg_iterations)
+        curvature = sum(ops.sum(d * f) for d, f in zip(
+            direction,
+            self.fisher_vector_product(weights, batches, direction)))
+        scale = ops.sqrt(2.0 * self.trust_region / ops.maximum(
+            curvature, 1e-30))
+        step = [scale * d for d in direction]
+        dtype = weights[0].dtype
+
+        def candidate(k):
+            fraction = ops.power(ops.cast(TRPO_BACKTRACK, dtype),
+                                 ops.cast(k, dtype))
+            return [w + fraction * s for w, s in zip(weights, step)]
+
+        def accepted(k):
+            new_loss, kl = self.meta_terms(candidate(k), batches)
+            return ops.logical_and(ops.less(new_loss, loss),
+                                   ops.less_equal(kl, self.trust_region))
+
+        def cond(k, found):
+            return ops.logical_and(ops.logical_not(found),
+                                   ops.less(k, TRPO_MAX_BACKTRACKS))
+
+        def body(k, found):
+            found = accepted(k)
+            return ops.where(found, k, k + 1), found
+
+        k, found = ops.while_loop(
+            cond, body, (ops.convert_to_tensor(0, "int32"),
+                         ops.convert_to_tensor(False)))
+        chosen = candidate(k)
+        for variable, old, new in zip(variables, weights, chosen):
+            variable.assign(ops.where(found, new, old))
         return loss
 
     def _track(self, loss, batches):
@@ -637,6 +759,9 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
             kl_penalty=self.kl_penalty,
             num_outer_steps=self.num_outer_steps,
             first_order=self.first_order,
+            trust_region=self.trust_region,
+            cg_iterations=self.cg_iterations,
+            cg_damping=self.cg_damping,
             eval_learning_rates=self.eval_learning_rates,
             seed=self.seed,
         )
@@ -652,15 +777,48 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         return cls(**config)
 
 
+def _looped_conjugate_gradient(matvec, b, num_steps):
+    """Conjugate gradient from `x = 0` for `A x = b`, `A` symmetric positive
+    definite, in a loop whose body (one product `matvec`) is traced once:
+    a Fisher-vector product through the inner steps is a large graph.
+    Stops after `num_steps` iterations or once the squared residual falls
+    below 1e-20 of `b`'s."""
+    def dot(u, v):
+        return sum(ops.sum(a * c) for a, c in zip(u, v))
+
+    b = [ops.convert_to_tensor(v) for v in b]
+    start = dot(b, b)
+    tiny = ops.cast(1e-30, start.dtype)
+
+    def cond(i, x, r, d, rr):
+        return ops.logical_and(ops.less(i, num_steps),
+                               ops.greater(rr, 1e-20 * start))
+
+    def body(i, x, r, d, rr):
+        product = matvec(d)
+        alpha = rr / ops.maximum(dot(d, product), tiny)
+        x = [a + alpha * c for a, c in zip(x, d)]
+        r = [a - alpha * c for a, c in zip(r, product)]
+        new_rr = dot(r, r)
+        beta = new_rr / ops.maximum(rr, tiny)
+        d = [a + beta * c for a, c in zip(r, d)]
+        return i + 1, x, r, d, new_rr
+
+    _, x, _, _, _ = ops.while_loop(
+        cond, body, (ops.convert_to_tensor(0, "int32"),
+                     [ops.zeros_like(v) for v in b], b, b, start))
+    return x
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
 class MAMLRL(MetaPolicyGradient):
     """MAML for reinforcement learning with a vanilla policy-gradient inner
     step, second order through it (Finn et al., 2017).
 
     `MetaPolicyGradient` with `inner_estimator="vanilla"`, no clipping and
-    one outer update per batch of rollouts; the outer optimizer is the
-    compiled one (the paper's TRPO outer step is not implemented: use
-    `ProMP` for a trust-region-like outer objective). The inner step size
+    one outer update per batch of rollouts; the outer step is the compiled
+    optimizer's, or the paper's TRPO step with `trust_region=0.01` (see
+    `MetaPolicyGradient`). The inner step size
     defaults to 0.1, the paper's value for its reinforcement-learning
     experiments; see `MetaPolicyGradient` for every other argument.
     """
