@@ -27,18 +27,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_meta.experiments import one_shot  # noqa: E402
 
-# Each row: (name, what changed, run() arguments on top of the row above).
+# Each row: (name, what changed, run() arguments on top of its parent,
+# parent). The parent is the row above unless named: the later rows branch
+# from the trained row best on the validation alphabet (within_alphabet),
+# or, for training length, from the row whose validation error was still
+# falling at the step limit (affine).
 LADDER = (
     ("baseline", "ProtoNet, Conv-4-64 at 28 px, 20-way episodes across "
-     "alphabets, characters at 4 rotations as classes", {}),
+     "alphabets, characters at 4 rotations as classes", {}, None),
     ("within_alphabet", "training episodes drawn within one alphabet",
-     {"within_alphabet": True}),
+     {"within_alphabet": True}, None),
     ("affine", "random affine distortions of training images "
-     "(keras_meta.data.affine_distortions)", {"augment": True}),
+     "(keras_meta.data.affine_distortions)", {"augment": True}, None),
     ("more_ways", "60-way training episodes (meta-batch 1, 5 queries)",
-     {"train_ways": 60, "meta_batch_size": 1}),
-    ("wider", "Conv-4 with 128 filters", {"filters": 128}),
-    ("larger_images", "images at 56 px", {"image_size": 56}),
+     {"train_ways": 60, "meta_batch_size": 1}, None),
+    ("longer", "affine, trained up to 4,000 steps",
+     {"meta_steps": 4000}, "affine"),
+    ("wider", "within_alphabet with Conv-4 of 128 filters",
+     {"filters": 128}, "within_alphabet"),
+    ("larger_images", "within_alphabet with images at 56 px",
+     {"image_size": 56}, "within_alphabet"),
 )
 
 # Rows that retrain nothing: the learner of the last trained row above them
@@ -54,10 +62,11 @@ ORDER = [row[0] for row in LADDER] + [row[0] for row in TEST_TIME]
 
 def ladder_configs(names=None):
     """`[(name, description, run() arguments)]`, each row's arguments
-    accumulated from the rows above it."""
-    rows, config = [], {}
-    for name, description, change in LADDER:
-        config = {**config, **change}
+    accumulated from its parent's."""
+    rows, configs, config = [], {}, {}
+    for name, description, change, parent in LADDER:
+        config = {**(configs[parent] if parent else config), **change}
+        configs[name] = config
         rows.append((name, description, dict(config)))
     if names:
         unknown = sorted(set(names) - set(ORDER))
@@ -104,12 +113,12 @@ def main():
     for name, description, config in ladder_configs(names):
         print(f"== {name}: {description}", flush=True)
         start = time.perf_counter()
-        run = one_shot.run(
-            data_dir=args.data_dir, train_subset=args.direction,
-            meta_steps=args.meta_steps, eval_every=args.eval_every,
-            patience=args.patience, max_minutes=args.max_minutes,
-            num_test_episodes=args.num_test_episodes, seed=args.seed,
-            output=f"{stem}_{name}.json", verbose=2, **config)
+        run = one_shot.run(**{
+            "data_dir": args.data_dir, "train_subset": args.direction,
+            "meta_steps": args.meta_steps, "eval_every": args.eval_every,
+            "patience": args.patience, "max_minutes": args.max_minutes,
+            "num_test_episodes": args.num_test_episodes, "seed": args.seed,
+            "output": f"{stem}_{name}.json", "verbose": 2, **config})
         row = {"name": name, "change": description, "config": run["config"],
                "validation_error": 100 * (1 - max(
                    run["curve"].get("val_accuracy", [float("nan")]))),
@@ -125,11 +134,13 @@ def main():
     test_time = [row for row in TEST_TIME if not names or row[0] in names]
     if test_time:
         # The trained row best on the validation alphabet (never chosen
-        # on the test alphabets).
+        # on the test alphabets); rows with as many validation errors tie,
+        # and a tie goes to the row higher in the ladder.
         trained = [row for row in results["rows"]
                    if row["name"] in [entry[0] for entry in LADDER]]
         base = args.base or (min(
-            trained, key=lambda row: _validation_error(stem, row))["name"]
+            trained,
+            key=lambda row: round(_validation_error(stem, row), 3))["name"]
             if trained else None)
         if base is None:
             raise SystemExit("The test-time rows score a trained row: run "
