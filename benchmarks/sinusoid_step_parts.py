@@ -12,11 +12,18 @@ Each process times, per meta-step:
 - `pipeline`: drawing the episodes alone, `--steps` batches pulled inside
   one `tf.function` loop;
 - `train_on_batch`: one `train_on_batch` call per step (a compiled step
-  dispatched from Python each time), after a warm-up call.
+  dispatched from Python each time), after a warm-up call;
+- `kernel_ms` and `kernels_per_step`: `tf.profiler`'s kernel time (each
+  op's own time, idle excluded) and kernel count per step of the
+  `step_in_graph` loop (500 steps profiled), with the five largest kernel
+  types.
 
 `fit - step_in_graph - pipeline` is what Keras's loop adds (the
 multi-step execution's iterator handling, logs and callbacks);
-`train_on_batch - step_in_graph` is a single call's Python dispatch.
+`train_on_batch - step_in_graph` is a single call's Python dispatch. The
+kernel time is summed over ops that may run at once on TensorFlow's two
+inter-op threads, under the profiler's own overhead: it says which
+kernels dominate, not a part of the wall time.
 Prints a table and writes JSON.
 
     python benchmarks/sinusoid_step_parts.py
@@ -71,6 +78,7 @@ def _worker(steps):
     start = time.perf_counter()
     loop(tf.constant(steps))
     result["step_in_graph"] = (time.perf_counter() - start) / steps
+    kernels = _profile(loop, min(steps, 500))
 
     iterator = iter(train)
 
@@ -96,7 +104,42 @@ def _worker(steps):
     for _ in range(calls):
         learner.train_on_batch(inputs, labels)
     result["train_on_batch"] = (time.perf_counter() - start) / calls
-    print(json.dumps({k: 1000 * v for k, v in result.items()}))
+    print(json.dumps({**{k: 1000 * v for k, v in result.items()},
+                      **kernels}))
+
+
+def _profile(loop, steps):
+    """Kernel time and kernels per step of `loop(steps)`, from
+    `tf.profiler` (framework op statistics, idle time excluded)."""
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import (
+        _pywrap_profiler_plugin as plugin)
+
+    with tempfile.TemporaryDirectory() as directory:
+        tf.profiler.experimental.start(directory)
+        loop(tf.constant(steps))
+        tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(directory, "**", "*.xplane.pb"),
+                            recursive=True)
+        data, _ = plugin.xspace_to_tools_data([path], "framework_op_stats",
+                                              {})
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    seconds, count = collections.Counter(), 0
+    for row in table["rows"]:
+        row = dict(zip(columns, [c.get("v") for c in row["c"]]))
+        if row["type"] == "IDLE":
+            continue
+        seconds[row["type"]] += row["total_self_time"] / 1e6 / steps
+        count += row["occurrences"]
+    return {"kernel_ms": 1000 * sum(seconds.values()),
+            "kernels_per_step": count / steps,
+            "top_kernels_ms": {k: 1000 * v
+                               for k, v in seconds.most_common(5)}}
 
 
 def main():
@@ -121,7 +164,7 @@ def main():
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(f"repeat {repeat + 1}: {runs[-1]}", flush=True)
     medians = {part: statistics.median(r[part] for r in runs)
-               for part in PARTS}
+               for part in PARTS + ("kernel_ms", "kernels_per_step")}
     derived = {
         "keras_loop": medians["fit"] - medians["step_in_graph"]
         - medians["pipeline"],
@@ -132,12 +175,15 @@ def main():
           f"thread, op determinism), {args.steps} steps, median of "
           f"{args.repeats} fresh processes")
     for name, value in {**medians, **derived}.items():
-        print(f"{name:<26}{value:>8.3f} ms")
+        unit = "" if name == "kernels_per_step" else " ms"
+        print(f"{name:<30}{value:>9.3f}{unit}")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"command": "python " + " ".join(sys.argv),
                    "args": vars(args), "ms_per_step": medians,
                    "derived_ms": derived, "runs": runs}, f, indent=1)
+    print("largest kernel types (ms per step, first process):",
+          runs[0]["top_kernels_ms"])
     print(f"wrote {args.output}")
 
 
