@@ -25,12 +25,32 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def kernel_stats(directory, steps):
+    """Seconds and kernels per step by op type, from the `tf.profiler`
+    trace written to `directory` over `steps` steps (framework op
+    statistics: each op's own time, idle time left out)."""
+    from tensorflow.python.profiler.internal import (
+        _pywrap_profiler_plugin as plugin)
+
+    (path,) = glob.glob(os.path.join(directory, "**", "*.xplane.pb"),
+                        recursive=True)
+    data, _ = plugin.xspace_to_tools_data([path], "framework_op_stats", {})
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    totals, counts = collections.Counter(), collections.Counter()
+    for row in table["rows"]:
+        row = dict(zip(columns, [c.get("v") for c in row["c"]]))
+        if row["type"] == "IDLE":
+            continue
+        totals[row["type"]] += row["total_self_time"] / 1e6 / steps
+        counts[row["type"]] += row["occurrences"] / steps
+    return totals, counts
+
+
 def worker(config_name, variant, batch_norm, steps):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
-    from tensorflow.python.profiler.internal import (
-        _pywrap_profiler_plugin as plugin)
 
     sys.path.insert(0, HERE)
     import conv_step
@@ -50,25 +70,13 @@ def worker(config_name, variant, batch_norm, steps):
             maml.train_on_batch(inputs, query_labels)
         seconds = (time.perf_counter() - start) / steps
         tf.profiler.experimental.stop()
-        (path,) = glob.glob(os.path.join(directory, "**", "*.xplane.pb"),
-                            recursive=True)
-        data, _ = plugin.xspace_to_tools_data([path], "framework_op_stats",
-                                              {})
-    table = json.loads(data)[0]
-    columns = [c["id"] for c in table["cols"]]
-    totals, counts = collections.Counter(), collections.Counter()
-    for row in table["rows"]:
-        row = dict(zip(columns, [c.get("v") for c in row["c"]]))
-        if row["type"] == "IDLE":
-            continue
-        totals[row["type"]] += row["total_self_time"] / 1e6 / steps
-        counts[row["type"]] += row["occurrences"] // steps
+        totals, counts = kernel_stats(directory, steps)
     return {"config": config_name, "variant": variant,
             "batch_norm": batch_norm,
             "profiled_step_s": seconds,
             "kernel_s_per_step": sum(totals.values()),
             "op_types": [{"type": name, "s_per_step": value,
-                          "ops_per_step": counts[name]}
+                          "ops_per_step": int(counts[name])}
                          for name, value in totals.most_common()]}
 
 

@@ -110,34 +110,20 @@ def _worker(steps):
 
 def _profile(loop, steps):
     """Kernel time and kernels per step of `loop(steps)`, from
-    `tf.profiler` (framework op statistics, idle time excluded)."""
-    import collections
-    import glob
+    `tf.profiler` (`op_profile.kernel_stats`)."""
     import tempfile
 
     import tensorflow as tf
-    from tensorflow.python.profiler.internal import (
-        _pywrap_profiler_plugin as plugin)
+
+    from op_profile import kernel_stats
 
     with tempfile.TemporaryDirectory() as directory:
         tf.profiler.experimental.start(directory)
         loop(tf.constant(steps))
         tf.profiler.experimental.stop()
-        (path,) = glob.glob(os.path.join(directory, "**", "*.xplane.pb"),
-                            recursive=True)
-        data, _ = plugin.xspace_to_tools_data([path], "framework_op_stats",
-                                              {})
-    table = json.loads(data)[0]
-    columns = [c["id"] for c in table["cols"]]
-    seconds, count = collections.Counter(), 0
-    for row in table["rows"]:
-        row = dict(zip(columns, [c.get("v") for c in row["c"]]))
-        if row["type"] == "IDLE":
-            continue
-        seconds[row["type"]] += row["total_self_time"] / 1e6 / steps
-        count += row["occurrences"]
+        seconds, counts = kernel_stats(directory, steps)
     return {"kernel_ms": 1000 * sum(seconds.values()),
-            "kernels_per_step": count / steps,
+            "kernels_per_step": sum(counts.values()),
             "top_kernels_ms": {k: 1000 * v
                                for k, v in seconds.most_common(5)}}
 

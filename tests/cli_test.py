@@ -248,9 +248,6 @@ class CLIAlgorithmsTest(testing.TestCase):
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="keras_meta.rl trains on TensorFlow")
     def test_navigation2d_trains_promp_and_its_baselines(self):
-        import contextlib
-        import io
-
         directory = self.get_temp_dir()
         code = cli.main([
             "train", "--task", "navigation2d", "--meta-steps", "2",
@@ -267,26 +264,16 @@ class CLIAlgorithmsTest(testing.TestCase):
         for picture in ("navigation2d.png", "navigation2d_paths.png"):
             self.assertGreater(
                 os.path.getsize(os.path.join(directory, picture)), 1000)
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = cli.main([
-                "evaluate", os.path.join(directory, "promp.keras"),
-                "--benchmark", "navigation2d", "--num-episodes", "3"])
-        self.assertEqual(code, 0)
         # The saved learner scores the test goals as training did.
-        last = [line for line in output.getvalue().splitlines()
-                if "after 3 steps" in line][0]
-        self.assertAlmostEqual(float(last.split(":")[1].split("+-")[0]),
-                               results["promp"]["returns"]["mean"][3],
-                               places=2)
+        self.assertAlmostEqual(
+            _evaluated_return(os.path.join(directory, "promp.keras"),
+                              "navigation2d", 3),
+            results["promp"]["returns"]["mean"][3], places=2)
 
     @pytest.mark.slow  # an end-to-end run of the command, with MuJoCo
     @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                         reason="keras_meta.rl trains on TensorFlow")
     def test_ant_direction_trains_and_evaluates(self):
-        import contextlib
-        import io
-
         directory = self.get_temp_dir()
         code = cli.main([
             "train", "--task", "ant-dir", "--algorithm", "maml",
@@ -299,16 +286,9 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertEqual(results["paper"], {})
         self.assertEqual(sorted(results["results"]),
                          ["maml", "pretrained", "random"])
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = cli.main([
-                "evaluate", os.path.join(directory, "maml.keras"),
-                "--benchmark", "ant-dir", "--num-episodes", "2"])
-        self.assertEqual(code, 0)
-        last = [line for line in output.getvalue().splitlines()
-                if "after 3 steps" in line][0]
         self.assertAlmostEqual(
-            float(last.split(":")[1].split("+-")[0]),
+            _evaluated_return(os.path.join(directory, "maml.keras"),
+                              "ant-dir", 2),
             results["results"]["maml"]["returns"]["mean"][3], places=2)
 
     @pytest.mark.slow  # an end-to-end run of the command
@@ -477,6 +457,22 @@ class CLIEvaluateTest(testing.TestCase):
             cli.main(["evaluate", "/nonexistent.keras"])
         with self.assertRaises(SystemExit):
             cli.main(["evaluate", "x.keras", "--inner-steps", "a"])
+
+
+def _evaluated_return(checkpoint, benchmark, num_episodes):
+    """The mean return after 3 steps that `keras-meta evaluate` prints."""
+    import contextlib
+    import io
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = cli.main(["evaluate", checkpoint, "--benchmark", benchmark,
+                         "--num-episodes", str(num_episodes)])
+    if code != 0:
+        raise AssertionError(f"keras-meta evaluate exited with {code}")
+    last = [line for line in output.getvalue().splitlines()
+            if "after 3 steps" in line][0]
+    return float(last.split(":")[1].split("+-")[0])
 
 
 class CLIHelpTest(testing.TestCase):

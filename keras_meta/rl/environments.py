@@ -209,32 +209,18 @@ class Navigation2D(PureFunctionEnvironment):
 HALF_CHEETAH_VARIANTS = ("v5", "rllab")
 
 
-class _HalfCheetah(SimulatorEnvironment):
-    """HalfCheetah with a task-dependent reward, in one of two variants."""
+class _MujocoTasks(SimulatorEnvironment):
+    """A pool of MuJoCo simulators, one per task and trajectory, grown as
+    needed and reseeded at every `reset`; subclasses make (`_make`) and
+    reset (`_reset_one`) one simulator."""
 
-    action_dim = 6
-    task_dim = 1
-
-    def __init__(self, horizon=200, control_cost=0.05, variant="v5"):
+    def __init__(self, horizon):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(
                 "`horizon` must be a positive int. Received: "
                 f"horizon={horizon!r}.")
-        if variant not in HALF_CHEETAH_VARIANTS:
-            raise ValueError(
-                f"`variant` must be one of {list(HALF_CHEETAH_VARIANTS)}: "
-                "'v5' for gymnasium's HalfCheetah-v5 (ProMP's), 'rllab' for "
-                "the MAML paper's. Received: "
-                f"variant={variant!r}.")
         self.horizon = horizon
-        self.control_cost = float(control_cost)
-        self.variant = variant
         self._envs = []
-        self._tasks = None
-
-    @property
-    def observation_dim(self):
-        return 20 if self.variant == "rllab" else 17
 
     def _gym(self):
         try:
@@ -242,11 +228,14 @@ class _HalfCheetah(SimulatorEnvironment):
         except ImportError:
             raise ImportError(
                 f"`keras_meta.rl.{type(self).__name__}` runs gymnasium's "
-                "MuJoCo HalfCheetah. Install the extra: "
+                "MuJoCo simulators. Install the extra: "
                 '`pip install -e ".[rl]"` (gymnasium[mujoco]).') from None
         return gymnasium
 
-    def reset(self, tasks, num_trajectories, seed=None):
+    def _reset_pool(self, tasks, num_trajectories, seed):
+        """Resets one simulator per task and trajectory (simulator `k`
+        seeded `seed * 1_000_003 + k`); returns the first observations, a
+        list."""
         tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
         count = len(tasks) * num_trajectories
         if len(self._envs) < count:
@@ -254,10 +243,40 @@ class _HalfCheetah(SimulatorEnvironment):
         self._shape = (len(tasks), num_trajectories)
         self._targets = np.repeat(tasks[:, 0], num_trajectories)
         base = 0 if seed is None else int(seed) * 1_000_003
-        observations = [self._reset_one(self._envs[k], base + k)
-                        for k in range(count)]
-        return np.array(observations, "float32").reshape(
-            self._shape + (self.observation_dim,))
+        return [self._reset_one(self._envs[k], base + k)
+                for k in range(count)]
+
+    def _batched(self, values, dim=None):
+        """`values` in the `[tasks, trajectories, ...]` layout, float32."""
+        shape = self._shape + (() if dim is None else (dim,))
+        return np.asarray(values, "float32").reshape(shape)
+
+
+class _HalfCheetah(_MujocoTasks):
+    """HalfCheetah with a task-dependent reward, in one of two variants."""
+
+    action_dim = 6
+    task_dim = 1
+
+    def __init__(self, horizon=200, control_cost=0.05, variant="v5"):
+        super().__init__(horizon)
+        if variant not in HALF_CHEETAH_VARIANTS:
+            raise ValueError(
+                f"`variant` must be one of {list(HALF_CHEETAH_VARIANTS)}: "
+                "'v5' for gymnasium's HalfCheetah-v5 (ProMP's), 'rllab' for "
+                "the MAML paper's. Received: "
+                f"variant={variant!r}.")
+        self.control_cost = float(control_cost)
+        self.variant = variant
+
+    @property
+    def observation_dim(self):
+        return 20 if self.variant == "rllab" else 17
+
+    def reset(self, tasks, num_trajectories, seed=None):
+        return self._batched(
+            self._reset_pool(tasks, num_trajectories, seed),
+            self.observation_dim)
 
     def step(self, actions):
         actions = np.clip(np.asarray(actions, "float64").reshape(
@@ -269,10 +288,8 @@ class _HalfCheetah(SimulatorEnvironment):
             velocities.append(velocity)
         rewards = self._reward(np.array(velocities), self._targets) - (
             self.control_cost * np.square(actions).sum(-1))
-        return (np.array(observations, "float32").reshape(
-                    self._shape + (self.observation_dim,)),
-                rewards.astype("float32").reshape(self._shape),
-                np.zeros(self._shape, bool))
+        return (self._batched(observations, self.observation_dim),
+                self._batched(rewards), np.zeros(self._shape, bool))
 
     # One simulator: a gymnasium environment ("v5") or a MuJoCo `MjData`
     # of the shared model ("rllab").
@@ -426,7 +443,7 @@ class HalfCheetahDirection(_HalfCheetah):
         return targets * velocities
 
 
-class _Ant(SimulatorEnvironment):
+class _Ant(_MujocoTasks):
     """gymnasium's `Ant-v5` with the MAML paper's task rewards.
 
     Each simulator is a gymnasium `Ant-v5` (five physics steps of 0.01 s
@@ -456,38 +473,20 @@ class _Ant(SimulatorEnvironment):
     survive_reward = 0.05
 
     def __init__(self, horizon=200):
-        if not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(
-                "`horizon` must be a positive int. Received: "
-                f"horizon={horizon!r}.")
-        self.horizon = horizon
-        self._envs = []
+        super().__init__(horizon)
 
     def _make(self):
-        try:
-            import gymnasium
-        except ImportError:
-            raise ImportError(
-                f"`keras_meta.rl.{type(self).__name__}` runs gymnasium's "
-                "MuJoCo Ant. Install the extra: "
-                '`pip install -e ".[rl]"` (gymnasium[mujoco]).') from None
         # Without the checker: terminated simulators are never stepped.
-        return gymnasium.make("Ant-v5", disable_env_checker=True)
+        return self._gym().make("Ant-v5", disable_env_checker=True)
+
+    def _reset_one(self, env, seed):
+        return env.reset(seed=seed)[0]
 
     def reset(self, tasks, num_trajectories, seed=None):
-        tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
-        count = len(tasks) * num_trajectories
-        if len(self._envs) < count:
-            self._envs += [self._make() for _ in range(count - len(self._envs))]
-        self._shape = (len(tasks), num_trajectories)
-        self._targets = np.repeat(tasks[:, 0], num_trajectories)
-        base = 0 if seed is None else int(seed) * 1_000_003
         self._observations = np.array(
-            [self._envs[k].reset(seed=base + k)[0] for k in range(count)],
-            "float64")
-        self._ended = np.zeros(count, bool)
-        return self._observations.astype("float32").reshape(
-            self._shape + (self.observation_dim,))
+            self._reset_pool(tasks, num_trajectories, seed), "float64")
+        self._ended = np.zeros(len(self._observations), bool)
+        return self._batched(self._observations, self.observation_dim)
 
     def step(self, actions):
         actions = np.clip(np.asarray(actions, "float64").reshape(
@@ -503,9 +502,8 @@ class _Ant(SimulatorEnvironment):
                 - self.control_cost * np.square(action).sum()
                 + info["reward_contact"] + self.survive_reward)
             self._ended[k] = terminated
-        return (self._observations.astype("float32").reshape(
-                    self._shape + (self.observation_dim,)),
-                rewards.astype("float32").reshape(self._shape),
+        return (self._batched(self._observations, self.observation_dim),
+                self._batched(rewards),
                 self._ended.copy().reshape(self._shape))
 
     def get_config(self):

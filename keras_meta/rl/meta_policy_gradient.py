@@ -452,57 +452,42 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
                 tasks, per_task, noise_fn(), per_task=True))
         return batches, per_task
 
+    def _task_outer_loss(self, weights, task_batches):
+        """One task's weights adapted by the inner steps on its batches but
+        the last, and the outer loss on the last: `(adapted, loss)`."""
+        adapted = weights
+        for samples in task_batches[:-1]:
+            adapted = self.inner_update(adapted, samples,
+                                        self.inner_learning_rate,
+                                        create_graph=not self.first_order)
+        loss = self.outer_loss(adapted, task_batches[-1])
+        if self.kl_penalty and self.num_inner_steps:
+            loss = loss + self.kl_penalty * self._kl(weights,
+                                                     task_batches[0])
+        return adapted, loss
+
     def meta_terms(self, weights, batches):
         """The outer loss and the mean KL divergence from the policies that
         sampled the last rollouts to those of `weights` (each adapted to its
         task through the inner steps), as functions of `weights`: the two
         terms of the TRPO step. Returns `(loss, kl)`."""
-        dtype = weights[0].dtype
-        rate = self.inner_learning_rate
-        create_graph = not self.first_order
-
         def task_terms(task_batches):
-            task_weights = weights
-            for samples in task_batches[:-1]:
-                task_weights = self.inner_update(
-                    task_weights, samples, rate, create_graph)
-            last = task_batches[-1]
-            loss = self.outer_loss(task_weights, last)
-            if self.kl_penalty and self.num_inner_steps:
-                loss = loss + self.kl_penalty * self._kl(
-                    weights, task_batches[0])
-            return ops.stack([loss, self._kl(task_weights, last)])
+            adapted, loss = self._task_outer_loss(weights, task_batches)
+            return ops.stack([loss, self._kl(adapted, task_batches[-1])])
 
-        terms = backend.map_tasks(
-            task_terms, list(batches[:self.num_inner_steps + 1]), dtype)
-        terms = ops.mean(terms, axis=0)
+        terms = ops.mean(backend.map_tasks(
+            task_terms, list(batches[:self.num_inner_steps + 1]),
+            weights[0].dtype), axis=0)
         return terms[0], terms[1]
 
     def meta_loss(self, batches):
         """The outer loss of a training step's samples, differentiable
         w.r.t. the policy's variables through every inner step."""
         weights = self._weights()
-        dtype = weights[0].dtype
-        if not self.num_inner_steps:
-            losses = backend.map_tasks(
-                lambda samples: self.outer_loss(weights, samples),
-                batches[0], dtype)
-            return ops.mean(losses)
-        rate = self.inner_learning_rate
-        create_graph = not self.first_order
-
-        def task_loss(task_batches):
-            task_weights = weights
-            for samples in task_batches[:-1]:
-                task_weights = self.inner_update(
-                    task_weights, samples, rate, create_graph)
-            loss = self.outer_loss(task_weights, task_batches[-1])
-            if self.kl_penalty:
-                loss = loss + self.kl_penalty * self._kl(
-                    weights, task_batches[0])
-            return loss
-
-        losses = backend.map_tasks(task_loss, list(batches), dtype)
+        losses = backend.map_tasks(
+            lambda task_batches: self._task_outer_loss(
+                weights, task_batches)[1],
+            list(batches[:self.num_inner_steps + 1]), weights[0].dtype)
         return ops.mean(losses)
 
     def train_step(self, data):

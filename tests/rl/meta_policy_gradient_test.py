@@ -85,6 +85,22 @@ def _tensors(samples):
     return {k: keras.ops.convert_to_tensor(v) for k, v in samples.items()}
 
 
+def _pre_and_post_batches(learner):
+    """One task's pre-adaptation samples and post-adaptation samples drawn
+    from the policy adapted on them (inner rate 0.5), so that at the
+    current weights the importance ratios are 1 and the KL to the sampling
+    policy is 0."""
+    policy = learner.policy
+    pre = _samples(policy, seed=2)
+    adapted = learner.inner_update(
+        learner._weights(), _tensors(pre), 0.5, create_graph=False)
+    post_policy = keras.models.clone_model(policy)
+    post_policy.set_weights([np.asarray(w) for w in adapted])
+    post = _samples(post_policy, seed=3)
+    return [_tensors({k: v[None] for k, v in b.items()})
+            for b in (pre, post)]
+
+
 def _inner_gradient_and_hessian(learner, samples):
     import tensorflow as tf
 
@@ -159,16 +175,7 @@ class MetaGradientTest(testing.TestCase):
             rl.GaussianPolicyHead(2, initial_log_std=-0.5, dtype="float64")])
         learner = cls(policy, rl.Navigation2D(horizon=4),
                       inner_learning_rate=0.5, **kwargs)
-        pre = _samples(policy, seed=2)
-        # Post-adaptation samples drawn from the adapted policy, so that the
-        # importance ratios are 1 at the current weights (inside the clip).
-        adapted = learner.inner_update(
-            learner._weights(), _tensors(pre), 0.5, create_graph=False)
-        post_policy = keras.models.clone_model(policy)
-        post_policy.set_weights([np.asarray(w) for w in adapted])
-        post = _samples(post_policy, seed=3)
-        batch = [{k: v[None] for k, v in b.items()} for b in (pre, post)]
-        return learner, [_tensors(b) for b in batch]
+        return learner, _pre_and_post_batches(learner)
 
     def _check(self, cls, **kwargs):
         learner, batches = self._learner_and_batches(cls, **kwargs)

@@ -9,8 +9,7 @@ from keras_meta import rl
 from keras_meta import testing
 from tests.rl.meta_policy_gradient_test import _flat
 from tests.rl.meta_policy_gradient_test import _linear_policy
-from tests.rl.meta_policy_gradient_test import _samples
-from tests.rl.meta_policy_gradient_test import _tensors
+from tests.rl.meta_policy_gradient_test import _pre_and_post_batches
 from tests.rl.meta_policy_gradient_test import _unflatten
 
 pytestmark = pytest.mark.skipif(
@@ -25,17 +24,7 @@ def _learner_and_batches(damping=1e-3, **kwargs):
     learner = rl.MAMLRL(policy, rl.Navigation2D(horizon=4),
                         inner_learning_rate=0.5, trust_region=RADIUS,
                         cg_iterations=20, cg_damping=damping, **kwargs)
-    pre = _samples(policy, seed=2)
-    # Post-adaptation samples drawn from the adapted policy, which is then
-    # the policy that sampled them: the KL is 0 at the current weights.
-    adapted = learner.inner_update(
-        learner._weights(), _tensors(pre), 0.5, create_graph=False)
-    post_policy = keras.models.clone_model(policy)
-    post_policy.set_weights([np.asarray(w) for w in adapted])
-    post = _samples(post_policy, seed=3)
-    batches = [_tensors({k: v[None] for k, v in b.items()})
-               for b in (pre, post)]
-    return learner, batches
+    return learner, _pre_and_post_batches(learner)
 
 
 def _kl_gradient(learner, batches, theta):
