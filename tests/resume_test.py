@@ -82,12 +82,14 @@ class ResumeTest(testing.TestCase):
         backup_dir = os.path.join(directory, "backup")
         resumed = os.path.join(directory, "resumed.npz")
         # Killed in the middle of the third epoch (steps 7-9), after the
-        # backups of epochs 1 and 2, at a step chosen at random.
+        # backups of epochs 1 and 2 (the two newest are kept), at a step
+        # chosen at random.
         step = int(np.random.default_rng().integers(7, 9))
         _run(backup_dir, resumed, kill_at_step=step)
         self.assertFalse(os.path.exists(resumed))
         self.assertEqual(
-            sorted(os.listdir(backup_dir)), ["epoch-000002", "latest"])
+            sorted(os.listdir(backup_dir)),
+            ["epoch-000001", "epoch-000002", "latest"])
         _run(backup_dir, resumed)
         expected, actual = np.load(reference), np.load(resumed)
         self.assertEqual(len(expected.files), len(actual.files))
