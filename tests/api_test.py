@@ -65,11 +65,12 @@ class APITest(testing.TestCase):
                 "adam", "conjugate_gradient", "gradient_descent",
                 "gradient_step"],
             keras_meta.backend: [
-                "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled", "exact_moments",
-                "fused_batch_statistics_call", "implicit_solution", "loss_and_gradients", "map_tasks",
-                "num_replicas",
-                "per_replica_logs", "read_value", "scan_steps",
-                "sum_task_gradients", "task_mapping",
+                "CHECKS_LABELS_IN_GRAPH", "check_even_split",
+                "check_label_range", "compiled", "exact_moments",
+                "fused_batch_statistics_call", "implicit_solution",
+                "loss_and_gradients", "map_tasks", "num_replicas",
+                "per_replica_logs", "read_value", "remat", "replica_index",
+                "scan_steps", "sum_task_gradients", "task_mapping",
                 "value_and_grad",
             ],
             keras_meta.testing: [

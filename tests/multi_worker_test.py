@@ -100,10 +100,12 @@ def _script_and_env(directory, filename, source):
     return script, env
 
 
-def _run(directory, name, num_workers, global_batch=GLOBAL_BATCH):
-    """Runs the worker script as `num_workers` processes (0: one process
-    without a cluster); returns each process's weights and record."""
-    script, env = _script_and_env(directory, "worker.py", _WORKER)
+def _run(directory, name, num_workers, global_batch=GLOBAL_BATCH,
+         source=_WORKER):
+    """Runs a worker script (`_WORKER` unless given) as `num_workers`
+    processes (0: one process without a cluster); returns each process's
+    weights and record."""
+    script, env = _script_and_env(directory, "worker.py", source)
     prefix = os.path.join(directory, name)
     command = [sys.executable, script, prefix, str(global_batch),
                str(NUM_EPISODES)]
@@ -121,6 +123,41 @@ def _run(directory, name, num_workers, global_batch=GLOBAL_BATCH):
         with open(path + ".json") as f:
             records.append(json.load(f))
     return weights, records
+
+
+# Meta-trains MAML-RL on 2D navigation (rollouts in the training step) for
+# two epochs of two steps, and writes the policy's weights before and after
+# and the logged returns. Without TF_CONFIG it runs as one process.
+_RL_WORKER = r"""
+import json, os, sys
+import numpy as np
+import tensorflow as tf
+import keras
+from keras_meta import rl
+
+index = (json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+         if "TF_CONFIG" in os.environ else 0)
+output = f"{sys.argv[1]}{index}.npz"
+global_batch = int(sys.argv[2])
+strategy = (tf.distribute.MultiWorkerMirroredStrategy()
+            if "TF_CONFIG" in os.environ else tf.distribute.get_strategy())
+options = tf.data.Options()
+options.experimental_distribute.auto_shard_policy = (
+    tf.data.experimental.AutoShardPolicy.DATA)
+env = rl.Navigation2D(horizon=10)
+with strategy.scope():
+    policy = rl.gaussian_mlp_policy(2, 2, hidden_units=(8,), seed=1)
+    learner = rl.MAMLRL(policy, env, num_trajectories=2, seed=0)
+    learner.compile(optimizer=keras.optimizers.SGD(0.1))
+initial = [v.numpy() for v in policy.weights]
+history = learner.fit(env.task_dataset(global_batch, seed=0)
+                      .with_options(options), steps_per_epoch=2, epochs=2,
+                      verbose=0)
+np.savez(output, *[v.numpy() for v in policy.weights])
+np.savez(f"{sys.argv[1]}initial{index}.npz", *initial)
+with open(output + ".json", "w") as f:
+    json.dump(history.history, f)
+"""
 
 
 @pytest.mark.tensorflow_only
@@ -166,6 +203,33 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
                     np.testing.assert_allclose(
                         record["evaluate"][learner][key], value, rtol=1e-5,
                         atol=1e-7, err_msg=f"{learner} {key}")
+
+    @parameterized.named_parameters(("two", 2), ("three", 3))
+    @pytest.mark.slow  # several processes
+    def test_meta_rl_workers_match_one_process(self, num_workers):
+        directory = self.get_temp_dir()
+        workers, records = _run(directory, "rl", num_workers,
+                                source=_RL_WORKER)
+        (single,), (single_record,) = _run(directory, "rl_single", 0,
+                                           source=_RL_WORKER)
+        initial = np.load(os.path.join(directory, "rl_singleinitial0.npz"))
+        # Each worker rolls out its share of every global batch of tasks
+        # with that share of the global batch's noise: the logged returns
+        # (every worker's are the global batch's) are one process's.
+        for record in records:
+            for key in ("return_before", "return_after"):
+                np.testing.assert_allclose(record[key], single_record[key],
+                                           rtol=1e-5, err_msg=key)
+        # The weights moved, and equally on every worker and in one
+        # process, up to float32 rounding of the summed gradients.
+        moved = max(np.abs(single[n] - initial[n]).max()
+                    for n in single.files)
+        self.assertGreater(moved, 1e-2)
+        for name in single.files:
+            for other in workers[1:]:
+                np.testing.assert_array_equal(workers[0][name], other[name])
+            np.testing.assert_allclose(workers[0][name], single[name],
+                                       atol=1e-6)
 
     @pytest.mark.slow  # several processes
     def test_uneven_meta_batch_is_refused(self):

@@ -11,6 +11,7 @@ import keras
 _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
+    from keras_meta.backend.tensorflow import check_even_split
     from keras_meta.backend.tensorflow import check_label_range
     from keras_meta.backend.tensorflow import compiled
     from keras_meta.backend.tensorflow import exact_moments
@@ -22,6 +23,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import per_replica_logs
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import remat
+    from keras_meta.backend.tensorflow import replica_index
     from keras_meta.backend.tensorflow import sum_task_gradients
     from keras_meta.backend.tensorflow import task_mapping
     from keras_meta.backend.tensorflow import value_and_grad
@@ -31,6 +33,7 @@ if _BACKEND == "tensorflow":
     # Label ranges are asserted inside every traced step.
     CHECKS_LABELS_IN_GRAPH = True
 elif _BACKEND == "jax":
+    from keras_meta.backend.jax import check_even_split
     from keras_meta.backend.jax import check_label_range
     from keras_meta.backend.jax import compiled
     from keras_meta.backend.jax import exact_moments
@@ -41,6 +44,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import per_replica_logs
     from keras_meta.backend.jax import read_value
     from keras_meta.backend.jax import remat
+    from keras_meta.backend.jax import replica_index
     from keras_meta.backend.jax import scan_steps
     from keras_meta.backend.jax import task_mapping
     from keras_meta.backend.jax import value_and_grad
@@ -53,6 +57,7 @@ elif _BACKEND == "jax":
     # checked before training instead.
     CHECKS_LABELS_IN_GRAPH = False
 elif _BACKEND == "torch":
+    from keras_meta.backend.torch import check_even_split
     from keras_meta.backend.torch import check_label_range
     from keras_meta.backend.torch import compiled
     from keras_meta.backend.torch import exact_moments
@@ -64,6 +69,7 @@ elif _BACKEND == "torch":
     from keras_meta.backend.torch import per_replica_logs
     from keras_meta.backend.torch import read_value
     from keras_meta.backend.torch import remat
+    from keras_meta.backend.torch import replica_index
     from keras_meta.backend.torch import task_mapping
     from keras_meta.backend.torch import value_and_grad
 
@@ -82,8 +88,8 @@ else:
     )
 
 __all__ = [
-    "CHECKS_LABELS_IN_GRAPH", "check_label_range", "compiled",
-    "exact_moments", "fused_batch_statistics_call", "implicit_solution",
-    "loss_and_gradients", "map_tasks", "num_replicas", "per_replica_logs",
-    "read_value", "scan_steps", "sum_task_gradients", "task_mapping",
-    "value_and_grad"]
+    "CHECKS_LABELS_IN_GRAPH", "check_even_split", "check_label_range",
+    "compiled", "exact_moments", "fused_batch_statistics_call",
+    "implicit_solution", "loss_and_gradients", "map_tasks", "num_replicas",
+    "per_replica_logs", "read_value", "remat", "replica_index", "scan_steps",
+    "sum_task_gradients", "task_mapping", "value_and_grad"]

@@ -97,8 +97,10 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
             equals `trust_region`, then halved by factors of 0.8 (at most
             15 times) until the outer loss decreases and the KL is at most
             `trust_region`; if no step qualifies, the weights stay.
-            `num_outer_steps` such steps are taken per batch. Defaults to
-            `None` (the compiled optimizer).
+            `num_outer_steps` such steps are taken per batch. Runs on one
+            replica (refused under a multi-replica strategy, where the
+            compiled optimizer's step is exact). Defaults to `None` (the
+            compiled optimizer).
         cg_iterations: Int, conjugate-gradient iterations of the TRPO step.
             Defaults to `10`.
         cg_damping: Float, added times the identity to the Fisher matrix.
@@ -366,9 +368,21 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
 
     def _noise(self, num_tasks, num_trajectories):
         env = self.environment
-        return keras.random.normal(
-            (env.horizon, num_tasks, num_trajectories, env.action_dim),
-            seed=self.seed_generator)
+        replicas = backend.num_replicas()
+        if replicas == 1:
+            return keras.random.normal(
+                (env.horizon, num_tasks, num_trajectories, env.action_dim),
+                seed=self.seed_generator)
+        # Under a strategy every replica draws the whole global batch's
+        # noise (same generator state) and keeps its own tasks' share, so
+        # each task's rollouts are those of one device.
+        noise = keras.random.normal(
+            (env.horizon, replicas * num_tasks, num_trajectories,
+             env.action_dim), seed=self.seed_generator)
+        start = backend.replica_index() * num_tasks
+        return ops.slice(noise, (0, start, 0, 0),
+                         (env.horizon, num_tasks, num_trajectories,
+                          env.action_dim))
 
     # ------------------------------------------------------------------
     # Objectives of one task (no task axis).
@@ -492,6 +506,7 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
 
     def train_step(self, data):
         tasks = data[0] if isinstance(data, (tuple, list)) else data
+        backend.check_even_split(tasks)
         tasks = ops.cast(tasks, "float32")
         num_tasks = tasks.shape[0]
         if num_tasks is None:
@@ -501,19 +516,32 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
             lambda: self._noise(num_tasks, self.num_trajectories),
             [self.inner_learning_rate] * self.num_inner_steps)
         self._track(self.update(batches), batches)
-        return {m.name: m.result() for m in self.metrics}
+        return backend.per_replica_logs(
+            {m.name: m.result() for m in self.metrics})
 
     def update(self, batches):
         """`num_outer_steps` optimizer updates on one batch of samples
         (from `collect`); returns the last meta-loss."""
         variables = self.trainable_variables
+        # Under a strategy the optimizer sums the replicas' gradients: each
+        # replica differentiates its share of the mean over the global batch.
+        replicas = backend.num_replicas()
+        if self.trust_region is not None and replicas > 1:
+            raise ValueError(
+                "The TRPO outer step (`trust_region`) runs on one replica: "
+                "its conjugate-gradient solve and line search are not "
+                f"reduced across the {replicas} replicas of the current "
+                "distribution strategy. Train without a multi-replica "
+                "strategy, or use the Adam outer step "
+                "(`trust_region=None`), which does.")
         loss = None
         for _ in range(self.num_outer_steps):
             if self.trust_region is not None:
                 loss = self.trust_region_step(batches)
                 continue
             (loss, _), gradients = backend.loss_and_gradients(
-                lambda: (self.meta_loss(batches), ()), variables)
+                lambda: (self.meta_loss(batches) / replicas, ()), variables)
+            loss = loss * replicas
             self.optimizer.apply(gradients, variables)
         return loss
 

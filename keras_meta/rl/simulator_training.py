@@ -118,6 +118,15 @@ class SimulatorTraining:
         if getattr(self, "optimizer", None) is None:
             raise ValueError(
                 f"Call `{owner}.compile(optimizer=...)` before `fit()`.")
+        strategy = getattr(self, "distribute_strategy", None)
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                f"`{owner}.fit()` with a simulator samples outside the "
+                "training step and runs on one replica; it was built under "
+                f"a strategy with {strategy.num_replicas_in_sync} replicas. "
+                "Build it outside the strategy's scope, or distribute a "
+                "learner on a `PureFunctionEnvironment` (rollouts in the "
+                "step), such as `rl.Navigation2D`.")
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         verbose = 1 if verbose == "auto" else verbose

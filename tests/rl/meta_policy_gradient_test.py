@@ -343,3 +343,48 @@ class ErrorsAndSavingTest(testing.TestCase):
         tasks = env.sample_tasks(3, seed=0)
         self.assertAllClose(loaded.adaptation_returns(tasks),
                             learner.adaptation_returns(tasks), rtol=1e-5)
+
+
+class StrategyTest(testing.TestCase):
+    def _train(self, strategy, trust_region=None):
+        env = rl.Navigation2D(horizon=8)
+        with strategy.scope():
+            policy = rl.gaussian_mlp_policy(2, 2, hidden_units=(8,), seed=1)
+            learner = rl.MAMLRL(policy, env, num_trajectories=2, seed=0,
+                                trust_region=trust_region)
+            learner.compile(optimizer=keras.optimizers.SGD(0.1))
+        initial = policy.get_weights()
+        history = learner.fit(env.task_dataset(4, seed=0), steps_per_epoch=3,
+                              verbose=0)
+        return initial, policy.get_weights(), history.history
+
+    def test_two_replicas_train_as_one_device(self):
+        import tensorflow as tf
+
+        initial, one, one_logs = self._train(tf.distribute.get_strategy())
+        # Several MirroredStrategy objects in one process reuse the keys of
+        # CPU collective ops; reducing to one device avoids collectives.
+        mirrored = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+        _, two, two_logs = self._train(mirrored)
+        # Each replica rolls out its half of every meta-batch with that
+        # half's share of the global noise, so the returns are one
+        # device's; the weights differ by float32 rounding of the summed
+        # gradients.
+        for key in ("return_before", "return_after"):
+            np.testing.assert_allclose(two_logs[key], one_logs[key],
+                                       rtol=1e-5, err_msg=key)
+        for before, a, b in zip(initial, one, two):
+            np.testing.assert_allclose(b, a, atol=1e-6)
+        self.assertGreater(max(np.abs(a - b).max()
+                               for a, b in zip(initial, one)), 1e-3)
+
+    def test_trust_region_step_is_refused_on_several_replicas(self):
+        import tensorflow as tf
+
+        mirrored = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+        with self.assertRaisesRegex(ValueError, "TRPO outer step"):
+            self._train(mirrored, trust_region=0.01)

@@ -118,6 +118,19 @@ class SimulatorTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "validation_data"):
             learner.fit(NumpyNavigation().task_dataset(2), steps_per_epoch=1,
                         validation_data=[1])
+        # Sampling outside the step cannot be split between replicas.
+        import tensorflow as tf
+
+        mirrored = tf.distribute.MirroredStrategy(
+            ["/cpu:0", "/cpu:1"],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+        with mirrored.scope():
+            learner = rl.MAMLRL(
+                rl.gaussian_mlp_policy(2, 2, hidden_units=(4,)),
+                NumpyNavigation(horizon=5))
+            learner.compile(optimizer="adam")
+        with self.assertRaisesRegex(ValueError, "one replica"):
+            learner.fit(NumpyNavigation().task_dataset(2), steps_per_epoch=1)
 
     @pytest.mark.skipif(importlib.util.find_spec("mujoco") is None,
                         reason="needs the rl extra (gymnasium[mujoco])")

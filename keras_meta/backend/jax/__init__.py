@@ -97,6 +97,19 @@ def per_replica_logs(logs):
     return logs
 
 
+def replica_index():
+    """This replica's place among those that share the global batch: 0
+    (Keras's JAX trainer runs one program on the whole
+    global batch)."""
+    return 0
+
+
+def check_even_split(data):
+    """Nothing to check: Keras's JAX trainer runs one program on the whole
+    global batch."""
+    del data
+
+
 def num_replicas():
     """The number of replicas that share the current global batch.
 

@@ -419,6 +419,15 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def replica_index():
+    """This replica's place among the replicas that share the global
+    batch (0 outside a strategy's replica context)."""
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return 0
+    return context.replica_id_in_sync_group
+
+
 
 
 def implicit_solution(solutions, weights, loss_fn, args, solve):

@@ -190,6 +190,17 @@ def per_replica_logs(logs):
     return logs
 
 
+def replica_index():
+    """This replica's place among those that share the global batch: 0
+    (Keras's torch trainer runs on one device)."""
+    return 0
+
+
+def check_even_split(data):
+    """Nothing to check: Keras's torch trainer runs on one device."""
+    del data
+
+
 def num_replicas():
     """The number of replicas that share the current global batch: 1
     (Keras's torch trainer runs on one device)."""
