@@ -323,6 +323,12 @@ def map_tasks(fn, elements, output_dtypes, vectorize=False):
         outputs = fn(tf.nest.map_structure(
             lambda e: None if e is None else e[0], elements))
         return tf.nest.map_structure(lambda o: tf.expand_dims(o, 0), outputs)
+    # keras_meta is written in `keras.ops` with Python control flow on
+    # static values only (as JAX requires), so AutoGraph has nothing to
+    # convert; letting `map_fn` or `vectorized_map` convert the task
+    # function anyway rewrote the source of every function it calls, which
+    # took most of the time of tracing a meta-step.
+    fn = tf.autograph.experimental.do_not_convert(fn)
     if task_mapping(vectorize) == "vmap":
         return tf.vectorized_map(fn, elements, fallback_to_while_loop=True)
     if callable(output_dtypes):
