@@ -32,9 +32,12 @@ kernels as learn2learn) and `learn2learn` 0.2.0 (`l2l.algorithms.MAML`:
 keras_meta's TensorFlow variants: `default` (`task_gradients="auto"`, task
 by task, two tasks at a time here), `whole_batch_gradient`
 (`task_gradients=False`), `task_by_task` (`task_gradients=True`) and
-`one_task_at_a_time` (task by task without overlap) and `unfused` (Keras's
+`one_task_at_a_time` (task by task without overlap), `unfused` (Keras's
 composite BatchNormalization ops instead of the fused kernel that
-transductive passes run). On torch: `default`
+transductive passes run), `unrolled` (the inner steps traced one by one
+instead of as one graph loop) and `autograph` (unrolled, and the
+per-task functions converted by AutoGraph as `tf.map_fn` does unless
+told not to: the traced step as it was before both changes). On torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
 layout, on whose tensors PyTorch's CPU pooling and ReLU gradient kernels
@@ -288,6 +291,14 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         from keras_meta import backend
 
         backend.fused_batch_statistics_call = None
+    elif variant in ("unrolled", "autograph"):
+        from keras_meta import backend
+
+        backend.LOOPS_INNER_STEPS = False
+        if variant == "autograph":
+            import tensorflow as tf
+
+            tf.autograph.experimental.do_not_convert = lambda fn: fn
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
@@ -600,7 +611,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["default"],
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "unfused"],
+                                 "unfused", "unrolled", "autograph"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -620,7 +631,8 @@ def main():
     parser.add_argument("--variant", default="default",
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "channels_first", "unfused"],
+                                 "channels_first", "unfused", "unrolled",
+                                 "autograph"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
