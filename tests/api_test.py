@@ -65,8 +65,7 @@ class APITest(testing.TestCase):
                 "adam", "conjugate_gradient", "gradient_descent",
                 "gradient_step"],
             keras_meta.backend: [
-                "CHECKS_LABELS_IN_GRAPH", "LOOPS_INNER_STEPS",
-                "check_even_split",
+                "CHECKS_LABELS_IN_GRAPH", "check_even_split",
                 "check_label_range", "compiled", "exact_moments",
                 "fused_batch_statistics_call", "implicit_solution",
                 "loss_and_gradients", "map_tasks", "num_replicas",

@@ -321,7 +321,6 @@ class MAML(MetaModel):
             first_order=self._use_first_order,
             mask=self._adapted_mask(),
             remat=self.remat_inner_steps and training,
-            loop=self._loops_inner_steps(),
             trajectory=self.task_output_keys(training) is not None,
             step_weights=(
                 (lambda step, weights: self.with_step_norm(

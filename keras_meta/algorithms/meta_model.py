@@ -518,14 +518,6 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
         return (convolutional
                 or self._batch_activation_bytes(data) >= TASK_GRADIENT_BYTES)
 
-    def _loops_inner_steps(self):
-        """Whether gradient-based inner loops run as one loop in the graph
-        (`keras_meta.inner.gradient_descent`'s `loop`): for convolutional
-        wrapped models, on backends where that shortens tracing
-        (`backend.LOOPS_INNER_STEPS`: TensorFlow). Dense models keep
-        unrolled steps, which `tf.vectorized_map` vectorizes over tasks."""
-        return backend.LOOPS_INNER_STEPS and self._model_facts()[0]
-
     def _model_facts(self):
         """`(is_convolutional, activation_elements)` of the wrapped model,
         computed once per model (the torch trainer asks every step)."""

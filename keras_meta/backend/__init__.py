@@ -30,9 +30,6 @@ if _BACKEND == "tensorflow":
 
     # Keras's TensorFlow trainer runs its executions in one graph already.
     scan_steps = None
-    # Inner steps of convolutional networks run as one graph loop: one
-    # step traced instead of one per step (benchmarks/conv_step.py).
-    LOOPS_INNER_STEPS = True
     # Label ranges are asserted inside every traced step.
     CHECKS_LABELS_IN_GRAPH = True
 elif _BACKEND == "jax":
@@ -54,8 +51,6 @@ elif _BACKEND == "jax":
 
     # The JAX trainer differentiates whole batches.
     sum_task_gradients = None
-    # XLA compiles unrolled inner steps; not measured looped.
-    LOOPS_INNER_STEPS = False
     # XLA fuses Keras's BatchNormalization ops itself.
     fused_batch_statistics_call = None
     # No assertion stops a jitted step: the first episode's labels are
@@ -80,8 +75,6 @@ elif _BACKEND == "torch":
 
     # Keras's torch trainer calls the step once per batch.
     scan_steps = None
-    # Steps run eagerly: nothing is traced.
-    LOOPS_INNER_STEPS = False
     # The trainer takes task-by-task gradients itself, in its task loop.
     sum_task_gradients = None
     # Steps run eagerly: every batch's labels are checked.
@@ -95,7 +88,7 @@ else:
     )
 
 __all__ = [
-    "CHECKS_LABELS_IN_GRAPH", "LOOPS_INNER_STEPS", "check_even_split", "check_label_range",
+    "CHECKS_LABELS_IN_GRAPH", "check_even_split", "check_label_range",
     "compiled", "exact_moments", "fused_batch_statistics_call",
     "implicit_solution", "loss_and_gradients", "map_tasks", "num_replicas",
     "per_replica_logs", "read_value", "remat", "replica_index", "scan_steps",

@@ -1,7 +1,6 @@
 """Gradient descent on fast weights, the inner loop of MAML and kin."""
 
 from keras import ops
-from keras import tree
 
 from keras_meta import backend
 
@@ -47,7 +46,6 @@ def gradient_descent(
     trajectory=False,
     step_weights=None,
     remat=False,
-    loop=False,
 ):
     """Runs `num_steps` steps of gradient descent on `loss_fn`.
 
@@ -87,15 +85,6 @@ def gradient_descent(
             second-order meta-gradient keeps no longer grow with
             `num_steps`, for about one more forward and inner backward
             pass per step.
-        loop: Bool. If `True`, the steps run as one loop in the graph
-            (`keras.ops.fori_loop`), which traces one step instead of
-            `num_steps`: on TensorFlow, a second-order meta-step of a
-            convolutional network then takes less time to trace and to
-            start. It applies where every step is the same function of
-            its inputs (a `learning_rate` that is not a callable, no
-            `step_weights`, no `trajectory`, no `remat`, and a `state` of
-            tensors); elsewhere the steps are unrolled as without it. The
-            result is the same either way.
 
     Returns:
         `(weights, state)` after the last step, or the list of them after
@@ -134,14 +123,6 @@ def gradient_descent(
         return gradient_step(fast, gradients, rate), state
 
     fast = [weights[i] for i in adapted]
-    if loop and num_steps >= 2 and not (
-            callable(learning_rate) or step_weights is not None
-            or trajectory or (remat and not first_order)) and all(
-                leaf is not None for leaf in tree.flatten(state)):
-        fast, state = ops.fori_loop(
-            0, num_steps,
-            lambda step, carry: one_step(*carry, step), (fast, state))
-        return merge(fast), state
     steps = []
     for step in range(num_steps):
         if remat and not first_order:

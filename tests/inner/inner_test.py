@@ -3,7 +3,6 @@
 import numpy as np
 from keras import ops
 
-from keras_meta import backend
 from keras_meta import inner
 from keras_meta import testing
 
@@ -31,42 +30,6 @@ class GradientDescentTest(testing.TestCase):
             expected = expected - 0.1 * A @ (expected - C)
         self.assertAllClose(w, expected, atol=1e-12)
         self.assertEqual(state, "state")
-
-    def test_looped_steps_equal_unrolled_ones_to_second_order(self):
-        # A cubic term makes the second-order terms of the meta-gradient
-        # non-trivial; the state counts the steps.
-        def loss(weights, state):
-            value, _ = _quadratic(weights, state)
-            return value + ops.sum(weights[0] ** 3), state + 1.0
-
-        def outer(loop, first_order):
-            def meta_loss(weights):
-                (w,), steps = inner.gradient_descent(
-                    loss, weights, ops.convert_to_tensor(0.0, "float64"),
-                    learning_rate=0.1, num_steps=3, loop=loop,
-                    first_order=first_order)
-                return ops.sum(w ** 2), steps
-
-            # Compiled, as in a training step (a graph loop on
-            # TensorFlow).
-            @backend.compiled
-            def value_and_gradient(w0):
-                (value, steps), (gradient,) = backend.value_and_grad(
-                    meta_loss, [w0])
-                return value, steps, gradient
-
-            return [ops.convert_to_numpy(x) for x in value_and_gradient(
-                ops.convert_to_tensor([0.3, 0.7], "float64"))]
-
-        for first_order in (False, True):
-            unrolled = outer(False, first_order)
-            looped = outer(True, first_order)
-            self.assertEqual(looped[1], 3.0)
-            for a, b in zip(looped, unrolled):
-                self.assertAllClose(a, b, atol=1e-12)
-        # The first-order gradient differs: the comparison can tell.
-        self.assertGreater(np.abs(outer(True, True)[2]
-                                  - outer(True, False)[2]).max(), 1e-3)
 
     def test_mask_and_per_weight_rates(self):
         weights = [ops.ones((2,), "float64"), ops.ones((2,), "float64")]
