@@ -34,10 +34,9 @@ by task, two tasks at a time here), `whole_batch_gradient`
 (`task_gradients=False`), `task_by_task` (`task_gradients=True`) and
 `one_task_at_a_time` (task by task without overlap), `unfused` (Keras's
 composite BatchNormalization ops instead of the fused kernel that
-transductive passes run), `unrolled` (the inner steps traced one by one
-instead of as one graph loop) and `autograph` (unrolled, and the
-per-task functions converted by AutoGraph as `tf.map_fn` does unless
-told not to: the traced step as it was before both changes). On torch: `default`
+transductive passes run) and `autograph` (the per-task functions
+converted by AutoGraph, as `tf.map_fn` does unless told not to: the
+traced step as it was before keras_meta declined the conversion). On torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
 layout, on whose tensors PyTorch's CPU pooling and ReLU gradient kernels
@@ -291,14 +290,10 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         from keras_meta import backend
 
         backend.fused_batch_statistics_call = None
-    elif variant in ("unrolled", "autograph"):
-        from keras_meta import backend
+    elif variant == "autograph":
+        import tensorflow as tf
 
-        backend.LOOPS_INNER_STEPS = False
-        if variant == "autograph":
-            import tensorflow as tf
-
-            tf.autograph.experimental.do_not_convert = lambda fn: fn
+        tf.autograph.experimental.do_not_convert = lambda fn: fn
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
@@ -611,7 +606,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["default"],
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "unfused", "unrolled", "autograph"],
+                                 "unfused", "autograph"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -631,8 +626,7 @@ def main():
     parser.add_argument("--variant", default="default",
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "channels_first", "unfused", "unrolled",
-                                 "autograph"],
+                                 "channels_first", "unfused", "autograph"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
