@@ -36,7 +36,8 @@ by task, two tasks at a time here), `whole_batch_gradient`
 composite BatchNormalization ops instead of the fused kernel that
 transductive passes run) and `autograph` (the per-task functions
 converted by AutoGraph, as `tf.map_fn` does unless told not to: the
-traced step as it was before keras_meta declined the conversion). On torch: `default`
+traced step as it was before keras_meta declined the conversion). On
+torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
 layout, on whose tensors PyTorch's CPU pooling and ReLU gradient kernels
