@@ -367,22 +367,19 @@ class MetaPolicyGradient(SimulatorTraining, SavesSeedGenerator, keras.Model):
         return samples
 
     def _noise(self, num_tasks, num_trajectories):
-        env = self.environment
-        replicas = backend.num_replicas()
-        if replicas == 1:
-            return keras.random.normal(
-                (env.horizon, num_tasks, num_trajectories, env.action_dim),
-                seed=self.seed_generator)
         # Under a strategy every replica draws the whole global batch's
         # noise (same generator state) and keeps its own tasks' share, so
         # each task's rollouts are those of one device.
+        env = self.environment
+        replicas = backend.num_replicas()
+        shape = (env.horizon, num_tasks, num_trajectories, env.action_dim)
         noise = keras.random.normal(
-            (env.horizon, replicas * num_tasks, num_trajectories,
-             env.action_dim), seed=self.seed_generator)
+            (env.horizon, replicas * num_tasks) + shape[2:],
+            seed=self.seed_generator)
+        if replicas == 1:
+            return noise
         start = backend.replica_index() * num_tasks
-        return ops.slice(noise, (0, start, 0, 0),
-                         (env.horizon, num_tasks, num_trajectories,
-                          env.action_dim))
+        return ops.slice(noise, (0, start, 0, 0), shape)
 
     # ------------------------------------------------------------------
     # Objectives of one task (no task axis).

@@ -99,8 +99,7 @@ def per_replica_logs(logs):
 
 def replica_index():
     """This replica's place among those that share the global batch: 0
-    (Keras's JAX trainer runs one program on the whole
-    global batch)."""
+    (Keras's JAX trainer runs one program on the whole global batch)."""
     return 0
 
 

@@ -434,8 +434,6 @@ def replica_index():
     return context.replica_id_in_sync_group
 
 
-
-
 def implicit_solution(solutions, weights, loss_fn, args, solve):
     """Per-task inner solutions, with implicit-function gradients.
 
