@@ -30,9 +30,10 @@ Sides: `keras_meta` (TensorFlow backend, through `MAML.train_on_batch`),
 kernels as learn2learn) and `learn2learn` 0.2.0 (`l2l.algorithms.MAML`:
 `clone()`, `adapt()`, one backward per task, the way its examples train).
 keras_meta's TensorFlow variants: `default` (`task_gradients="auto"`, task
-by task, two tasks at a time here), `whole_batch_gradient`
-(`task_gradients=False`), `task_by_task` (`task_gradients=True`) and
-`one_task_at_a_time` (task by task without overlap), `unfused` (Keras's
+by task: one task at a time at second order, two at first order),
+`whole_batch_gradient` (`task_gradients=False`), `task_by_task`
+(`task_gradients=True`), `one_task_at_a_time` and `two_tasks_at_a_time`
+(task by task with `TASK_GRADIENT_PARALLELISM` set), `unfused` (Keras's
 composite BatchNormalization ops instead of the fused kernel that
 transductive passes run) and `autograph` (the per-task functions
 converted by AutoGraph, as `tf.map_fn` does unless told not to: the
@@ -299,6 +300,10 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         from keras_meta.backend import tensorflow as tf_backend
 
         tf_backend.TASK_GRADIENT_PARALLELISM = 1
+    elif variant == "two_tasks_at_a_time":
+        from keras_meta.backend import tensorflow as tf_backend
+
+        tf_backend.TASK_GRADIENT_PARALLELISM = 2
     if config.get("learner") == "protonet":
         learner = keras_meta.ProtoNet(network, num_ways=WAYS,
                                       batch_norm=batch_norm, **options)
@@ -607,7 +612,8 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["default"],
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "unfused", "autograph"],
+                                 "two_tasks_at_a_time", "unfused",
+                                 "autograph"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -627,7 +633,8 @@ def main():
     parser.add_argument("--variant", default="default",
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
-                                 "channels_first", "unfused", "autograph"],
+                                 "two_tasks_at_a_time", "channels_first",
+                                 "unfused", "autograph"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()

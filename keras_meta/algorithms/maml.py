@@ -299,6 +299,15 @@ class MAML(MetaModel):
     # MetaModel hooks.
     # ------------------------------------------------------------------
 
+    def task_gradient_parallelism(self):
+        # A second-order task keeps its inner steps' graph for the outer
+        # backward pass, and its work alone fills two cores: one at a time
+        # (docs/benchmarks.md, "Speed and memory of a convolutional
+        # meta-step"). First-order tasks hold less and gain from overlap.
+        if self._use_first_order or not self.num_inner_steps:
+            return super().task_gradient_parallelism()
+        return 1
+
     def adapt_task(self, params, support_inputs, support_labels, training,
                    support_weights=None):
         loss_fn = self.inner_loss_fn()

@@ -547,6 +547,19 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
             examples += shape[1] * (shape[0] or 1)
         return 4 * per_example * examples
 
+    def task_gradient_parallelism(self):
+        """How many tasks a task-by-task training step on TensorFlow
+        differentiates at once (`task_gradients`), where
+        `keras_meta.backend.tensorflow.TASK_GRADIENT_PARALLELISM` is
+        `"auto"` (the default).
+
+        Each task in flight holds its own activations. Two keep both cores
+        of a small machine busy where one task's work would leave them
+        idle; learners whose tasks hold more (a second-order inner loop)
+        return 1. Read when the training step is traced.
+        """
+        return 2
+
     def _loss_is_mean_over_tasks(self):
         """Whether a batch's loss is the mean of its tasks' losses, so
         that the tasks' gradients add up to the batch's (`task_gradients`):

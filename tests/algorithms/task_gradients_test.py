@@ -180,6 +180,48 @@ class TaskGradientsTest(testing.TestCase):
         for t, w in zip(results[1][1], results[0][1]):
             self.assertAllClose(t, w, rtol=1e-4, atol=1e-6)
 
+    @tensorflow_only
+    def test_tasks_in_flight(self):
+        from keras_meta.backend import tensorflow as tf_backend
+
+        factories = dict((name, f) for name, f, _ in testing.every_learner(
+            NUM_WAYS, dropout=0.0))
+        seen = []
+        summed = tf_backend.sum_task_gradients
+
+        def recording(*args, parallelism, **kwargs):
+            seen.append(parallelism)
+            return summed(*args, parallelism=parallelism, **kwargs)
+
+        def first_order(batch_norm):
+            learner = factories["maml"](batch_norm)
+            learner.first_order = learner._use_first_order = True
+            return learner
+
+        data = _episodes(num_tasks=4)
+        self.assertEqual(tf_backend.TASK_GRADIENT_PARALLELISM, "auto")
+        try:
+            tf_backend.sum_task_gradients = recording
+            # Second order: one task at a time; first order and metric
+            # learners: two.
+            for factory, expected in ((factories["maml"], 1),
+                                      (first_order, 2),
+                                      (factories["protonet"], 2)):
+                _one_step(factory, True, data)
+                self.assertEqual(seen[-1], expected)
+            # The module's int overrides every learner's choice, and the
+            # step does not depend on how many tasks are in flight.
+            steps = []
+            for parallelism in (1, 3):
+                tf_backend.TASK_GRADIENT_PARALLELISM = parallelism
+                steps.append(_one_step(factories["maml"], True, data))
+                self.assertEqual(seen[-1], parallelism)
+        finally:
+            tf_backend.sum_task_gradients = summed
+            tf_backend.TASK_GRADIENT_PARALLELISM = "auto"
+        (_, logs_1, before, after_1), (_, logs_3, _, after_3) = steps
+        self.assertSameTrainingStep(logs_3, logs_1, before, after_3, after_1)
+
     def test_rejects_other_values(self):
         with self.assertRaisesRegex(ValueError, "task_gradients"):
             keras_meta.MAML(testing.tiny_classifier(num_ways=NUM_WAYS),

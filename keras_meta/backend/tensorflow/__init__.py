@@ -339,13 +339,18 @@ def map_tasks(fn, elements, output_dtypes, vectorize=False):
     return tf.map_fn(fn, elements, fn_output_signature=signature)
 
 
-# Tasks whose gradients `sum_task_gradients` may compute at once: 2 keeps
-# both cores of a small machine busy with about 10% more memory than 1.
-TASK_GRADIENT_PARALLELISM = 2
+# How many tasks' gradients a task-by-task training step computes at once
+# (`sum_task_gradients`'s `parallelism`). "auto" lets the learner choose
+# (`MetaModel.task_gradient_parallelism`): one task at a time where the
+# meta-gradient runs through inner gradient steps (second order), two
+# otherwise. An int set here before the first training step overrides it
+# for every learner: 1 holds the least memory, 2 keeps both cores of a
+# small machine busy where a single task's work leaves them idle.
+TASK_GRADIENT_PARALLELISM = "auto"
 
 
 def sum_task_gradients(task_fn, elements, weights, output_dtypes,
-                       scale_loss=None):
+                       scale_loss=None, parallelism=2):
     """The meta-gradient of a batch mean, accumulated one task at a time.
 
     Runs `task_fn` on each task of `elements` as a batch of one task, under
@@ -365,6 +370,8 @@ def sum_task_gradients(task_fn, elements, weights, output_dtypes,
         output_dtypes: Nest of dtypes with the structure of `outputs`.
         scale_loss: Optional callable applied to each task's share of the
             loss before differentiation (an optimizer's loss scaling).
+        parallelism: Int, how many tasks may be in flight at once (the
+            loop's `parallel_iterations`); each holds its own activations.
 
     Returns:
         `(outputs, loss, gradients)`: the outputs stacked over tasks, the
@@ -413,7 +420,7 @@ def sum_task_gradients(task_fn, elements, weights, output_dtypes,
     )
     _, loss, gradients, arrays = tf.while_loop(
         lambda index, *_: index < num_tasks, body, loop_vars,
-        parallel_iterations=TASK_GRADIENT_PARALLELISM)
+        parallel_iterations=parallelism)
     outputs = tf.nest.pack_sequence_as(
         output_dtypes, [array.stack() for array in arrays])
     gradients = [g if c else None for g, c in zip(gradients, connected)]

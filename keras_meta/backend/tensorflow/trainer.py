@@ -107,9 +107,13 @@ class MetaTrainer:
         if self.optimizer is not None:
             scale_loss = self.optimizer.scale_loss
         weights = self.trainable_weights
+        parallelism = tf_backend.TASK_GRADIENT_PARALLELISM
+        if parallelism == "auto":
+            parallelism = self.task_gradient_parallelism()
         y_pred, loss, gradients = tf_backend.sum_task_gradients(
             task_step, (x, y, sample_weight), weights,
-            self.task_output_dtypes(query_inputs, True), scale_loss)
+            self.task_output_dtypes(query_inputs, True), scale_loss,
+            parallelism=parallelism)
         # As Keras does: the tracker shows the loss before the strategy's
         # division by the replica count.
         replicas = tf_backend.num_replicas()
