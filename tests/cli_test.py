@@ -1,5 +1,8 @@
+import contextlib
+import io
 import json
 import os
+from unittest import mock
 
 import keras
 import pytest
@@ -334,6 +337,33 @@ class CLIAlgorithmsTest(testing.TestCase):
         self.assertEqual(run["config"]["ranking_k"], 3)
         mixed = run["results"]["melu"]["scores"]["mixed"]
         self.assertTrue(0 < mixed["precision_top_k"][0] <= 1)
+
+    def test_workers_refusals(self):
+        def refused(*argv, pattern, env=None):
+            stderr = io.StringIO()
+            with mock.patch.dict(os.environ, env or {}), \
+                    contextlib.redirect_stderr(stderr), \
+                    self.assertRaises(SystemExit):
+                cli.main(["train", "--meta-batch-size", "4", *argv])
+            self.assertIn(pattern, stderr.getvalue())
+
+        refused("--task", "movielens", "--workers", "2",
+                pattern="trains in one process")
+        refused("--algorithm", "cnp", "--workers", "2",
+                pattern="not the neural processes")
+        refused("--meta-batch-size", "25", "--workers", "2",
+                pattern="pass a multiple of 2, e.g. 24")
+        refused("--workers", "2", "--steps-per-execution", "10",
+                pattern="keras-team/keras#19246")
+        refused("--workers", "2", "--xla", "on", pattern="without XLA")
+        refused("--workers", "0", pattern="at least 1")
+        refused("--workers", "2", pattern="the Keras backend is jax",
+                env={"KERAS_BACKEND": "jax"})
+        cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2",
+                                          "127.0.0.1:3"]},
+                   "task": {"type": "worker", "index": 0}}
+        refused("--workers", "2", pattern="pass --workers 3",
+                env={"TF_CONFIG": json.dumps(cluster)})
 
     def test_bad_combinations(self):
         with self.assertRaises(SystemExit):

@@ -231,6 +231,43 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
             np.testing.assert_allclose(workers[0][name], single[name],
                                        atol=1e-6)
 
+    @pytest.mark.slow  # three processes of the command
+    def test_command_workers_match_one_process(self):
+        # `keras-meta train --workers 2` (the command starts its workers)
+        # against one process: the same meta-training, so the same scores.
+        directory = self.get_temp_dir()
+        _, env = _script_and_env(directory, "unused.py", "")
+        runs = {}
+        for workers in (1, 2):
+            output = os.path.join(directory, f"workers{workers}")
+            result = subprocess.run(
+                [sys.executable, "-m", "keras_meta", "train", "--task",
+                 "sinusoid", "--meta-steps", "6", "--meta-batch-size", "4",
+                 "--num-test-tasks", "3", "--seed", "1", "--verbose", "0",
+                 "--workers", str(workers), "--output-dir", output],
+                capture_output=True, text=True, env=env, timeout=600)
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            with open(os.path.join(output, "results.json")) as f:
+                runs[workers] = json.load(f)
+            runs[workers]["stdout"] = result.stdout
+        one, two = runs[1], runs[2]
+        self.assertIn("[worker 0]", two["stdout"])
+        # Only the chief prints the results (and writes the files).
+        self.assertEqual(two["stdout"].count("every evaluated MSE"), 1)
+        self.assertFalse([line for line in two["stdout"].splitlines()
+                          if line.startswith("[worker 1]")
+                          and ("wrote" in line or "maml" in line)])
+        # Meta-training moved the weights: the loss differs from the first
+        # step's, and both runs agree on it and on every score.
+        self.assertAllClose(two["final_meta_train_loss"],
+                            one["final_meta_train_loss"], rtol=1e-5)
+        for method in ("maml", "pretrained"):
+            for shots in ("K=10", "K=5"):
+                self.assertAllClose(
+                    [row["mse"] for row in two["curves"][method][shots]],
+                    [row["mse"] for row in one["curves"][method][shots]],
+                    rtol=1e-4)
+
     @pytest.mark.slow  # several processes
     def test_uneven_meta_batch_is_refused(self):
         # 4 tasks on 3 workers would be split 2, 2 and 0 and weighted

@@ -1,6 +1,7 @@
 """Checks and defaults of `keras-meta train` arguments, before TensorFlow
 loads: a wrong combination is refused at once."""
 
+import json
 import os
 
 from keras_meta.experiments.choices import CLASSIFICATION_ONLY
@@ -23,6 +24,7 @@ def resolve_train_arguments(parser, args):
     _check_combination(parser, args)
     _fill_defaults(args)
     _check_values(parser, args)
+    _check_workers(parser, args)
 
 
 def folder_kind(data_dir):
@@ -104,7 +106,9 @@ def _fill_defaults(args):
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.steps_per_execution is None:
-        args.steps_per_execution = 50 if args.dataset == "sinusoid" else 10
+        args.steps_per_execution = (
+            1 if args.workers > 1
+            else 50 if args.dataset == "sinusoid" else 10)
     if args.output_dir is None:
         args.output_dir = os.path.join("keras_meta_runs", args.dataset)
 
@@ -127,6 +131,70 @@ def _check_values(parser, args):
             "--dataset omniglot needs --data-dir: the folder holding "
             "images_background_small1.zip and images_background_small2.zip "
             "(github.com/brendenlake/omniglot, folder python/)")
+
+
+# The tasks `--workers` trains: their learners are MetaModels fitted on
+# episode pipelines.
+WORKER_TASKS = ("sinusoid", "omniglot")
+
+
+def configured_backend():
+    """The Keras backend a new process will load (`KERAS_BACKEND`, else
+    `~/.keras/keras.json`, else TensorFlow), without importing Keras."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME", os.path.join(
+        os.path.expanduser("~"), ".keras"))
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def cluster_size():
+    """The number of workers `TF_CONFIG` names, or `None` without it."""
+    if "TF_CONFIG" not in os.environ:
+        return None
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    return sum(len(cluster.get(kind, ())) for kind in ("chief", "worker"))
+
+
+def _check_workers(parser, args):
+    workers = args.workers
+    if workers < 1:
+        parser.error(f"--workers must be at least 1, got {workers}")
+    if workers == 1:
+        return
+    if args.dataset not in WORKER_TASKS or args.algorithm in REGRESSION_ONLY:
+        parser.error(
+            f"--workers trains the meta-learners of --task "
+            f"{' and '.join(WORKER_TASKS)} (not the neural processes); "
+            f"--task {args.dataset} --algorithm {args.algorithm} trains in "
+            "one process: leave --workers out")
+    backend = configured_backend()
+    if backend != "tensorflow":
+        parser.error(
+            f"--workers runs TensorFlow's MultiWorkerMirroredStrategy, but "
+            f"the Keras backend is {backend}: set KERAS_BACKEND=tensorflow "
+            "(on JAX, see docs/guide/cluster.md for keras.distribution)")
+    if args.meta_batch_size % workers:
+        parser.error(
+            f"--meta-batch-size {args.meta_batch_size} does not split "
+            f"evenly between {workers} workers; pass a multiple of "
+            f"{workers}, e.g. {workers * max(1, args.meta_batch_size // workers)}")
+    if args.steps_per_execution != 1:
+        parser.error(
+            "--workers trains one step per execution: Keras's loop of "
+            "several steps fails under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#19246); leave --steps-per-execution out")
+    if args.xla == "on":
+        parser.error("--workers trains without XLA; leave --xla out")
+    size = cluster_size()
+    if size is not None and size != workers:
+        parser.error(
+            f"TF_CONFIG names a cluster of {size} workers, but --workers is "
+            f"{workers}: pass --workers {size}")
 
 
 def _check_image_folder(parser, args):

@@ -204,6 +204,39 @@ def _set_intra_op_threads(args):
         print(f"TensorFlow intra-op threads: {threads} ({why})", flush=True)
 
 
+def _worker_strategy(args):
+    """The strategy of one worker of `keras-meta train --workers N`, run
+    with the `TF_CONFIG` of its cluster (`keras_meta.cluster` writes it).
+
+    Every worker trains; the others than the chief write their files to a
+    temporary folder, removed at exit, and print nothing but errors.
+    """
+    if "TF_CONFIG" not in os.environ:
+        raise ValueError(
+            "--workers N runs as a worker of a cluster only with TF_CONFIG "
+            "set; `keras-meta train --workers N` on the command line starts "
+            "the N workers itself (keras_meta.cluster.launch_local_workers).")
+    import atexit
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    chief = resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in cluster)
+    if not chief:
+        args.output_dir = tempfile.mkdtemp(
+            prefix=f"keras_meta_{resolver.task_type}{resolver.task_id}_")
+        atexit.register(shutil.rmtree, args.output_dir, ignore_errors=True)
+        args.verbose = 0
+        sys.stdout = open(os.devnull, "w")
+    return strategy
+
+
 def _command_line(command):
     """The command line recorded in results.json, or `None` when called
     from Python."""
@@ -265,6 +298,7 @@ def _train_omniglot(args, parsers, command):
     from keras_meta.experiments import omniglot
 
     results = omniglot.run(
+        strategy=args.strategy,
         algorithm=args.algorithm, data_dir=args.data_dir,
         output_dir=args.output_dir, num_ways=args.num_ways,
         num_shots=args.num_shots, meta_steps=args.meta_steps,
@@ -391,6 +425,7 @@ def _train_sinusoid(args, parsers, command):
     from keras_meta.experiments import sinusoid
 
     results = sinusoid.run(
+        strategy=args.strategy,
         algorithm=args.algorithm,
         output_dir=args.output_dir,
         meta_steps=args.meta_steps,
@@ -456,9 +491,27 @@ def run(parsers, args, command=False):
     if command:
         # A process-wide setting, so only for the command's own process.
         _set_intra_op_threads(args)
+    args.strategy = (_worker_strategy(args)
+                     if getattr(args, "workers", 1) > 1 else None)
     if command and getattr(args, "xla", "auto") != "on":
         # The command itself (a process of its own); callers of `main`
         # with arguments keep their process's settings. Keras compiles
         # without XLA under op determinism, so `--xla on` goes without it.
         _deterministic()
-    return TRAINERS[args.dataset](args, parsers, command)
+    status = TRAINERS[args.dataset](args, parsers, command)
+    if args.strategy is not None:
+        _barrier(args.strategy)
+    return status
+
+
+def _barrier(strategy):
+    """Returns once every worker has reached it: the workers exit together,
+    so that none sees another leave the cluster while it still runs."""
+    import tensorflow as tf
+
+    @tf.function
+    def all_reduce():
+        return strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)),
+                               axis=None)
+
+    all_reduce()

@@ -175,6 +175,16 @@ def _add_run_arguments(parser):
              "across cores (same results; see benchmarks/sinusoid_step.py), "
              "TensorFlow's default (one per core) otherwise; 0: TensorFlow's "
              "default")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="meta-train with N worker processes started on this machine, "
+             "under TensorFlow's MultiWorkerMirroredStrategy: each takes "
+             "its share of every meta-batch (--meta-batch-size must divide "
+             "by N), the chief (worker 0) scores the trained learner and "
+             "writes the files. sinusoid and omniglot; one step per "
+             "execution. With TF_CONFIG set (a cluster of machines), this "
+             "process is one of the N workers it names; see "
+             "docs/guide/cluster.md")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialization, training episodes and "
                              "the test tasks")

@@ -22,6 +22,7 @@ import keras
 
 from keras_meta import data
 from keras_meta.experiments import catalog
+from keras_meta.experiments import workers
 
 SUBSETS = ("images_background_small1", "images_background_small2")
 
@@ -99,12 +100,16 @@ def run(
     seed=0,
     batch_norm="inductive",
     verbose="auto",
+    strategy=None,
 ):
     """Trains `algorithm` on small1 and evaluates it on small2's alphabets
     that small1 lacks.
 
     Writes `results.json` and `<algorithm>.keras` to `output_dir` and
-    returns the results dict.
+    returns the results dict. `strategy`: optional `tf.distribute`
+    strategy that meta-trains the learner (`keras-meta train --workers`);
+    the test episodes are scored on a copy outside it
+    (`keras_meta.experiments.workers`).
     """
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -135,27 +140,31 @@ def run(
     steps_per_execution = max(1, min(steps_per_execution, meta_steps))
     epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
     steps_per_epoch = max(1, meta_steps // epochs)
-    learner = catalog.build_classifier(
-        algorithm, num_ways=num_ways, image_shape=shape + (1,),
-        filters=filters, inner_learning_rate=inner_learning_rate,
-        num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
-        batch_norm=batch_norm, num_shots=num_shots)
-    learner.compile(
-        optimizer=catalog.outer_optimizer(
-            algorithm, learning_rate, epochs * steps_per_epoch,
-            task="classification"),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
-    )
+    with workers.scope(strategy):
+        learner = catalog.build_classifier(
+            algorithm, num_ways=num_ways, image_shape=shape + (1,),
+            filters=filters, inner_learning_rate=inner_learning_rate,
+            num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
+            batch_norm=batch_norm, num_shots=num_shots)
+        learner.compile(
+            optimizer=catalog.outer_optimizer(
+                algorithm, learning_rate, epochs * steps_per_epoch,
+                task="classification"),
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True),
+            metrics=["accuracy"],
+            steps_per_execution=steps_per_execution,
+        )
     if verbose != 0:
         print(f"[1/2] meta-training {algorithm}: {epochs * steps_per_epoch} "
               f"steps of {meta_batch_size} {num_ways}-way {num_shots}-shot "
               "episodes", flush=True)
     start = time.perf_counter()
-    history = learner.fit(train, epochs=epochs,
-                          steps_per_epoch=steps_per_epoch, verbose=verbose)
+    history = learner.fit(workers.shard_by_data(train, strategy),
+                          epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          verbose=verbose)
     train_seconds = time.perf_counter() - start
+    learner = workers.local_copy(learner, strategy)
     if verbose != 0:
         print(f"[2/2] evaluating on {num_test_episodes} test episodes",
               flush=True)

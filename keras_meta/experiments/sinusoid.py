@@ -20,6 +20,7 @@ from keras_meta import episode
 from keras_meta import metrics
 from keras_meta import models
 from keras_meta.experiments import catalog
+from keras_meta.experiments import workers
 
 # Targets for K=10 after one step. 0.77 is MAML's MSE as reported by Li et
 # al. (2017, Meta-SGD, table 1).
@@ -363,6 +364,7 @@ def run(
     verbose="auto",
     baseline=True,
     jit_compile="auto",
+    strategy=None,
 ):
     """Runs the whole experiment and returns the results dict.
 
@@ -377,6 +379,12 @@ def run(
     without; `"auto"` on TensorFlow without an accelerator times both on a
     few hundred meta-steps first (`choose_jit_compile`) and takes the
     faster, saying so; elsewhere Keras decides (JAX always compiles).
+
+    `strategy`: Optional `tf.distribute` strategy (TensorFlow) that
+    meta-trains the learner, each worker taking its share of every
+    meta-batch (`keras-meta train --workers`); it trains without XLA, and
+    the rest (baseline, evaluation, files) runs on a copy of the trained
+    learner outside the strategy (`keras_meta.experiments.workers`).
     """
     os.makedirs(output_dir, exist_ok=True)
     if keras.backend.backend() == "tensorflow":
@@ -393,18 +401,21 @@ def run(
                           seed=seed)
 
     def make_learner(jit):
-        learner = catalog.build_regressor(
-            algorithm, inner_learning_rate=inner_learning_rate,
-            num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
-        learner.compile(
-            optimizer=catalog.outer_optimizer(
-                algorithm, learning_rate, epochs * steps_per_epoch),
-            loss="mse",
-            steps_per_execution=steps_per_execution,
-            jit_compile=jit,
-        )
+        with workers.scope(strategy):
+            learner = catalog.build_regressor(
+                algorithm, inner_learning_rate=inner_learning_rate,
+                num_inner_steps=num_inner_steps, epochs=epochs, seed=seed)
+            learner.compile(
+                optimizer=catalog.outer_optimizer(
+                    algorithm, learning_rate, epochs * steps_per_epoch),
+                loss="mse",
+                steps_per_execution=steps_per_execution,
+                jit_compile=jit,
+            )
         return learner
 
+    if strategy is not None:
+        jit_compile = False
     jit_compile, xla = _choose_xla(jit_compile, make_learner, train,
                                    steps_per_execution, meta_steps,
                                    verbose, seed)
@@ -413,9 +424,11 @@ def run(
                     f"{epochs * steps_per_epoch} steps of {meta_batch_size} "
                     "tasks")
     start = time.perf_counter()
-    history = learner.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                       verbose=verbose)
+    history = learner.fit(workers.shard_by_data(train, strategy),
+                          epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          verbose=verbose)
     meta_seconds = time.perf_counter() - start
+    learner = workers.local_copy(learner, strategy)
     trained_with_xla = bool(learner.jit_compile)
     if trained_with_xla and keras.backend.backend() == "tensorflow":
         # XLA pays off over many training steps; evaluating after 0..10
