@@ -250,6 +250,9 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
             with open(os.path.join(output, "results.json")) as f:
                 runs[workers] = json.load(f)
             runs[workers]["stdout"] = result.stdout
+        self.assert_same_command_runs(runs)
+
+    def assert_same_command_runs(self, runs):
         one, two = runs[1], runs[2]
         self.assertIn("[worker 0]", two["stdout"])
         # Only the chief prints the results (and writes the files).
@@ -267,6 +270,42 @@ class MultiWorkerTest(testing.TestCase, parameterized.TestCase):
                     [row["mse"] for row in two["curves"][method][shots]],
                     [row["mse"] for row in one["curves"][method][shots]],
                     rtol=1e-4)
+
+    @pytest.mark.slow  # three processes of the command
+    def test_command_workers_on_an_image_folder(self):
+        # The image task validates under the strategy (choosing the best
+        # epoch) and tests a local copy: the same numbers as one process.
+        directory = self.get_temp_dir()
+        _, env = _script_and_env(directory, "unused.py", "")
+        images = testing.make_image_folder(
+            os.path.join(directory, "images"), num_classes=12,
+            images_per_class=7, sizes=(20, 44))
+        runs = {}
+        for workers in (1, 2):
+            output = os.path.join(directory, f"workers{workers}")
+            result = subprocess.run(
+                [sys.executable, "-m", "keras_meta", "train", "--data-dir",
+                 images, "--meta-steps", "8", "--meta-batch-size", "4",
+                 "--num-test-tasks", "8", "--image-size", "16", "--filters",
+                 "8", "--verbose", "0", "--workers", str(workers),
+                 "--output-dir", output],
+                capture_output=True, text=True, env=env, timeout=600)
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            with open(os.path.join(output, "results.json")) as f:
+                runs[workers] = json.load(f)
+            runs[workers]["stdout"] = result.stdout
+        one, two = runs[1], runs[2]
+        self.assertIn("[worker 0]", two["stdout"])
+        self.assertEqual(two["stdout"].count("2-way 1-shot"), 1)
+        self.assertEqual(two["best_epoch"], one["best_epoch"])
+        for key in ("loss", "val_accuracy", "val_loss"):
+            self.assertAllClose(two["history"][key], one["history"][key],
+                                rtol=1e-5)
+        for name, row in one["test"].items():
+            self.assertAllClose(two["test"][name]["accuracy"],
+                                row["accuracy"], rtol=1e-5)
+            self.assertAllClose(two["test"][name]["loss"], row["loss"],
+                                rtol=1e-4)
 
     @pytest.mark.slow  # several processes
     def test_uneven_meta_batch_is_refused(self):

@@ -48,3 +48,31 @@ class WorkersTest(testing.TestCase):
         # Without a strategy, nothing changes.
         self.assertIs(workers.local_copy(learner, None), learner)
         self.assertIs(workers.shard_by_data(dataset, None), dataset)
+
+    def test_check_same_compares_every_worker(self):
+        import tensorflow as tf
+
+        class TwoWorkers:
+            """Stands for two workers whose other one holds `other`'s
+            fingerprint (the sum the all-reduce would return)."""
+
+            num_replicas_in_sync = 2
+
+            def __init__(self, other):
+                self.other = other
+
+            def run(self, fn):
+                return fn()
+
+            def reduce(self, op, value, axis):
+                self.op = op
+                return value + (value if self.other is None
+                                else tf.constant(self.other, value.dtype))
+
+        splits = {"train": ["a", "b"], "validation": ["c"], "test": ["d"]}
+        workers.check_same(splits, None, "splits")
+        same = TwoWorkers(None)
+        workers.check_same(splits, same, "splits")
+        self.assertEqual(same.op, "SUM")
+        with self.assertRaisesRegex(ValueError, "workers' splits differ"):
+            workers.check_same(splits, TwoWorkers(12345), "splits")

@@ -135,7 +135,7 @@ def _check_values(parser, args):
 
 # The tasks `--workers` trains: their learners are MetaModels fitted on
 # episode pipelines.
-WORKER_TASKS = ("sinusoid", "omniglot")
+WORKER_TASKS = ("sinusoid", "omniglot", "images")
 
 
 def configured_backend():
@@ -169,7 +169,7 @@ def _check_workers(parser, args):
     if args.dataset not in WORKER_TASKS or args.algorithm in REGRESSION_ONLY:
         parser.error(
             f"--workers trains the meta-learners of --task "
-            f"{' and '.join(WORKER_TASKS)} (not the neural processes); "
+            f"{', '.join(WORKER_TASKS)} (not the neural processes); "
             f"--task {args.dataset} --algorithm {args.algorithm} trains in "
             "one process: leave --workers out")
     backend = configured_backend()

@@ -228,6 +228,7 @@ def _worker_strategy(args):
     chief = resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0
         and "chief" not in cluster)
+    args.chief_output_dir = args.output_dir
     if not chief:
         args.output_dir = tempfile.mkdtemp(
             prefix=f"keras_meta_{resolver.task_type}{resolver.task_id}_")
@@ -324,11 +325,23 @@ def _augmentation(args):
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest")]
 
 
+def _splits_path(args):
+    """Where a worker reads or writes the class split: the chief's
+    `splits.json` when it is already there (a run in the same folder
+    before, on this machine or a shared file system), else its own."""
+    chief = os.path.join(getattr(args, "chief_output_dir", args.output_dir),
+                         "splits.json")
+    if os.path.exists(chief):
+        return chief
+    return os.path.join(args.output_dir, "splits.json")
+
+
 def _train_images(args, parsers, command):
     from keras_meta.experiments import image_folder
 
     try:
         results = image_folder.run(
+            strategy=args.strategy, splits_path=_splits_path(args),
             data_dir=args.data_dir, output_dir=args.output_dir,
             algorithm=args.algorithm, backbone=args.backbone,
             image_size=args.image_size,

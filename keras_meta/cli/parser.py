@@ -181,8 +181,8 @@ def _add_run_arguments(parser):
              "under TensorFlow's MultiWorkerMirroredStrategy: each takes "
              "its share of every meta-batch (--meta-batch-size must divide "
              "by N), the chief (worker 0) scores the trained learner and "
-             "writes the files. sinusoid and omniglot; one step per "
-             "execution. With TF_CONFIG set (a cluster of machines), this "
+             "writes the files. sinusoid, omniglot and images; one step "
+             "per execution. With TF_CONFIG set (a cluster of machines), this "
              "process is one of the N workers it names; see "
              "docs/guide/cluster.md")
     parser.add_argument("--seed", type=int, default=0,

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_meta import data
 from keras_meta.experiments import catalog
+from keras_meta.experiments import workers
 
 # Learners whose logits are fixed at `num_ways` by a dense head, so that
 # test episodes need as many classes as training ones.
@@ -160,6 +161,8 @@ def run(
     on_error="raise",
     seed=0,
     verbose=1,
+    strategy=None,
+    splits_path=None,
 ):
     """Splits, meta-trains, selects on validation and tests on a folder.
 
@@ -167,13 +170,24 @@ def run(
     (the learner, carrying its image preprocessing for `keras-meta
     predict`), `training_curve.png` and `test_episode.png`. Returns the
     results dict.
+
+    `strategy`: optional `tf.distribute` strategy that meta-trains the
+    learner (`keras-meta train --workers`): the workers must agree on the
+    class split (checked), validation episodes come in batches that split
+    evenly between the replicas (50 rounded down to a multiple of their
+    number, and as many episodes as whole batches allow), and the best
+    epoch's learner is tested as a copy outside the strategy
+    (`keras_meta.experiments.workers`). `splits_path`: the `splits.json`
+    to read or write, by default in `output_dir`.
     """
     start = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     say = print if verbose else (lambda *args, **kwargs: None)
     splits = data.split_classes(
-        data_dir, path=os.path.join(output_dir, "splits.json"), seed=seed)
+        data_dir, path=splits_path or os.path.join(output_dir, "splits.json"),
+        seed=seed)
+    workers.check_same(splits, strategy, "class splits (splits.json)")
     size = (image_size, image_size)
     index = data.load_class_index(data_dir, image_size=size,
                                   channels=channels, on_error=on_error)
@@ -198,19 +212,26 @@ def run(
         augment=augment)
     validation = None
     val_ways, _, val_queries = plan["validation"]
+    val_batch = 50
+    if strategy is not None:
+        replicas = strategy.num_replicas_in_sync
+        val_batch = replicas * max(1, 50 // replicas)
+        num_validation_episodes = max(
+            val_batch, num_validation_episodes // val_batch * val_batch)
     if val_ways and val_queries:
         validation = data.episodes_from_index(
             indices["validation"], num_ways=val_ways, num_shots=num_shots,
-            num_queries=val_queries, batch_size=50,
+            num_queries=val_queries, batch_size=val_batch,
             num_episodes=num_validation_episodes, seed=seed + 20_000)
-    learner = catalog.build_classifier(
-        algorithm,
-        num_ways=(train_ways if algorithm in _FIXED_WAYS
-                  else max(PREDICT_WAYS, train_ways)),
-        image_shape=size + (channel_count,), filters=filters,
-        inner_learning_rate=inner_learning_rate,
-        num_inner_steps=num_inner_steps, seed=seed, num_shots=max(
-            num_shots, max(EVALUATION_SHOTS)), backbone=backbone)
+    with workers.scope(strategy):
+        learner = catalog.build_classifier(
+            algorithm,
+            num_ways=(train_ways if algorithm in _FIXED_WAYS
+                      else max(PREDICT_WAYS, train_ways)),
+            image_shape=size + (channel_count,), filters=filters,
+            inner_learning_rate=inner_learning_rate,
+            num_inner_steps=num_inner_steps, seed=seed, num_shots=max(
+                num_shots, max(EVALUATION_SHOTS)), backbone=backbone)
     learner.preprocessing = {
         "kind": "image", "image_size": list(size),
         "channels": channel_count, "value_range": [0.0, 1.0],
@@ -219,12 +240,14 @@ def run(
     steps_per_execution = max(1, min(steps_per_execution, meta_steps))
     epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
     steps_per_epoch = max(1, meta_steps // epochs)
-    learner.compile(
-        optimizer=catalog.outer_optimizer(
-            algorithm, learning_rate, epochs * steps_per_epoch,
-            task="classification"),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    with workers.scope(strategy):
+        learner.compile(
+            optimizer=catalog.outer_optimizer(
+                algorithm, learning_rate, epochs * steps_per_epoch,
+                task="classification"),
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True),
+            metrics=["accuracy"], steps_per_execution=steps_per_execution)
     best_path = os.path.join(output_dir, "best.weights.h5")
     callbacks = []
     if validation is not None:
@@ -238,10 +261,12 @@ def run(
            "validation episodes" if validation is not None else ""),
         flush=True)
     train_start = time.perf_counter()
-    history = learner.fit(train, epochs=epochs,
-                          steps_per_epoch=steps_per_epoch,
-                          validation_data=validation, callbacks=callbacks,
-                          verbose=verbose)
+    history = learner.fit(workers.shard_by_data(train, strategy),
+                          epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          validation_data=(
+                              None if validation is None else
+                              workers.shard_by_data(validation, strategy)),
+                          callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - train_start
     history = {key: [float(v) for v in values]
                for key, values in history.history.items()}
@@ -250,6 +275,7 @@ def run(
         learner.load_weights(best_path)
         best_epoch = int(np.argmax(history["val_accuracy"])) + 1
         os.remove(best_path)
+    learner = workers.local_copy(learner, strategy)
     return _test_and_write(
         learner, indices, plan, output_dir=output_dir,
         num_test_episodes=num_test_episodes, seed=seed, verbose=verbose,

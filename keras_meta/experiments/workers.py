@@ -45,3 +45,32 @@ def local_copy(learner, strategy):
         path = os.path.join(folder, "learner.keras")
         learner.save(path)
         return keras.models.load_model(path)
+
+
+def check_same(value, strategy, what):
+    """Raises `ValueError` unless the JSON value `value` is the same on
+    every worker of `strategy` (compared by a fingerprint all-reduced
+    between them); does nothing without a strategy."""
+    if strategy is None:
+        return
+    import hashlib
+    import json
+
+    import tensorflow as tf
+
+    digest = hashlib.sha256(
+        json.dumps(value, sort_keys=True).encode()).hexdigest()
+    fingerprint = tf.constant(int(digest[:7], 16), tf.int64)
+
+    @tf.function
+    def total():
+        return strategy.reduce(
+            "SUM", strategy.run(lambda: tf.identity(fingerprint)), axis=None)
+
+    # Equal on every replica exactly when the sum is n times this one's
+    # (each fingerprint is below 2**28, so the sum cannot overflow).
+    if int(total()) != strategy.num_replicas_in_sync * int(fingerprint):
+        raise ValueError(
+            f"The workers' {what} differ. Every worker must train on the "
+            "same data: give each the same files (remove an old split left "
+            "in one worker's output folder, or copy it to every worker).")
