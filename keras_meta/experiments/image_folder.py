@@ -138,6 +138,37 @@ def _episode_class_names(index, episodes):
     return [names[label] for label in sorted(names)]
 
 
+def _validation_episodes(index, plan, num_shots, num_episodes, seed,
+                         strategy):
+    """`(episodes or None, how many)`: the validation episodes, in batches
+    of 50, or of 50 rounded down to a multiple of a strategy's replicas
+    (then as many episodes as whole batches allow)."""
+    ways, _, queries = plan
+    batch = 50
+    if strategy is not None:
+        replicas = strategy.num_replicas_in_sync
+        batch = replicas * max(1, 50 // replicas)
+        num_episodes = max(batch, num_episodes // batch * batch)
+    if not (ways and queries):
+        return None, num_episodes
+    return data.episodes_from_index(
+        index, num_ways=ways, num_shots=num_shots, num_queries=queries,
+        batch_size=batch, num_episodes=num_episodes,
+        seed=seed + 20_000), num_episodes
+
+
+def _best_epoch(learner, history, best_path, strategy):
+    """`(learner, best epoch or None)`: the learner with the weights of the
+    epoch best on validation where it was checkpointed, as a copy outside
+    `strategy` (`keras_meta.experiments.workers.local_copy`)."""
+    best_epoch = None
+    if "val_accuracy" in history and os.path.exists(best_path):
+        learner.load_weights(best_path)
+        best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+        os.remove(best_path)
+    return workers.local_copy(learner, strategy), best_epoch
+
+
 def run(
     *,
     data_dir,
@@ -210,19 +241,12 @@ def run(
         indices["train"], num_ways=train_ways, num_shots=num_shots,
         num_queries=train_queries, batch_size=meta_batch_size, seed=seed,
         augment=augment)
-    validation = None
-    val_ways, _, val_queries = plan["validation"]
-    val_batch = 50
-    if strategy is not None:
-        replicas = strategy.num_replicas_in_sync
-        val_batch = replicas * max(1, 50 // replicas)
-        num_validation_episodes = max(
-            val_batch, num_validation_episodes // val_batch * val_batch)
-    if val_ways and val_queries:
-        validation = data.episodes_from_index(
-            indices["validation"], num_ways=val_ways, num_shots=num_shots,
-            num_queries=val_queries, batch_size=val_batch,
-            num_episodes=num_validation_episodes, seed=seed + 20_000)
+    validation, num_validation_episodes = _validation_episodes(
+        indices["validation"], plan["validation"], num_shots,
+        num_validation_episodes, seed, strategy)
+    steps_per_execution = max(1, min(steps_per_execution, meta_steps))
+    epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
+    steps_per_epoch = max(1, meta_steps // epochs)
     with workers.scope(strategy):
         learner = catalog.build_classifier(
             algorithm,
@@ -232,15 +256,11 @@ def run(
             inner_learning_rate=inner_learning_rate,
             num_inner_steps=num_inner_steps, seed=seed, num_shots=max(
                 num_shots, max(EVALUATION_SHOTS)), backbone=backbone)
-    learner.preprocessing = {
-        "kind": "image", "image_size": list(size),
-        "channels": channel_count, "value_range": [0.0, 1.0],
-        "resize": "antialiased bilinear", "transparency": "over white",
-        "class_splits": "splits.json"}
-    steps_per_execution = max(1, min(steps_per_execution, meta_steps))
-    epochs = 10 if meta_steps >= 10 * steps_per_execution else 1
-    steps_per_epoch = max(1, meta_steps // epochs)
-    with workers.scope(strategy):
+        learner.preprocessing = {
+            "kind": "image", "image_size": list(size),
+            "channels": channel_count, "value_range": [0.0, 1.0],
+            "resize": "antialiased bilinear", "transparency": "over white",
+            "class_splits": "splits.json"}
         learner.compile(
             optimizer=catalog.outer_optimizer(
                 algorithm, learning_rate, epochs * steps_per_epoch,
@@ -270,12 +290,7 @@ def run(
     train_seconds = time.perf_counter() - train_start
     history = {key: [float(v) for v in values]
                for key, values in history.history.items()}
-    best_epoch = None
-    if validation is not None and os.path.exists(best_path):
-        learner.load_weights(best_path)
-        best_epoch = int(np.argmax(history["val_accuracy"])) + 1
-        os.remove(best_path)
-    learner = workers.local_copy(learner, strategy)
+    learner, best_epoch = _best_epoch(learner, history, best_path, strategy)
     return _test_and_write(
         learner, indices, plan, output_dir=output_dir,
         num_test_episodes=num_test_episodes, seed=seed, verbose=verbose,
