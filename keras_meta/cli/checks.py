@@ -179,10 +179,11 @@ def _check_workers(parser, args):
             f"the Keras backend is {backend}: set KERAS_BACKEND=tensorflow "
             "(on JAX, see docs/guide/cluster.md for keras.distribution)")
     if args.meta_batch_size % workers:
+        example = workers * max(1, args.meta_batch_size // workers)
         parser.error(
             f"--meta-batch-size {args.meta_batch_size} does not split "
             f"evenly between {workers} workers; pass a multiple of "
-            f"{workers}, e.g. {workers * max(1, args.meta_batch_size // workers)}")
+            f"{workers}, e.g. {example}")
     if args.steps_per_execution != 1:
         parser.error(
             "--workers trains one step per execution: Keras's loop of "
