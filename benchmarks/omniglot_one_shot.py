@@ -47,6 +47,10 @@ LADDER = (
      {"filters": 128}, "within_alphabet"),
     ("larger_images", "within_alphabet with images at 56 px",
      {"image_size": 56}, "within_alphabet"),
+    ("images_84", "within_alphabet with images at 84 px",
+     {"image_size": 84}, "within_alphabet"),
+    ("resnet12", "within_alphabet with ResNet-12 (widths 64, 160, 320, "
+     "640) instead of Conv-4", {"backbone": "resnet12"}, "within_alphabet"),
 )
 
 # Rows that retrain nothing: the learner of the last trained row above them
