@@ -28,13 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_meta.experiments import one_shot  # noqa: E402
 
 # Each row: (name, what changed, run() arguments on top of its parent,
-# parent). The parent is the row above unless named: the later rows branch
+# parent); the trained rows are scored without test-time views (run()'s
+# defaults are the best row's configuration, views included). The parent is the row above unless named: the later rows branch
 # from the trained row best on the validation alphabet (within_alphabet),
 # or, for training length, from the row whose validation error was still
 # falling at the step limit (affine).
 LADDER = (
     ("baseline", "ProtoNet, Conv-4-64 at 28 px, 20-way episodes across "
-     "alphabets, characters at 4 rotations as classes", {}, None),
+     "alphabets, characters at 4 rotations as classes",
+     {"within_alphabet": False, "test_time_views": None}, None),
     ("within_alphabet", "training episodes drawn within one alphabet",
      {"within_alphabet": True}, None),
     ("affine", "random affine distortions of training images "

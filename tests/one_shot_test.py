@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_meta
 from keras_meta import ProtoNet
 from keras_meta import data
 from keras_meta import metrics
@@ -174,8 +175,30 @@ class OneShotProtocolTest(testing.TestCase):
             verbose=0)
         self.assertEqual(results["steps"], 4)
         self.assertEqual(set(results["alphabets"]), {"Delta", "Gamma"})
+        # The best configuration by default: scored with test-time views.
+        self.assertEqual(results["config"]["test_time_views"], "default")
         for suffix in (".json", ".png", ".keras"):
             self.assertTrue(os.path.exists(output[:-5] + suffix))
+
+    def test_test_time_views_of_run(self):
+        from keras_meta import models
+
+        protonet = ProtoNet(models.conv4(num_outputs=None,
+                                         input_shape=(SIZE, SIZE, 1),
+                                         filters=4, seed=0), num_ways=4)
+        maml = keras_meta.MAML(testing.tiny_classifier(num_ways=4),
+                               inner_learning_rate=0.1)
+        self.assertEqual(one_shot._test_time_views(protonet, "auto"),
+                         "default")
+        self.assertIsNone(one_shot._test_time_views(protonet, None))
+        self.assertIsNone(one_shot._test_time_views(maml, "auto"))
+        with self.assertRaisesRegex(ValueError, "MAML takes no test-time"):
+            one_shot._test_time_views(maml, "default")
+        # Refused before any training.
+        with self.assertRaisesRegex(ValueError, "takes no test-time"):
+            one_shot.run(data_dir=self.data_dir, algorithm="maml",
+                         image_size=SIZE, train_ways=4, train_queries=1,
+                         test_time_views="default", verbose=0)
 
     def test_evaluate_command(self):
         import contextlib
