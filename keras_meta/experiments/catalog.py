@@ -201,6 +201,19 @@ def _build_classifier(name, *, num_ways, image_shape, filters,
         epochs=epochs, head=-1, task="classification")
 
 
+def compile_classifier(learner, name, learning_rate, total_steps,
+                       steps_per_execution):
+    """Compiles a classifier built by `build_classifier` as the image
+    experiments train it: `outer_optimizer`, cross-entropy on logits,
+    accuracy."""
+    learner.compile(
+        optimizer=outer_optimizer(name, learning_rate, total_steps,
+                                  task="classification"),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    return learner
+
+
 def outer_optimizer(name, learning_rate, total_steps, task="regression"):
     """Adam, with MAML++'s cosine-annealed rate for `maml++`; for Reptile
     on images, the paper's SGD interpolation step annealed linearly from 1

@@ -261,13 +261,9 @@ def run(
             "channels": channel_count, "value_range": [0.0, 1.0],
             "resize": "antialiased bilinear", "transparency": "over white",
             "class_splits": "splits.json"}
-        learner.compile(
-            optimizer=catalog.outer_optimizer(
-                algorithm, learning_rate, epochs * steps_per_epoch,
-                task="classification"),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True),
-            metrics=["accuracy"], steps_per_execution=steps_per_execution)
+        catalog.compile_classifier(learner, algorithm, learning_rate,
+                                   epochs * steps_per_epoch,
+                                   steps_per_execution)
     best_path = os.path.join(output_dir, "best.weights.h5")
     callbacks = []
     if validation is not None:

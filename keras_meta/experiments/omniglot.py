@@ -146,15 +146,9 @@ def run(
             filters=filters, inner_learning_rate=inner_learning_rate,
             num_inner_steps=num_inner_steps, epochs=epochs, seed=seed,
             batch_norm=batch_norm, num_shots=num_shots)
-        learner.compile(
-            optimizer=catalog.outer_optimizer(
-                algorithm, learning_rate, epochs * steps_per_epoch,
-                task="classification"),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True),
-            metrics=["accuracy"],
-            steps_per_execution=steps_per_execution,
-        )
+        catalog.compile_classifier(learner, algorithm, learning_rate,
+                                   epochs * steps_per_epoch,
+                                   steps_per_execution)
     if verbose != 0:
         print(f"[1/2] meta-training {algorithm}: {epochs * steps_per_epoch} "
               f"steps of {meta_batch_size} {num_ways}-way {num_shots}-shot "
