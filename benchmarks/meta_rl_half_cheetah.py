@@ -15,6 +15,14 @@ on the velocity task it scores on the paper's 40 test velocities with its
 gymnasium's HalfCheetah-v5, the environment of ProMP's code; the paper's
 numbers are then printed beside ours but come from another environment.
 
+The checkpoint scored is chosen on 40 validation tasks that are not test
+tasks (`sample_tasks(40, seed=20000)`, `--validation-trajectories` per
+step): every `--eval-every` iterations, the weights with the best mean
+return after 1 to 3 steps are kept (`rl.AdaptationReturns(...,
+restore_best_weights=True)`); the last weights are scored on the test
+tasks too. `--outer trpo` is the paper's outer step (TRPO, KL 0.01),
+`--outer adam` Adam at `--outer-learning-rate`.
+
 The paper's evaluated MAML checkpoint is iteration 475 of 40 tasks x 10
 trajectories (about 3.8 million simulator steps per 100 iterations): a
 multi-hour job on CPU. `--minutes` stops training when the time is spent,
@@ -49,11 +57,12 @@ PAPER = {
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training once `minutes` have passed."""
+    """Stops training once `minutes` have passed or after `iterations`."""
 
-    def __init__(self, minutes):
+    def __init__(self, minutes, iterations):
         super().__init__()
         self.seconds = minutes * 60
+        self.max_iterations = iterations
         self.start = None
         self.iterations = 0
 
@@ -62,8 +71,16 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.iterations += 1
-        if time.perf_counter() - self.start > self.seconds:
+        if (time.perf_counter() - self.start > self.seconds
+                or self.iterations >= self.max_iterations):
             self.model.stop_training = True
+
+
+class LastWeights(keras.callbacks.Callback):
+    """Keeps the weights training ended with."""
+
+    def on_train_end(self, logs=None):
+        self.weights = self.model.get_weights()
 
 
 def main():
@@ -83,6 +100,12 @@ def main():
     parser.add_argument("--eval-trajectories", type=int, default=20)
     parser.add_argument("--inner-learning-rate", type=float, default=0.1)
     parser.add_argument("--outer-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--outer", choices=("adam", "trpo"), default="adam",
+                        help="the outer step: Adam, or the MAML paper's "
+                             "TRPO (trust region 0.01)")
+    parser.add_argument("--eval-every", type=int, default=25,
+                        help="iterations between validation evaluations")
+    parser.add_argument("--validation-trajectories", type=int, default=10)
     parser.add_argument("--num-test-tasks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
@@ -118,7 +141,8 @@ def main():
             env.observation_dim, env.action_dim, seed=args.seed)
         cls = rl.ProMP if args.learner == "promp" else rl.MAMLRL
         model = cls(policy, env, inner_learning_rate=args.inner_learning_rate,
-                    num_trajectories=args.trajectories, seed=args.seed)
+                    num_trajectories=args.trajectories, seed=args.seed,
+                    trust_region=0.01 if args.outer == "trpo" else None)
         model.compile(optimizer=keras.optimizers.Adam(
             args.outer_learning_rate))
         return model
@@ -130,13 +154,25 @@ def main():
     print("random:", results["random"]["mean"], flush=True)
     evaluation_seconds = time.perf_counter() - start
     trained = learner()
-    limit = TimeLimit(args.minutes)
+    limit = TimeLimit(args.minutes, args.iterations)
+    validation = rl.AdaptationReturns(
+        env.sample_tasks(40, seed=20_000), num_steps=3,
+        num_trajectories=args.validation_trajectories, seed=args.seed + 1,
+        restore_best_weights=True)
+    last = LastWeights()
+    # Evaluations every `eval_every` iterations: one epoch each. `last`
+    # comes before `validation`, which restores the chosen weights.
     start = time.perf_counter()
     history = trained.fit(
         env.task_dataset(args.meta_batch_size, seed=args.seed),
-        steps_per_epoch=1, epochs=args.iterations, callbacks=[limit],
-        verbose=2).history
+        steps_per_epoch=args.eval_every,
+        epochs=-(-args.iterations // args.eval_every),
+        callbacks=[limit, last, validation], verbose=2).history
     train_seconds = time.perf_counter() - start
+    chosen = trained.get_weights()
+    trained.set_weights(last.weights)
+    results[f"{args.learner}_last"] = score(trained)
+    trained.set_weights(chosen)
     results[args.learner] = score(trained)
     print(f"{args.learner}:", results[args.learner]["mean"], flush=True)
     # Ours minus the paper's, goal by goal (the same 40 velocities), where
@@ -144,7 +180,8 @@ def main():
     paired = {}
     if paper_per_goal is not None and args.variant == "rllab":
         for name, paper_name in (("random", "random"),
-                                 (args.learner, "maml")):
+                                 (args.learner, "maml"),
+                                 (f"{args.learner}_last", "maml")):
             ours = np.asarray(results[name]["per_goal"])
             theirs = np.asarray(paper_per_goal[paper_name]).T
             paired[f"{name} minus paper {paper_name}"] = rl.summarize_returns(
@@ -155,6 +192,18 @@ def main():
         "command": "python " + " ".join(sys.argv),
         "config": vars(args),
         "iterations_completed": limit.iterations,
+        "checkpoint": {
+            "rule": "best mean return after 1-3 steps on 40 validation "
+                    "tasks (sample_tasks(40, seed=20000), "
+                    f"{args.validation_trajectories} trajectories per "
+                    f"step), every {args.eval_every} iterations",
+            "iteration": min(validation.best_epoch * args.eval_every,
+                             limit.iterations),
+            "validation_curve": [
+                {"iterations": min(h["epoch"] * args.eval_every,
+                                   limit.iterations),
+                 "mean": [round(v, 2) for v in h["mean"]]}
+                for h in validation.history]},
         "iterations_planned": args.iterations,
         "simulator_steps_in_training": steps,
         "train_seconds": round(train_seconds, 1),

@@ -34,23 +34,6 @@ PAPER_ROW = {"maml": "maml", "promp": "maml", "pretrained": "pretrained",
 BASELINE_RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-class _BestOnValidation(rl.AdaptationReturns):
-    """`AdaptationReturns` on validation goals that keeps the weights with
-    the best mean return after 1..`num_steps` steps."""
-
-    def __init__(self, tasks, **kwargs):
-        super().__init__(tasks, **kwargs)
-        self.best = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if not self.history or self.history[-1]["epoch"] != epoch + 1:
-            return
-        score = float(np.mean(self.history[-1]["mean"][1:]))
-        if self.best is None or score > self.best[0]:
-            self.best = (score, epoch + 1, self.model.get_weights())
-
-
 def _paired(ours, paper):
     """Mean and 95% CI over goals of `ours - paper`, per step."""
     diff = np.asarray(ours, "float64") - np.asarray(paper, "float64")
@@ -146,15 +129,15 @@ def run(*, paper_returns, learners=LEARNERS, seeds=(0, 1, 2), output,
             learner.compile(optimizer=keras.optimizers.Adam(learning_rate))
             record = {"seed": seed}
             if name != "random":
-                callback = _BestOnValidation(
-                    validation, num_steps=eval_steps, seed=seed + 1)
+                callback = rl.AdaptationReturns(
+                    validation, num_steps=eval_steps, seed=seed + 1,
+                    restore_best_weights=True)
                 learner.fit(env.task_dataset(meta_batch_size, seed=seed),
                             steps_per_epoch=eval_every,
                             epochs=max(1, iterations // eval_every),
                             callbacks=[callback], verbose=verbose)
-                _, epoch, weights = callback.best
-                learner.set_weights(weights)
-                record["checkpoint_iteration"] = epoch * eval_every
+                record["checkpoint_iteration"] = (
+                    callback.best_epoch * eval_every)
                 record["validation_curve"] = [
                     {"iterations": h["epoch"] * eval_every,
                      "mean": h["mean"]} for h in callback.history]
