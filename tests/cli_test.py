@@ -616,4 +616,3 @@ class XLAChoiceTest(testing.TestCase):
         for plain, xla in zip(built[False].model.get_weights(),
                               built[True].model.get_weights()):
             np.testing.assert_allclose(plain, xla, atol=1e-4, rtol=1e-3)
-

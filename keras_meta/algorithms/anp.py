@@ -419,5 +419,3 @@ class ANP(SavesSeedGenerator, CNP):
             config["latent_encoder"] = keras.saving.deserialize_keras_object(
                 config["latent_encoder"])
         return super().from_config(config)
-
-

@@ -132,7 +132,7 @@ class CAVIA(MAML):
 
     def num_outputs(self, example_shape, dtype):
         return super().num_outputs(self._extended_shape(example_shape),
-                                    dtype)
+                                   dtype)
 
     def _with_context(self, inputs, context):
         self._extended_shape(inputs.shape)

@@ -22,6 +22,7 @@ eval_inner_steps_property = property(
     doc="Inner steps when evaluating, predicting and in `adapt()`; "
         "setting it retraces the test and predict functions.")
 
+
 class GradientStepsMetaModel(MetaModel):
     """A learner adapting every weight by `num_inner_steps` gradient steps.
 

@@ -148,7 +148,6 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
           for the episodic formulation.
     """
 
-
     # Learners with meta-learned weights of their own (LEO) also accept a
     # frozen feature extractor.
     requires_trainable_model = True
@@ -607,4 +606,3 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
         if config.get("inner_loss") is not None:
             config["inner_loss"] = keras.losses.get(config["inner_loss"])
         return cls(**config)
-

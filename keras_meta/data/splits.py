@@ -52,6 +52,8 @@ FC100_SUPERCLASSES = {
 # Classification", ICLR 2019: with classes indexed 0..199 in their official
 # order (TFDS `caltech_birds2011` labels), training takes even indices,
 # validation indices 1 mod 4, test indices 3 mod 4 (100 / 50 / 50).
+
+
 def cub_split(label):
     if label % 2 == 0:
         return "train"

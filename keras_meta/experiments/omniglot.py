@@ -212,5 +212,3 @@ def format_row(results):
             f"{100 * results['accuracy_ci95']:.2f} %  "
             f"({config['meta_steps']} steps, "
             f"{results['seconds']['training']:.0f} s)")
-
-

@@ -188,4 +188,3 @@ def linear_regressor(num_features=3, dtype=None):
             dtype=dtype,
         ),
     ])
-

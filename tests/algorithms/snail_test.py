@@ -134,7 +134,7 @@ class SNAILArchitectureTest(testing.TestCase):
 
     def test_dilation_schedule(self):
         for length, dilations in ((2, [1]), (6, [1, 2, 4]), (26, [1, 2, 4, 8,
-                                                                   16]),
+                                                                  16]),
                                   (101, [1, 2, 4, 8, 16, 32, 64])):
             model = keras_meta.models.snail_sequence_model(
                 num_ways=5, feature_dim=4, max_sequence_length=length)

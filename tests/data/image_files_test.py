@@ -67,7 +67,7 @@ class MixedFolderTest(testing.TestCase):
         self.assertTrue(readable.all())
         values = {os.path.basename(p): float(np.asarray(
             image, np.float32).mean()) / (255.0 if image.dtype == np.uint8
-                                           else 1.0)
+                                          else 1.0)
                   for p, image in zip(paths, images)}
         self.assertAllClose(values["clear.png"], 1.0)
         for name in ("l.png", "rgb.bmp", "p.gif", "i16.png"):

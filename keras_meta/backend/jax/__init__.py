@@ -118,8 +118,6 @@ def num_replicas():
     return 1
 
 
-
-
 def implicit_solution(solutions, weights, loss_fn, args, solve):
     """Per-task inner solutions, with implicit-function gradients.
 

@@ -22,6 +22,7 @@ from keras import ops
 from keras_meta import episode
 from keras_meta.backend import tensorflow as tf_backend
 
+
 class _StepFunction:
     """Holds a traced step out of sight of TensorFlow's object tracking
     (which would export a `tf.function` attribute with the model)."""
