@@ -75,9 +75,7 @@ class TaskGradientsTest(testing.TestCase):
 
     @parameterized.named_parameters(
         *[(name, factory) for name, factory, _ in testing.every_learner(
-            NUM_WAYS) if name in _RANDOM
-          # MANN is refused on torch (`keras_meta.models.MANNCell`'s docs).
-          and not (name == "mann" and keras.backend.backend() == "torch")])
+            NUM_WAYS) if name in _RANDOM])
     def test_random_learners_train(self, factory):
         # Their draws differ from the whole batch's; the step still runs
         # and moves the weights, with Dropout active too.
