@@ -22,16 +22,10 @@ else:
 
         # float64 for the finite-difference oracles, as on TensorFlow.
         jax.config.update("jax_enable_x64", True)
-    # Keras's type promotion maps float64 to float32 on every backend but
-    # TensorFlow (whatever `jax_enable_x64` says), so `ops.mean`,
-    # `divide_no_nan` (every mean-reduced loss) and the normalization
-    # layers would reduce float64 tensors in float32 and the float64
-    # oracles would measure float32 rounding. Lift that for the tests on
-    # JAX and torch; a KeyError here means Keras moved the table.
-    from keras.src.backend.common import dtypes as _keras_dtypes
-
-    assert _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] == "float32"
-    _keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
+    # Keras's type promotion (float64 to float32 on JAX and torch) is left
+    # as Keras ships it: the oracles measure what users get, float64
+    # learners computing in float64 through keras_meta's own scope
+    # (`keras_meta.backend.promotion`, `tests/backend/float64_test.py`).
 
 
 # Checks repeated for every learner (`keras_meta.testing.every_learner`),

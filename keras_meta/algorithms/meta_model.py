@@ -29,6 +29,8 @@ from keras_meta.algorithms.batch_norm_modes import MODES
 from keras_meta.algorithms.batch_norm_modes import batch_norm_mode
 from keras_meta.algorithms.step_context import tracing_train_step
 from keras_meta.algorithms.trainer import Trainer
+from keras_meta.backend.promotion import computes_in_float64
+from keras_meta.backend.promotion import float64_promotion
 from keras_meta.backend.trainer import MetaTrainer
 from keras_meta.losses import averages_over_batch
 from keras_meta.losses import unreduced
@@ -448,10 +450,11 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
         support_inputs = ops.convert_to_tensor(support_inputs)
         support_labels = ops.convert_to_tensor(support_labels)
         episode_checks.check_single_task(self, support_inputs, support_labels)
-        task_state = self.adapt_task(
-            self.meta_parameters(), support_inputs, support_labels, False
-        )
-        return self.build_adapted_model(task_state, support_inputs)
+        with self.float64_scope():
+            task_state = self.adapt_task(
+                self.meta_parameters(), support_inputs, support_labels, False
+            )
+            return self.build_adapted_model(task_state, support_inputs)
 
     # ------------------------------------------------------------------
     # Keras integration.
@@ -577,8 +580,27 @@ class MetaModel(Trainer, MetaTrainer, keras.Model):
                 x, y, sample_weight))
         # Read while the step is traced: training logs report the compiled
         # metrics only, evaluation logs add their confidence intervals.
-        with tracing_train_step(self):
+        with tracing_train_step(self), self.float64_scope():
             return super().train_step(*args, **kwargs)
+
+    def test_step(self, *args, **kwargs):
+        with self.float64_scope():
+            return super().test_step(*args, **kwargs)
+
+    def predict_step(self, *args, **kwargs):
+        with self.float64_scope():
+            return super().predict_step(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        with self.float64_scope():
+            return super().__call__(*args, **kwargs)
+
+    def float64_scope(self):
+        """A context in which a float64 learner computes in float64 on
+        every backend (`keras_meta.backend.promotion`): entered around the
+        training, test and prediction steps, calls and `adapt()`. Does
+        nothing for other dtypes and on TensorFlow."""
+        return float64_promotion(computes_in_float64(self.model))
 
     def get_config(self):
         config = super().get_config()

@@ -338,6 +338,11 @@ def meta_loss_function(meta_model, loss, inputs, labels):
     state = [v.value for v in meta_model.non_trainable_variables]
 
     def compute(values):
+        # In the learner's float64 scope, as its training step computes.
+        with meta_model.float64_scope():
+            return forward(values)
+
+    def forward(values):
         predictions, _ = meta_model.stateless_call(
             values, state, inputs, training=True
         )
