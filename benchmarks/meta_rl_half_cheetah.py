@@ -106,6 +106,8 @@ def main():
     parser.add_argument("--eval-every", type=int, default=25,
                         help="iterations between validation evaluations")
     parser.add_argument("--validation-trajectories", type=int, default=10)
+    parser.add_argument("--num-processes", type=int, default=1,
+                        help="worker processes stepping the simulators")
     parser.add_argument("--num-test-tasks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
@@ -113,9 +115,11 @@ def main():
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results",
         f"meta_rl_half_cheetah_{args.task}_{args.variant}.json")
-    env = (rl.HalfCheetahVelocity(variant=args.variant)
+    env = (rl.HalfCheetahVelocity(variant=args.variant,
+                                  num_processes=args.num_processes)
            if args.task == "velocity"
-           else rl.HalfCheetahDirection(variant=args.variant))
+           else rl.HalfCheetahDirection(variant=args.variant,
+                                        num_processes=args.num_processes))
     paper_goals = args.task == "velocity" and args.num_test_tasks == 40
     if paper_goals:
         test_tasks = rl.HalfCheetahVelocity.paper_test_goals()

@@ -365,6 +365,18 @@ class CLIAlgorithmsTest(testing.TestCase):
         refused("--workers", "2", pattern="pass --workers 3",
                 env={"TF_CONFIG": json.dumps(cluster)})
 
+    def test_simulator_processes_refusals(self):
+        for argv, pattern in (
+                (["--task", "sinusoid"], "has none"),
+                (["--task", "navigation2d"], "has none"),
+                (["--task", "ant-vel", "--simulator-processes", "0"],
+                 "positive number")):
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr), \
+                    self.assertRaises(SystemExit):
+                cli.main(["train", "--simulator-processes", "2", *argv])
+            self.assertIn(pattern, stderr.getvalue())
+
     def test_bad_combinations(self):
         with self.assertRaises(SystemExit):
             cli.main(["train", "--task", "movielens", "--algorithm",

@@ -77,6 +77,15 @@ def _check_combination(parser, args):
             f"--algorithm {algorithm} is a reinforcement learner; use "
             "--task navigation2d, halfcheetah-vel, halfcheetah-dir, ant-vel "
             "or ant-dir")
+    if getattr(args, "simulator_processes", 1) != 1 and (
+            task not in CONTROL_TASKS or task == "navigation2d"):
+        parser.error(
+            "--simulator-processes steps MuJoCo simulators: use it with "
+            "--task halfcheetah-vel, halfcheetah-dir, ant-vel or ant-dir "
+            f"(--task {task} has none)")
+    if getattr(args, "simulator_processes", 1) < 1:
+        parser.error("--simulator-processes must be a positive number of "
+                     "worker processes (1: none)")
     if algorithm in REGRESSION_ONLY and task != "sinusoid":
         parser.error(
             f"--algorithm {algorithm} is a neural process for "

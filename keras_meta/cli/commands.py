@@ -259,6 +259,7 @@ def _train_control(args, parsers, command):
         eval_every=max(1, min(25, args.meta_steps)),
         num_test_tasks=args.num_test_tasks, seed=args.seed,
         verbose=args.verbose, save_dir=args.output_dir,
+        num_processes=args.simulator_processes,
         plot_path=os.path.join(args.output_dir, f"{args.dataset}.png"),
         paths_plot_path=(os.path.join(args.output_dir, "navigation2d_paths.png")
                          if args.dataset == "navigation2d" else None),

@@ -185,6 +185,12 @@ def _add_run_arguments(parser):
              "per execution. With TF_CONFIG set (a cluster of machines), this "
              "process is one of the N workers it names; see "
              "docs/guide/cluster.md")
+    parser.add_argument(
+        "--simulator-processes", type=int, default=1,
+        help="halfcheetah-* and ant-*: step the MuJoCo simulators in N "
+             "worker processes (rl.HalfCheetahVelocity(num_processes=N) "
+             "and kin), each a share of every batch of rollouts; the same "
+             "results as one process")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialization, training episodes and "
                              "the test tasks")

@@ -41,20 +41,23 @@ PAPERS = {
 }
 
 
-def environment(task):
-    """The task family of a `--task` name."""
+def environment(task, num_processes=1):
+    """The task family of a `--task` name; `num_processes` worker
+    processes step MuJoCo simulators."""
     if task == "navigation2d":
         return rl.Navigation2D()
     # HalfCheetah as the MAML paper ran it (rllab's), since its numbers
     # are printed beside ours.
     if task == "halfcheetah-vel":
-        return rl.HalfCheetahVelocity(variant="rllab")
+        return rl.HalfCheetahVelocity(variant="rllab",
+                                      num_processes=num_processes)
     if task == "halfcheetah-dir":
-        return rl.HalfCheetahDirection(variant="rllab")
+        return rl.HalfCheetahDirection(variant="rllab",
+                                       num_processes=num_processes)
     if task == "ant-vel":
-        return rl.AntVelocity()
+        return rl.AntVelocity(num_processes=num_processes)
     if task == "ant-dir":
-        return rl.AntDirection()
+        return rl.AntDirection(num_processes=num_processes)
     raise ValueError(
         f"Unknown task {task!r}; expected one of {sorted(PAPERS)}.")
 
@@ -175,13 +178,14 @@ def run(*, learners=LEARNERS, output, iterations=300, meta_batch_size=20,
         num_trajectories=20, inner_learning_rate=0.1, learning_rate=1e-3,
         eval_every=25, eval_steps=3, num_test_tasks=40, seed=0, verbose=2,
         save_dir=None, command=None, plot_path=None, task="navigation2d",
-        paths_plot_path=None):
+        paths_plot_path=None, num_processes=1):
     """Trains and scores `learners`; writes JSON to `output` and a PNG to
     `plot_path` (default: beside it), and each trained learner's `.keras`
     to `save_dir`. On navigation2d, `paths_plot_path` also gets a picture of
     the first learner's paths to 4 test goals before and after adaptation
-    (`keras_meta.rl.plot_navigation_paths`)."""
-    env = environment(task)
+    (`keras_meta.rl.plot_navigation_paths`). `num_processes` worker
+    processes step MuJoCo simulators."""
+    env = environment(task, num_processes)
     paper = PAPERS[task]
     tasks = test_tasks(env, num_test_tasks, seed)
     config = dict(iterations=iterations, meta_batch_size=meta_batch_size,

@@ -25,6 +25,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_meta.rl import simulators
+from keras_meta.rl.simulators import rllab_half_cheetah_model  # noqa: F401
+from keras_meta.rl.simulators import rllab_step  # noqa: F401
+
 
 class TaskFamily:
     """Base class of task families: spaces, horizon, task sampling.
@@ -211,16 +215,55 @@ HALF_CHEETAH_VARIANTS = ("v5", "rllab")
 
 class _MujocoTasks(SimulatorEnvironment):
     """A pool of MuJoCo simulators, one per task and trajectory, grown as
-    needed and reseeded at every `reset`; subclasses make (`_make`) and
-    reset (`_reset_one`) one simulator."""
+    needed and reseeded at every `reset` (simulator `k` seeded `seed *
+    1_000_003 + k`), stepped in this process or, with `num_processes` above
+    1, split over that many worker processes (`keras_meta.rl.simulators`;
+    the same numbers either way). Subclasses name their simulator
+    (`_simulator_kind`, `_simulator_options`)."""
 
-    def __init__(self, horizon):
+    _simulator_kind = None
+
+    def __init__(self, horizon, num_processes=1):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(
                 "`horizon` must be a positive int. Received: "
                 f"horizon={horizon!r}.")
+        if (isinstance(num_processes, bool)
+                or not isinstance(num_processes, int) or num_processes < 1):
+            raise ValueError(
+                "`num_processes` is the number of worker processes that "
+                "step the simulators, a positive int (1: step them in this "
+                f"process). Received: num_processes={num_processes!r}.")
         self.horizon = horizon
-        self._envs = []
+        self.num_processes = num_processes
+        self._pool = None
+
+    def _simulator_options(self):
+        return {}
+
+    def _simulators(self):
+        if self._pool is None:
+            self._gym()
+            if self.num_processes == 1:
+                self._pool = simulators.LocalPool(
+                    self._simulator_kind, self._simulator_options())
+            else:
+                self._pool = simulators.ProcessPool(
+                    self._simulator_kind, self._simulator_options(),
+                    self.num_processes)
+        return self._pool
+
+    @property
+    def _envs(self):
+        """The simulators of this process (none with worker processes)."""
+        pool = self._simulators()
+        return getattr(pool, "sims", [])
+
+    def close(self):
+        """Stops the worker processes, if any, and drops the simulators."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _gym(self):
         try:
@@ -233,23 +276,23 @@ class _MujocoTasks(SimulatorEnvironment):
         return gymnasium
 
     def _reset_pool(self, tasks, num_trajectories, seed):
-        """Resets one simulator per task and trajectory (simulator `k`
-        seeded `seed * 1_000_003 + k`); returns the first observations, a
-        list."""
+        """Resets one simulator per task and trajectory; returns the first
+        observations `[tasks * trajectories, obs_dim]`."""
         tasks = np.asarray(tasks, dtype="float64").reshape(-1, 1)
         count = len(tasks) * num_trajectories
-        if len(self._envs) < count:
-            self._envs += [self._make() for _ in range(count - len(self._envs))]
         self._shape = (len(tasks), num_trajectories)
         self._targets = np.repeat(tasks[:, 0], num_trajectories)
         base = 0 if seed is None else int(seed) * 1_000_003
-        return [self._reset_one(self._envs[k], base + k)
-                for k in range(count)]
+        return self._simulators().reset(base + np.arange(count))
 
     def _batched(self, values, dim=None):
         """`values` in the `[tasks, trajectories, ...]` layout, float32."""
         shape = self._shape + (() if dim is None else (dim,))
         return np.asarray(values, "float32").reshape(shape)
+
+    def get_config(self):
+        return {"horizon": self.horizon,
+                "num_processes": self.num_processes}
 
 
 class _HalfCheetah(_MujocoTasks):
@@ -257,9 +300,11 @@ class _HalfCheetah(_MujocoTasks):
 
     action_dim = 6
     task_dim = 1
+    _simulator_kind = "half_cheetah"
 
-    def __init__(self, horizon=200, control_cost=0.05, variant="v5"):
-        super().__init__(horizon)
+    def __init__(self, horizon=200, control_cost=0.05, variant="v5",
+                 num_processes=1):
+        super().__init__(horizon, num_processes)
         if variant not in HALF_CHEETAH_VARIANTS:
             raise ValueError(
                 f"`variant` must be one of {list(HALF_CHEETAH_VARIANTS)}: "
@@ -268,6 +313,17 @@ class _HalfCheetah(_MujocoTasks):
                 f"variant={variant!r}.")
         self.control_cost = float(control_cost)
         self.variant = variant
+
+    def _simulator_options(self):
+        return {"variant": self.variant}
+
+    @property
+    def _model(self):
+        return self._simulators().simulator.model
+
+    @property
+    def _torso(self):
+        return self._simulators().simulator.torso
 
     @property
     def observation_dim(self):
@@ -281,89 +337,15 @@ class _HalfCheetah(_MujocoTasks):
     def step(self, actions):
         actions = np.clip(np.asarray(actions, "float64").reshape(
             -1, self.action_dim), -1.0, 1.0)
-        observations, velocities = [], []
-        for env, action in zip(self._envs, actions):
-            observation, velocity = self._step_one(env, action)
-            observations.append(observation)
-            velocities.append(velocity)
-        rewards = self._reward(np.array(velocities), self._targets) - (
+        observations, outputs = self._simulators().step(actions)
+        rewards = self._reward(outputs["velocity"], self._targets) - (
             self.control_cost * np.square(actions).sum(-1))
         return (self._batched(observations, self.observation_dim),
                 self._batched(rewards), np.zeros(self._shape, bool))
 
-    # One simulator: a gymnasium environment ("v5") or a MuJoCo `MjData`
-    # of the shared model ("rllab").
-
-    def _make(self):
-        gymnasium = self._gym()
-        if self.variant == "v5":
-            return gymnasium.make("HalfCheetah-v5")
-        import mujoco
-
-        if getattr(self, "_model", None) is None:
-            self._model = rllab_half_cheetah_model()
-            self._torso = mujoco.mj_name2id(
-                self._model, mujoco.mjtObj.mjOBJ_BODY, "torso")
-        return mujoco.MjData(self._model)
-
-    def _reset_one(self, env, seed):
-        if self.variant == "v5":
-            return env.reset(seed=seed)[0]
-        import mujoco
-
-        # rllab's reset: Gaussian noise of scale 0.01 on the positions and
-        # 0.1 on the velocities.
-        rng = np.random.default_rng(seed)
-        mujoco.mj_resetData(self._model, env)
-        env.qpos[:] = self._model.qpos0 + 0.01 * rng.standard_normal(
-            self._model.nq)
-        env.qvel[:] = 0.1 * rng.standard_normal(self._model.nv)
-        mujoco.mj_forward(self._model, env)
-        return self._rllab_observation(env)
-
-    def _step_one(self, env, action):
-        if self.variant == "v5":
-            observation, _, _, _, info = env.step(action)
-            return observation, info["x_velocity"]
-        return rllab_step(self._model, env, action, self._torso), \
-            float(env.subtree_linvel[self._torso, 0])
-
-    def _rllab_observation(self, data):
-        return np.concatenate([data.qpos[1:], data.qvel,
-                               data.subtree_com[self._torso]])
-
     def get_config(self):
-        return {"horizon": self.horizon, "control_cost": self.control_cost,
+        return {**super().get_config(), "control_cost": self.control_cost,
                 "variant": self.variant}
-
-
-def rllab_half_cheetah_model():
-    """The MuJoCo model of rllab's HalfCheetah: gymnasium's
-    `half_cheetah.xml`, whose bodies, joints, geoms, actuators and options
-    (a 0.01 s timestep) are rllab's, with one physics step per action."""
-    import os
-
-    import gymnasium
-    import mujoco
-
-    path = os.path.join(os.path.dirname(gymnasium.__file__), "envs",
-                        "mujoco", "assets", "half_cheetah.xml")
-    return mujoco.MjModel.from_xml_path(path)
-
-
-def rllab_step(model, data, action, torso):
-    """One action of rllab's HalfCheetah: the controls, one physics step,
-    then the quantities of the new state (`mj_forward`) and the subtrees'
-    centre-of-mass velocities (`mj_subtreeVel`, rllab's `body_comvels`).
-    Returns the 20-number observation."""
-    import mujoco
-
-    data.ctrl[:] = action
-    mujoco.mj_step(model, data)
-    mujoco.mj_forward(model, data)
-    mujoco.mj_subtreeVel(model, data)
-    return np.concatenate([data.qpos[1:], data.qvel,
-                           data.subtree_com[torso]])
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -390,11 +372,16 @@ class HalfCheetahVelocity(_HalfCheetah):
       centre of mass), rllab's reset noise (Gaussian, 0.01 on positions,
       0.1 on velocities). The model file is gymnasium's, whose physics is
       rllab's `half_cheetah.xml`.
+
+    `num_processes` above 1 steps the simulators in that many worker
+    processes (`keras_meta.rl.simulators.ProcessPool`), each a contiguous
+    share of the tasks and trajectories, with the same results as one
+    process; `close()` stops them (they stop with this process too).
     """
 
     def __init__(self, horizon=200, control_cost=0.05, min_velocity=0.0,
-                 max_velocity=2.0, variant="v5"):
-        super().__init__(horizon, control_cost, variant)
+                 max_velocity=2.0, variant="v5", num_processes=1):
+        super().__init__(horizon, control_cost, variant, num_processes)
         self.min_velocity = float(min_velocity)
         self.max_velocity = float(max_velocity)
 
@@ -432,7 +419,8 @@ class HalfCheetahDirection(_HalfCheetah):
     `direction * forward velocity - control_cost * |action|^2`
     (`control_cost=0.05`), over `horizon=200` steps. `variant` is `"v5"`
     (gymnasium's `HalfCheetah-v5`, the default) or `"rllab"` (the MAML
-    paper's HalfCheetah; see `HalfCheetahVelocity`). Needs the `rl` extra.
+    paper's HalfCheetah; see `HalfCheetahVelocity`), `num_processes` as
+    there. Needs the `rl` extra.
     """
 
     def sample_tasks(self, num_tasks, seed=None):
@@ -471,43 +459,32 @@ class _Ant(_MujocoTasks):
     control_cost = 0.005
     contact_cost = 0.0005
     survive_reward = 0.05
+    _simulator_kind = "ant"
 
-    def __init__(self, horizon=200):
-        super().__init__(horizon)
-
-    def _make(self):
-        # Without the checker: terminated simulators are never stepped.
-        return self._gym().make("Ant-v5", disable_env_checker=True)
-
-    def _reset_one(self, env, seed):
-        return env.reset(seed=seed)[0]
+    def __init__(self, horizon=200, num_processes=1):
+        super().__init__(horizon, num_processes)
 
     def reset(self, tasks, num_trajectories, seed=None):
-        self._observations = np.array(
-            self._reset_pool(tasks, num_trajectories, seed), "float64")
-        self._ended = np.zeros(len(self._observations), bool)
-        return self._batched(self._observations, self.observation_dim)
+        observations = self._reset_pool(tasks, num_trajectories, seed)
+        self._ended = np.zeros(len(observations), bool)
+        return self._batched(observations, self.observation_dim)
 
     def step(self, actions):
         actions = np.clip(np.asarray(actions, "float64").reshape(
             -1, self.action_dim), -1.0, 1.0)
-        rewards = np.zeros(len(actions))
-        for k, (env, action) in enumerate(zip(self._envs, actions)):
-            if self._ended[k]:
-                continue
-            observation, _, terminated, _, info = env.step(action)
-            self._observations[k] = observation
-            rewards[k] = (
-                self._forward_reward(info["x_velocity"], self._targets[k])
-                - self.control_cost * np.square(action).sum()
-                + info["reward_contact"] + self.survive_reward)
-            self._ended[k] = terminated
-        return (self._batched(self._observations, self.observation_dim),
+        active = ~self._ended
+        observations, outputs = self._simulators().step(actions, active)
+        # No output at all when every trajectory has ended.
+        zeros = np.zeros(len(actions))
+        rewards = np.where(active, (
+            self._forward_reward(outputs.get("velocity", zeros),
+                                 self._targets)
+            - self.control_cost * np.square(actions).sum(-1)
+            + outputs.get("contact", zeros) + self.survive_reward), 0.0)
+        self._ended = self._ended | (outputs.get("terminated", zeros) > 0)
+        return (self._batched(observations, self.observation_dim),
                 self._batched(rewards),
                 self._ended.copy().reshape(self._shape))
-
-    def get_config(self):
-        return {"horizon": self.horizon}
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -519,12 +496,13 @@ class AntVelocity(_Ant):
     (`[0, 3]`, the paper's); the forward reward is `1 - |velocity -
     target|`, the paper's (its "+1" keeps an Ant that survives better off
     than one that falls). See `AntDirection` for the rest of the reward,
-    the termination and how this differs from the paper's simulator.
-    Needs the `rl` extra.
+    the termination and how this differs from the paper's simulator;
+    `num_processes` as in `HalfCheetahVelocity`. Needs the `rl` extra.
     """
 
-    def __init__(self, horizon=200, min_velocity=0.0, max_velocity=3.0):
-        super().__init__(horizon)
+    def __init__(self, horizon=200, min_velocity=0.0, max_velocity=3.0,
+                 num_processes=1):
+        super().__init__(horizon, num_processes)
         if not min_velocity <= max_velocity:
             raise ValueError(
                 "`min_velocity` must not exceed `max_velocity`. Received: "
@@ -562,7 +540,8 @@ class AntDirection(_Ant):
     action, the torso's x displacement as velocity, 105 observations), not
     the paper's rllab Ant (one 0.02 s step per action, centre-of-mass
     velocity, other contact parameters, 125 observations), so returns are
-    not comparable with the paper's figures. Needs the `rl` extra.
+    not comparable with the paper's figures. `num_processes` as in
+    `HalfCheetahVelocity`. Needs the `rl` extra.
     """
 
     def sample_tasks(self, num_tasks, seed=None):
