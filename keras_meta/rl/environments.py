@@ -26,8 +26,6 @@ import numpy as np
 from keras import ops
 
 from keras_meta.rl import simulators
-from keras_meta.rl.simulators import rllab_half_cheetah_model  # noqa: F401
-from keras_meta.rl.simulators import rllab_step  # noqa: F401
 
 
 class TaskFamily:

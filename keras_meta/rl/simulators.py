@@ -301,8 +301,13 @@ def _serve(messages, answers):
 
 
 if __name__ == "__main__":
+    import signal
+
     # Run as a script: this file's folder would shadow other modules.
     sys.path.pop(0)
+    # Ctrl-C interrupts the training process, which closes the workers'
+    # input: they end then, without a traceback of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Answers go on the original standard output; anything the simulators
     # print goes to standard error instead.
     channel = os.fdopen(os.dup(1), "wb")
