@@ -4,6 +4,7 @@ import numpy as np
 from keras import ops
 
 from keras_meta import inner
+from keras_meta.backend import promotion
 from keras_meta import testing
 
 # f(w) = 0.5 * (w - c)^T A (w - c): gradient A (w - c).
@@ -68,10 +69,14 @@ class AdamTest(testing.TestCase):
 class ConjugateGradientTest(testing.TestCase):
     def test_solves_a_positive_definite_system(self):
         b = np.array([1.0, 2.0])
-        (x,) = inner.conjugate_gradient(
-            lambda v: [ops.matmul(ops.convert_to_tensor(A, "float64"),
-                                  v[0])],
-            [ops.convert_to_tensor(b, "float64")], num_steps=2)
+        # Float64 as inside a float64 learner's steps: outside them,
+        # Keras's promotion rounds some float64 results to float32 on
+        # torch (`keras_meta.backend.promotion`).
+        with promotion.float64_promotion():
+            (x,) = inner.conjugate_gradient(
+                lambda v: [ops.matmul(ops.convert_to_tensor(A, "float64"),
+                                      v[0])],
+                [ops.convert_to_tensor(b, "float64")], num_steps=2)
         self.assertAllClose(x, np.linalg.solve(A, b), atol=1e-10)
 
     def test_negative_curvature_at_first_returns_b(self):
