@@ -20,9 +20,20 @@ or the copy in the recbole wheel (`pip install --no-deps recbole==1.2.1`).
     python benchmarks/movielens_cold_start.py --protocol recbole \
         --learners global_mean,pretrained,melu \
         --output benchmarks/results/movielens_recbole.json
+
+With `--seeds`, the run is repeated once per seed (initial weights and
+episode order) on the split of `--split-seed`, each tuned learner with the
+configuration a search chose (`--configurations-from` its JSON; without
+it, every seed searches the grid), and the JSON gives the spread over
+seeds beside each seed's results:
+
+    python benchmarks/movielens_cold_start.py --seeds 0,1,2 \
+        --configurations-from benchmarks/results/movielens_cold_start.json \
+        --output benchmarks/results/movielens_cold_start_seeds.json
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -57,13 +68,30 @@ def main():
     parser.add_argument("--inner-steps", default="1,5",
                         help="inner steps (meta-learners and fine-tuning), "
                              "chosen on validation users")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initial weights, episode order and (unless "
+                             "--split-seed) the split of users")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="the split of users (default: --seed; 0 with "
+                             "--seeds)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: one run per seed, and "
+                             "their spread")
+    parser.add_argument("--configurations-from", default=None,
+                        help="a result JSON of this benchmark: each tuned "
+                             "learner keeps the configuration it chose there "
+                             "instead of searching")
     parser.add_argument("--output", default=os.path.join(
         os.path.dirname(__file__), "results", "movielens_cold_start.json"))
     args = parser.parse_args()
-    results = movielens.run(
+    configurations = None
+    if args.configurations_from:
+        with open(args.configurations_from) as f:
+            configurations = movielens.chosen_configurations(
+                json.load(f)["results"])
+    common = dict(
         source=args.data_dir, learners=args.learners.split(","),
-        output=args.output, protocol=args.protocol,
+        protocol=args.protocol,
         meta_epochs=args.meta_epochs,
         steps_per_epoch=args.steps_per_epoch,
         meta_batch_size=args.meta_batch_size,
@@ -72,8 +100,19 @@ def main():
         inner_steps=[int(v) for v in args.inner_steps.split(",")],
         fine_tune_rates=[float(v) for v in args.fine_tune_rates.split(",")],
         learning_rates=[float(v) for v in args.learning_rates.split(",")],
-        seed=args.seed,
         command="python " + " ".join(sys.argv))
+    if args.seeds:
+        summary = movielens.run_seeds(
+            seeds=[int(v) for v in args.seeds.split(",")],
+            configurations=configurations, output=args.output,
+            split_seed=args.split_seed or 0, **common)
+        print()
+        print(movielens.format_seeds_table(summary["across_seeds"]))
+        print(f"wrote {args.output}")
+        return
+    results = movielens.run(
+        output=args.output, seed=args.seed, split_seed=args.split_seed,
+        configurations=configurations, **common)
     print()
     print(movielens.format_table(results))
     print(f"wrote {args.output}")

@@ -43,6 +43,8 @@ from keras_meta.metrics import t_95
 from keras_meta.recommendation import movielens
 
 LEARNERS = ("global_mean", "pretrained", "melu", "maml", "metasgd")
+# The learners whose configuration is chosen on validation users.
+TUNED = ("pretrained", "melu", "maml", "metasgd")
 # MeLU's published settings (Lee et al. 2019): local and global rates, one
 # local update.
 MELU_PAPER = {"inner_learning_rate": 5e-6, "num_inner_steps": 1,
@@ -307,8 +309,10 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
         steps_per_epoch=50, meta_batch_size=32, inner_learning_rates=(0.1,),
         inner_steps=(1,), learning_rates=(1e-3,), embedding_dim=32,
         fine_tune_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3), seed=0,
-        verbose=0, command=None, learning_rate=None):
-    """Trains and scores `learners`; writes JSON to `output` after each.
+        split_seed=None, configurations=None, verbose=0, command=None,
+        learning_rate=None):
+    """Trains and scores `learners`; writes JSON to `output` (unless
+    `None`) after each, and returns the results.
 
     Each meta-learner is trained once per configuration of
     `learning_rates` x `inner_learning_rates` x `inner_steps`, and the
@@ -324,11 +328,29 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
     `"recbole"` (RecBole-MetaRec's: MeLU's without new items). Ranking
     metrics use `ranking_k` (5 with 10 query ratings, 3 with MAMO's 5 when
     `None`).
+
+    `seed` seeds the recommender's initial weights and the order of the
+    training episodes, and `split_seed` (`seed` when `None`) the split of
+    users. `configurations` (see `chosen_configurations`) fixes a tuned
+    learner's configuration instead of searching the grid: to rerun the
+    configurations one search chose with other seeds (`run_seeds`).
     """
     if learning_rate is not None:
         learning_rates = (learning_rate,)
+    split_seed = seed if split_seed is None else split_seed
+    configurations = dict(configurations or {})
+    if configurations:
+        missing = [name for name in learners if name in TUNED
+                   and name not in configurations]
+        if missing:
+            raise ValueError(
+                f"`configurations` fixes {sorted(configurations)} but not "
+                f"{missing}, which are tuned: give every tuned learner a "
+                "configuration (`chosen_configurations(results)` of a run "
+                "that searched them), or leave `configurations` out to "
+                "search the grid.")
     start = time.perf_counter()
-    tasks, counts = _load_tasks(source, protocol, seed)
+    tasks, counts = _load_tasks(source, protocol, split_seed)
     queries = tasks.states["train"][episode.QUERY_LABELS].shape[1]
     k = ranking_k or (5 if queries > 5 else max(queries - 2, 1))
     experiment = _Experiment(tasks, counts, k=k, seed=seed,
@@ -341,14 +363,27 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
                   learning_rates=list(learning_rates),
                   embedding_dim=embedding_dim,
                   fine_tune_rates=list(fine_tune_rates),
-                  melu_paper=MELU_PAPER, seed=seed)
-    directory = os.path.dirname(output)
+                  melu_paper=MELU_PAPER, seed=seed, split_seed=split_seed)
+    if configurations:
+        config["configurations"] = configurations
+    directory = os.path.dirname(output) if output else None
     if directory:
         os.makedirs(directory, exist_ok=True)
+
+    def grid(name):
+        # (outer rates, inner or fine-tuning rates, steps) searched.
+        fixed = configurations.get(name)
+        if fixed is None:
+            return (learning_rates, fine_tune_rates if name == "pretrained"
+                    else inner_learning_rates, inner_steps)
+        return ((fixed["learning_rate"],), (fixed["inner_learning_rate"],),
+                (fixed["num_inner_steps"],))
 
     def write(done):
         # After every learner: a cut-short run keeps what it finished.
         _add_paired_differences(results, per_user, experiment.states)
+        if output is None:
+            return
         with open(output, "w") as f:
             json.dump(strict({
                 "command": command, "protocol": tasks.description,
@@ -364,9 +399,10 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
         if name == "global_mean":
             users, scores, extra = _global_mean(experiment)
         elif name == "pretrained":
+            rates, tune_rates, steps = grid(name)
             users, scores, extra = _pretrained(
-                experiment, learning_rates=learning_rates,
-                fine_tune_rates=fine_tune_rates, inner_steps=inner_steps,
+                experiment, learning_rates=rates,
+                fine_tune_rates=tune_rates, inner_steps=steps,
                 verbose=verbose)
         elif name == "melu_paper":
             users, scores, extra = _meta_learned(
@@ -378,9 +414,10 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
                 steps_per_epoch=steps_per_epoch, meta_epochs=meta_epochs,
                 verbose=verbose)
         else:
+            rates, inner_rates, steps = grid(name)
             users, scores, extra = _meta_learned(
-                experiment, name, inner_learning_rates=inner_learning_rates,
-                inner_steps=inner_steps, learning_rates=learning_rates,
+                experiment, name, inner_learning_rates=inner_rates,
+                inner_steps=steps, learning_rates=rates,
                 meta_batch_size=meta_batch_size,
                 steps_per_epoch=steps_per_epoch, meta_epochs=meta_epochs,
                 verbose=verbose)
@@ -394,6 +431,85 @@ def run(*, source=None, learners=LEARNERS, output, protocol="melu",
             for s, v in scores.items()), flush=True)
         write(list(results))
     return results
+
+
+def chosen_configurations(results):
+    """`{learner: {"learning_rate", "inner_learning_rate",
+    "num_inner_steps"}}`: the configuration each tuned learner of
+    `results` (`run`'s, or its JSON's `"results"`) chose on validation
+    users."""
+    keys = ("learning_rate", "inner_learning_rate", "num_inner_steps")
+    return {name: {k: result[k] for k in keys}
+            for name, result in results.items() if name in TUNED}
+
+
+def across_seeds(runs):
+    """Per learner and state, the spread over seeds of `runs`
+    (`{seed: results}`): each seed's mean over users and their mean and
+    standard deviation over seeds, for MAE, RMSE and the ranking metrics;
+    and for the paired MAE differences from the baselines, each seed's
+    difference and on how many seeds its 95% interval lies wholly below
+    zero (the learner better) or wholly above (worse)."""
+    seeds = list(runs)
+    out = {}
+    for name in runs[seeds[0]]:
+        per_seed = [runs[s][name] for s in seeds if name in runs[s]]
+        learner = {"seeds": len(per_seed), "scores": {}}
+        for state in per_seed[0]["scores"]:
+            learner["scores"][state] = {}
+            for metric in METRIC_NAMES:
+                if metric not in per_seed[0]["scores"][state]:
+                    continue
+                values = [r["scores"][state][metric][0] for r in per_seed]
+                learner["scores"][state][metric] = _spread(values)
+        for baseline in ("pretrained", "global_mean"):
+            key = f"mae_minus_{baseline}"
+            if key not in per_seed[0]:
+                continue
+            learner[key] = {}
+            for state in per_seed[0][key]:
+                pairs = [r[key][state] for r in per_seed]
+                learner[key][state] = {
+                    **_spread([mean for mean, _ in pairs]),
+                    "seeds_better": sum(m + ci < 0 for m, ci in pairs),
+                    "seeds_worse": sum(m - ci > 0 for m, ci in pairs)}
+        out[name] = learner
+    return out
+
+
+def _spread(values):
+    values = [float(v) for v in values]
+    return {"per_seed": [round(v, 4) for v in values],
+            "mean": round(float(np.mean(values)), 4),
+            "std": (round(float(np.std(values, ddof=1)), 4)
+                    if len(values) > 1 else None)}
+
+
+def run_seeds(*, seeds, configurations=None, output, command=None,
+              **kwargs):
+    """`run` once per seed of `seeds` with the `configurations` fixed
+    (chosen by a search on another run; `None`: every seed searches the
+    grid), on the split of `split_seed`; writes `{"runs": {seed:
+    results}, "across_seeds": ...}` to `output` after every seed and
+    returns it."""
+    start = time.perf_counter()
+    runs, config = {}, None
+    for seed in seeds:
+        print(f"seed {seed}", flush=True)
+        runs[seed] = run(seed=seed, configurations=configurations,
+                         output=None, **kwargs)
+        config = {k: v for k, v in kwargs.items() if k != "source"}
+        summary = {"command": command, "seeds": list(runs),
+                   "configurations": configurations, "config": config,
+                   "across_seeds": across_seeds(runs),
+                   "runs": {str(s): r for s, r in runs.items()},
+                   "seconds": round(time.perf_counter() - start, 1)}
+        directory = os.path.dirname(output)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(output, "w") as f:
+            json.dump(strict(summary), f, indent=1, allow_nan=False)
+    return summary
 
 
 def strict(value):
@@ -433,6 +549,29 @@ def format_table(results):
                          + f", P "
                          f"{v['precision_top_k'][0]:.3f}, nDCG(top-k) "
                          f"{v['ndcg_top_k'][0]:.3f}")
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_seeds_table(across):
+    """A Markdown table of `across_seeds`: per learner and state, the MAE
+    mean over seeds +- their standard deviation, and the paired MAE
+    difference from the pretrained model with the number of seeds whose
+    interval favours each side."""
+    states = list(next(iter(across.values()))["scores"])
+    lines = ["| learner | " + " | ".join(states) + " |",
+             "| --- |" + " --- |" * len(states)]
+    for name, learner in across.items():
+        cells = []
+        for state in states:
+            mae = learner["scores"][state]["mean_absolute_error"]
+            cell = f"{mae['mean']:.3f} +- {mae['std'] or 0:.3f}"
+            diff = learner.get("mae_minus_pretrained", {}).get(state)
+            if diff is not None:
+                cell += (f" (vs pretrained {diff['mean']:+.3f}; better on "
+                         f"{diff['seeds_better']}, worse on "
+                         f"{diff['seeds_worse']} of {learner['seeds']})")
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import keras
@@ -547,3 +548,61 @@ class BenchmarkScoringTest(testing.TestCase):
         mean, ci = experiment.paired_differences([1.0, 5.0, 9.0],
                                                  [0.8, 4.8, 8.8])
         self.assertAllClose([mean, ci], [0.2, 0.0], atol=1e-6)
+
+    def test_spread_over_seeds(self):
+        from keras_meta.experiments import movielens as experiment
+
+        def result(mae, diff):
+            return {"scores": {"new": {"mean_absolute_error": [mae, 0.1]}},
+                    "mae_minus_pretrained": {"new": diff}}
+
+        runs = {0: {"maml": result(0.8, [-0.02, 0.01])},
+                1: {"maml": result(0.9, [0.03, 0.01])},
+                2: {"maml": result(1.0, [-0.01, 0.02])}}
+        across = experiment.across_seeds(runs)["maml"]
+        self.assertEqual(across["seeds"], 3)
+        mae = across["scores"]["new"]["mean_absolute_error"]
+        self.assertEqual(mae["per_seed"], [0.8, 0.9, 1.0])
+        self.assertAllClose([mae["mean"], mae["std"]], [0.9, 0.1])
+        diff = across["mae_minus_pretrained"]["new"]
+        self.assertAllClose(diff["mean"], 0.0)
+        # Seed 0's interval is below zero, seed 1's above, seed 2's holds
+        # zero.
+        self.assertEqual((diff["seeds_better"], diff["seeds_worse"]), (1, 1))
+
+    def test_fixed_configurations_are_not_searched(self):
+        import tempfile
+
+        from keras_meta.experiments import movielens as experiment
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_100k(tmp, _generate(num_users=40, num_items=60))
+            grid = dict(source=tmp, protocol="recbole", meta_epochs=1,
+                        steps_per_epoch=1, meta_batch_size=2,
+                        embedding_dim=4, learning_rates=(1e-3, 1e-4),
+                        inner_learning_rates=(0.01, 0.1), inner_steps=(1,),
+                        fine_tune_rates=(0.01, 0.1))
+            fixed = {"pretrained": {"learning_rate": 1e-3,
+                                    "inner_learning_rate": 0.1,
+                                    "num_inner_steps": 1},
+                     "maml": {"learning_rate": 1e-4,
+                              "inner_learning_rate": 0.01,
+                              "num_inner_steps": 1}}
+            summary = experiment.run_seeds(
+                seeds=[3, 4], configurations=fixed,
+                output=os.path.join(tmp, "seeds.json"),
+                learners=["global_mean", "pretrained", "maml"], **grid)
+            for seed in ("3", "4"):
+                results = summary["runs"][seed]
+                self.assertEqual(experiment.chosen_configurations(results),
+                                 fixed)
+                self.assertEqual(results["maml"]["configurations"], 1)
+                self.assertEqual(results["pretrained"]["configurations"], 1)
+            self.assertEqual(summary["across_seeds"]["maml"]["seeds"], 2)
+            with open(os.path.join(tmp, "seeds.json")) as f:
+                self.assertEqual(json.load(f)["seeds"], [3, 4])
+            with self.assertRaisesRegex(ValueError, "'maml'.*tuned"):
+                experiment.run(configurations={"pretrained":
+                                               fixed["pretrained"]},
+                               learners=["pretrained", "maml"], output=None,
+                               **grid)
