@@ -37,7 +37,9 @@ by task: one task at a time at second order, two at first order),
 composite BatchNormalization ops instead of the fused kernel that
 transductive passes run) and `autograph` (the per-task functions
 converted by AutoGraph, as `tf.map_fn` does unless told not to: the
-traced step as it was before keras_meta declined the conversion). On
+traced step as it was before keras_meta declined the conversion) and
+`shared_steps` (the inner steps traced once and called at every step,
+`keras_meta.backend.tensorflow.SHARE_INNER_STEPS`). On
 torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
@@ -296,6 +298,10 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         import tensorflow as tf
 
         tf.autograph.experimental.do_not_convert = lambda fn: fn
+    elif variant == "shared_steps":
+        from keras_meta.backend import tensorflow as tf_backend
+
+        tf_backend.SHARE_INNER_STEPS = True
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
@@ -613,7 +619,7 @@ def main():
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "unfused",
-                                 "autograph"],
+                                 "autograph", "shared_steps"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -634,7 +640,7 @@ def main():
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "channels_first",
-                                 "unfused", "autograph"],
+                                 "unfused", "autograph", "shared_steps"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -24,6 +24,7 @@ if _BACKEND == "tensorflow":
     from keras_meta.backend.tensorflow import read_value
     from keras_meta.backend.tensorflow import remat
     from keras_meta.backend.tensorflow import replica_index
+    from keras_meta.backend.tensorflow import step_function
     from keras_meta.backend.tensorflow import sum_task_gradients
     from keras_meta.backend.tensorflow import task_mapping
     from keras_meta.backend.tensorflow import value_and_grad
@@ -45,6 +46,7 @@ elif _BACKEND == "jax":
     from keras_meta.backend.jax import read_value
     from keras_meta.backend.jax import remat
     from keras_meta.backend.jax import replica_index
+    from keras_meta.backend.jax import step_function
     from keras_meta.backend.jax import scan_steps
     from keras_meta.backend.jax import task_mapping
     from keras_meta.backend.jax import value_and_grad
@@ -70,6 +72,7 @@ elif _BACKEND == "torch":
     from keras_meta.backend.torch import read_value
     from keras_meta.backend.torch import remat
     from keras_meta.backend.torch import replica_index
+    from keras_meta.backend.torch import step_function
     from keras_meta.backend.torch import task_mapping
     from keras_meta.backend.torch import value_and_grad
 
@@ -92,4 +95,4 @@ __all__ = [
     "compiled", "exact_moments", "fused_batch_statistics_call",
     "implicit_solution", "loss_and_gradients", "map_tasks", "num_replicas",
     "per_replica_logs", "read_value", "remat", "replica_index", "scan_steps",
-    "sum_task_gradients", "task_mapping", "value_and_grad"]
+    "step_function", "sum_task_gradients", "task_mapping", "value_and_grad"]

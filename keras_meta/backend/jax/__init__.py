@@ -39,6 +39,12 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), list(gradients)
 
 
+def step_function(fn):
+    """`fn`, one inner gradient step, as it is: under `jax.jit` each step
+    is traced in turn (see the TensorFlow backend's `step_function`)."""
+    return fn
+
+
 def remat(fn):
     """`fn` recomputed in the backward pass instead of keeping its
     intermediate values (`jax.checkpoint`; closures are differentiated

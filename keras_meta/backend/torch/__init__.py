@@ -118,6 +118,13 @@ def value_and_grad(fn, weights, *args):
     return (loss, aux), gradients
 
 
+def step_function(fn):
+    """`fn`, one inner gradient step, as it is: torch runs each step
+    eagerly, so there is no tracing to share (see the TensorFlow backend's
+    `step_function`)."""
+    return fn
+
+
 def remat(fn):
     """`fn` recomputed in the backward pass instead of keeping its
     intermediate values (`torch.utils.checkpoint`, non-reentrant, which
