@@ -70,8 +70,8 @@ class APITest(testing.TestCase):
                 "fused_batch_statistics_call", "implicit_solution",
                 "loss_and_gradients", "map_tasks", "num_replicas",
                 "per_replica_logs", "read_value", "remat", "replica_index",
-                "scan_steps", "sum_task_gradients", "task_mapping",
-                "value_and_grad",
+                "scan_steps", "step_function", "sum_task_gradients",
+                "task_mapping", "value_and_grad",
             ],
             keras_meta.testing: [
                 "TestCase", "classifier_meta_gradient_error", "every_learner",
