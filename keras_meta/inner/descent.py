@@ -125,8 +125,9 @@ def gradient_descent(
     fast = [weights[i] for i in adapted]
     steps = []
     # Where every step computes the same function (no per-step rates or
-    # weights), the backend may trace it once for all steps: on TensorFlow
-    # a meta-step's tracing then no longer grows with `num_steps`.
+    # weights), the backend may trace it once for all steps (TensorFlow,
+    # with `SHARE_INNER_STEPS` set): a meta-step's tracing then no longer
+    # grows with `num_steps`.
     shared_step = None
     rematerialized = remat and not first_order
     if (num_steps > 1 and step_weights is None
@@ -136,7 +137,7 @@ def gradient_descent(
     for step in range(num_steps):
         if shared_step is not None:
             fast, state = shared_step(fast, state)
-        elif remat and not first_order:
+        elif rematerialized:
             fast, state = backend.remat(
                 lambda fast, state, step=step: one_step(fast, state, step)
             )(fast, state)
