@@ -493,20 +493,20 @@ def run_seeds(*, seeds, configurations=None, output, command=None,
     results}, "across_seeds": ...}` to `output` after every seed and
     returns it."""
     start = time.perf_counter()
-    runs, config = {}, None
+    config = {k: v for k, v in kwargs.items() if k != "source"}
+    directory = os.path.dirname(output)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    runs = {}
     for seed in seeds:
         print(f"seed {seed}", flush=True)
         runs[seed] = run(seed=seed, configurations=configurations,
                          output=None, **kwargs)
-        config = {k: v for k, v in kwargs.items() if k != "source"}
         summary = {"command": command, "seeds": list(runs),
                    "configurations": configurations, "config": config,
                    "across_seeds": across_seeds(runs),
                    "runs": {str(s): r for s, r in runs.items()},
                    "seconds": round(time.perf_counter() - start, 1)}
-        directory = os.path.dirname(output)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
         with open(output, "w") as f:
             json.dump(strict(summary), f, indent=1, allow_nan=False)
     return summary
