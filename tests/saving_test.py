@@ -63,6 +63,32 @@ class SafeLoadingTest(testing.TestCase):
         for a, b in zip(reloaded.weights, learner.weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
+    @parameterized.parameters("inductive", "transductive")
+    def test_loaded_learner_has_private_copies_of_its_own(self, batch_norm):
+        # A model mixing BatchNormalization and Dropout runs private copies
+        # (Dropout frozen, BatchNormalization on the fused kernel, on fixed
+        # statistics). Loading builds them inside Keras's object-sharing
+        # scope, which once made two of them one object: a loaded inductive
+        # MAML predicted other values than the learner it was saved from.
+        learner = keras_meta.MAML(
+            testing.tiny_classifier(dropout=0.0), batch_norm=batch_norm)
+        learner.compile(loss=LOSS)
+        path = os.path.join(self.get_temp_dir(), "learner.keras")
+        learner.save(path)
+        reloaded = keras.models.load_model(path)
+        network = reloaded._batch_norm_mode.network(reloaded.model)
+        copies = [network[key] for key in ("no_noise", "fused",
+                                           "fused_no_noise",
+                                           "fixed_statistics")
+                  if network.get(key) is not None]
+        if keras_meta.backend.fused_batch_statistics_call is not None:
+            # TensorFlow and torch: fused copies beside the others.
+            self.assertGreaterEqual(len(copies), 2)
+        self.assertEqual(len({id(copy) for copy in copies}), len(copies))
+        inputs, _ = testing.toy_episodes(num_tasks=2)
+        self.assertAllClose(reloaded.predict(inputs, verbose=0),
+                            learner.predict(inputs, verbose=0), 1e-6, 1e-6)
+
     def test_truncated_file_fails_cleanly(self):
         _, path = self._saved()
         with open(path, "rb") as f:

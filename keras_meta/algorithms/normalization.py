@@ -146,8 +146,8 @@ def private_copy(model, freeze):
         model's variable values.
     """
     try:
-        copy = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(model))
+        copy = keras.saving.deserialize_keras_object(_without_shared_ids(
+            keras.saving.serialize_keras_object(model)))
         if not copy.weights and has_input_shape(model):
             copy(ops.zeros((1,) + tuple(model.input_shape[1:])))
     except Exception as error:
@@ -175,3 +175,17 @@ def private_copy(model, freeze):
         if isinstance(layer, families):
             ignore_training_flag(layer)
     return copy
+
+
+def _without_shared_ids(config):
+    """`config` without the `shared_object_id`s Keras writes while it loads
+    a file (its object-sharing scope): a learner being loaded builds its
+    private copies then, and with those ids every copy after the first two
+    would be the second one again instead of a copy of its own."""
+    if isinstance(config, dict):
+        return {key: _without_shared_ids(value)
+                for key, value in config.items()
+                if key != "shared_object_id"}
+    if isinstance(config, list):
+        return [_without_shared_ids(value) for value in config]
+    return config
