@@ -39,7 +39,12 @@ transductive passes run) and `autograph` (the per-task functions
 converted by AutoGraph, as `tf.map_fn` does unless told not to: the
 traced step as it was before keras_meta declined the conversion) and
 `shared_steps` (the inner steps traced once and called at every step,
-`keras_meta.backend.tensorflow.SHARE_INNER_STEPS`). On
+`keras_meta.backend.tensorflow.SHARE_INNER_STEPS`) and
+`stock_batch_norm_gradient` (the fused BatchNormalization's second
+derivative by TensorFlow's registered gradient, which differentiates a
+composite copy of the kernel's gradient under a tape, instead of
+keras_meta's closed form,
+`keras_meta.backend.tensorflow.CLOSED_FORM_BATCH_NORM_GRADIENT`). On
 torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
@@ -53,7 +58,9 @@ convolutions instead of max pooling) and `protonet_4`, `protonet_16`
 
 Every measurement is a fresh process; the sides alternate in rounds, and
 the table gives medians. Per measurement: the first call (tracing
-included), the resident memory before it (imports, model, data) and at its
+included; on TensorFlow also the part of it spent tracing, the rest being
+TensorFlow optimizing and instantiating the traced graph and running it
+once), the resident memory before it (imports, model, data) and at its
 peak (VmHWM), and the median seconds per step over the timed steps after
 it.
 
@@ -302,6 +309,10 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
         from keras_meta.backend import tensorflow as tf_backend
 
         tf_backend.SHARE_INNER_STEPS = True
+    elif variant == "stock_batch_norm_gradient":
+        from keras_meta.backend import tensorflow as tf_backend
+
+        tf_backend.CLOSED_FORM_BATCH_NORM_GRADIENT = False
     elif variant == "one_task_at_a_time":
         from keras_meta.backend import tensorflow as tf_backend
 
@@ -372,6 +383,30 @@ def run_timing_worker(script, arguments, backend, what):
     return result
 
 
+def _tracing_timer():
+    """Wraps TensorFlow's tracing of a `tf.function` (a private function:
+    this measures, it changes nothing) and returns a list that collects
+    the seconds each outermost trace took."""
+    from tensorflow.python.eager.polymorphic_function import (
+        tracing_compilation)
+
+    trace = tracing_compilation._create_concrete_function
+    seconds, depth = [], [0]
+
+    def timed(*args, **kwargs):
+        depth[0] += 1
+        start = time.perf_counter()
+        try:
+            return trace(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if not depth[0]:
+                seconds.append(time.perf_counter() - start)
+
+    tracing_compilation._create_concrete_function = timed
+    return seconds
+
+
 def keras_meta_worker(name, steps, variant, batch_norm):
     import keras
 
@@ -379,7 +414,17 @@ def keras_meta_worker(name, steps, variant, batch_norm):
     keras.utils.set_random_seed(0)
     learner = _keras_meta_learner(config, variant, batch_norm,
                                   keras.optimizers.Adam(1e-3))
-    return time_train_on_batch(learner, config, steps, variant)
+    traces = None
+    if keras.backend.backend() == "tensorflow":
+        traces = _tracing_timer()
+    row = time_train_on_batch(learner, config, steps, variant)
+    if traces is not None:
+        # The first call's tracing (building the step's graph in Python);
+        # the rest of it is TensorFlow optimizing and instantiating that
+        # graph, and running it once.
+        row["first_call_tracing_s"] = sum(traces)
+        row["traces"] = len(traces)
+    return row
 
 
 def keras_meta_gradients(name, variant, batch_norm):
@@ -619,7 +664,8 @@ def main():
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "unfused",
-                                 "autograph", "shared_steps"],
+                                 "autograph", "shared_steps",
+                                 "stock_batch_norm_gradient"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -640,7 +686,8 @@ def main():
                         choices=["default", "whole_batch_gradient",
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "channels_first",
-                                 "unfused", "autograph", "shared_steps"],
+                                 "unfused", "autograph", "shared_steps",
+                                 "stock_batch_norm_gradient"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -701,6 +748,9 @@ def main():
                    for key in ("median_step_s", "first_call_s",
                                "resident_before_mb", "first_call_peak_mb",
                                "steady_peak_mb")},
+                **({"first_call_tracing_s": statistics.median(
+                    r["first_call_tracing_s"] for r in results)}
+                   if "first_call_tracing_s" in results[0] else {}),
                 "runs": results,
             })
     _report(rows, checks, args)
@@ -710,8 +760,8 @@ def _report(rows, checks, args):
     print()
     print("| configuration | implementation | BatchNorm (queries) | "
           "s per step | learn2learn's time / this | first call (s) | "
-          "memory above setup (MB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "of which tracing (s) | memory above setup (MB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         reference = next((r for r in rows if r["config"] == row["config"]
                           and r["side"] == "learn2learn"), None)
@@ -727,6 +777,9 @@ def _report(rows, checks, args):
         print(f"| {row['config']} | {name} | {mode} | "
               f"{row['median_step_s']:.3f} | {ratio} | "
               f"{row['first_call_s']:.1f} | "
+              + (f"{row['first_call_tracing_s']:.1f}"
+                 if "first_call_tracing_s" in row else "")
+              + " | "
               f"{row['first_call_peak_mb'] - row['resident_before_mb']:.0f} "
               "|")
     from meta_step import write_result

@@ -6,12 +6,16 @@ own batch statistics; the modes differ for query sets:
 
 - `TransductiveBatchNorm` (`"transductive"`, and `"per_step"`, whose
   per-step scales and offsets `MAML` adds): each query set with its own
-  batch statistics. Where the backend has a fused batch-normalization
-  kernel (TensorFlow, PyTorch), these passes run a private copy of the
-  network that uses it (`normalization.fused_copy`).
+  batch statistics.
 - `InductiveBatchNorm` (`"inductive"`): queries with the statistics of the
   task's support set under the adapted weights, so that each query is
   predicted on its own.
+
+Where the backend has a fused batch-normalization kernel (TensorFlow,
+PyTorch), every pass with batch statistics whose updated moving statistics
+are discarded (all but the inductive mode's pass that reads the support
+set's statistics) runs a private copy of the network that uses it
+(`normalization.fused_copy`).
 
 In every mode the wrapped model's moving statistics are neither used nor
 updated by meta-training, frozen (non-trainable) BatchNormalization layers
@@ -63,9 +67,11 @@ class TransductiveBatchNorm:
         if batch_layers and normalization.has_stochastic_layers(model):
             network["no_noise"] = normalization.private_copy(
                 model, "stochastic")
-        if batch_layers and not self.inductive:
-            # Batch statistics whose updates are discarded: the backend's
-            # fused kernel may compute them (same values, less time).
+        if batch_layers:
+            # Batch statistics whose updates are discarded (every pass
+            # but the inductive mode's `support_statistics`): the
+            # backend's fused kernel may compute them (same values, less
+            # time).
             network["fused"] = normalization.fused_copy(model)
             if network["no_noise"] is not None:
                 network["fused_no_noise"] = normalization.fused_copy(
@@ -84,18 +90,23 @@ class TransductiveBatchNorm:
             kwargs["training"] = training
         return model.stateless_call(weights, state, inputs, **kwargs)
 
-    def run_model(self, model, weights, state, inputs, training):
+    def run_model(self, model, weights, state, inputs, training,
+                  fused=True):
         """Runs `model` on `weights`, normalizing `inputs` with their own
         batch statistics; Dropout-like layers are active only if
-        `training`. Returns `(outputs, new_state)`."""
+        `training`. Returns `(outputs, new_state)`; the new state's moving
+        statistics have gradients only with `fused=False` (the fused
+        kernel's copy, used otherwise where there is one, computes the
+        same values without them)."""
         network = self.network(model)
         if not network["batch_statistics"]:
             return self.call_model(network, model, weights, state, inputs,
                                    bool(training))
         if training or network["no_noise"] is None:
-            runner = network.get("fused") or model
+            runner = (network.get("fused") if fused else None) or model
         else:
-            runner = network.get("fused_no_noise") or network["no_noise"]
+            runner = (network.get("fused_no_noise") if fused else None) or (
+                network["no_noise"])
         return self.call_model(network, runner, weights, state, inputs, True)
 
     def support_statistics(self, model, weights, state, support_inputs,
@@ -157,10 +168,13 @@ class InductiveBatchNorm(TransductiveBatchNorm):
         if not network["inductive"]:
             return super().support_statistics(model, weights, state,
                                               support_inputs, training)
+        # The statistics' gradients flow through the moving-statistics
+        # update, which the fused copy does not differentiate: the model's
+        # own layers compute this pass.
         outputs, new_state = self.run_model(
             model, weights,
             normalization.zeroed_statistics(state, network["slots"]),
-            support_inputs, training)
+            support_inputs, training, fused=False)
         return outputs, normalization.batch_statistics_from_update(
             new_state, network["slots"])
 

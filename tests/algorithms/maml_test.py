@@ -240,12 +240,15 @@ class MAMLOracleTest(testing.TestCase):
 
 @pytest.mark.tensorflow_only
 class FusedBatchStatisticsTest(testing.TestCase):
-    """The transductive passes run TensorFlow's fused batch-normalization
-    kernel in float32 (float64 falls back to Keras's ops, which the
-    finite-difference tests above check). Its second-order meta-gradient
-    is checked here against the float64 one on the same weights and data."""
+    """Passes with batch statistics whose moving-statistics update is
+    discarded (every pass in the transductive mode; the inner steps' support
+    passes in the inductive mode) run TensorFlow's fused
+    batch-normalization kernel in float32 (float64 falls back to Keras's
+    ops, which the finite-difference tests above check). Its second-order
+    meta-gradient is checked here against the float64 one on the same
+    weights and data."""
 
-    def _meta_gradient(self, dtype, first_order=False):
+    def _meta_gradient(self, dtype, batch_norm, first_order=False):
         keras.config.set_floatx(dtype)
         inputs, labels = testing.toy_episodes(
             num_tasks=2, num_ways=3, num_shots=2, num_queries=3,
@@ -255,31 +258,100 @@ class FusedBatchStatisticsTest(testing.TestCase):
             normalization="batch", dtype=dtype)
         model.set_weights([w.astype(dtype) for w in self.weights])
         maml = MAML(model, inner_learning_rate=0.5, num_inner_steps=2,
-                    batch_norm="transductive", first_order=first_order)
+                    batch_norm=batch_norm, first_order=first_order)
         maml.compile(loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True))
         fused = maml._batch_norm_mode.network(model)["fused"]
         gradient = testing.meta_gradient(maml, inputs, labels)
         return fused, np.concatenate([g.ravel() for g in gradient])
 
-    def test_fused_meta_gradient_equals_float64(self):
+    @parameterized.parameters("transductive", "inductive")
+    def test_fused_meta_gradient_equals_float64(self, batch_norm):
         keras.config.set_floatx("float64")
         keras.utils.set_random_seed(3)
         self.weights = testing.tiny_classifier(
             num_ways=3, image_shape=(8, 8, 1), filters=4,
             normalization="batch", dtype="float64").get_weights()
-        fused, single = self._meta_gradient("float32")
+        fused, single = self._meta_gradient("float32", batch_norm)
         self.assertIsNotNone(fused)  # The float32 learner ran the kernel.
-        unfused, double = self._meta_gradient("float64")
+        unfused, double = self._meta_gradient("float64", batch_norm)
         # float64 inputs are not fused: the reference is Keras's own ops.
         self.assertIsNotNone(unfused)
         error = np.linalg.norm(single - double) / np.linalg.norm(double)
         self.assertLess(error, 1e-5)
         # First order differs by far more: the tolerance can tell the
         # second-order terms' absence.
-        _, first = self._meta_gradient("float32", first_order=True)
+        _, first = self._meta_gradient("float32", batch_norm,
+                                       first_order=True)
         self.assertGreater(
             np.linalg.norm(first - double) / np.linalg.norm(double), 1e-2)
+
+    def test_closed_form_gradient_of_gradient(self):
+        # The kernel's gradient's own gradient, in closed form, against a
+        # tape over batch normalization's gradient written out in float64.
+        import tensorflow as tf
+
+        from keras_meta.backend import tensorflow as tf_backend
+
+        rng = np.random.default_rng(0)
+        shape, epsilon = (3, 5, 4, 6), 1e-3
+        g, x, upstream_x = (tf.constant(rng.normal(size=shape))
+                            for _ in range(3))
+        scale, upstream_scale, upstream_offset = (
+            tf.constant(rng.normal(size=shape[-1])) for _ in range(3))
+
+        def batch_norm_gradient(g, x, scale):
+            centred = x - tf.reduce_mean(x, [0, 1, 2])
+            r = tf.math.rsqrt(
+                tf.reduce_mean(centred * centred, [0, 1, 2]) + epsilon)
+            normalized = centred * r
+            d_x = scale * r * (
+                g - tf.reduce_mean(g, [0, 1, 2])
+                - normalized * tf.reduce_mean(g * normalized, [0, 1, 2]))
+            return (d_x, tf.reduce_sum(g * normalized, [0, 1, 2]),
+                    tf.reduce_sum(g, [0, 1, 2]))
+
+        with tf.GradientTape() as tape:
+            tape.watch([g, x, scale])
+            gradients = batch_norm_gradient(g, x, scale)
+        expected = tape.gradient(
+            gradients, [g, x, scale],
+            output_gradients=[upstream_x, upstream_scale, upstream_offset])
+        closed_form = tf_backend._batch_norm_gradient_gradient(
+            g, x, scale, upstream_x, upstream_scale, upstream_offset,
+            epsilon)
+        for actual, wanted in zip(closed_form, expected):
+            self.assertAllClose(actual, wanted, rtol=1e-12, atol=1e-12)
+        # Missing upstream gradients count as zeros.
+        partial = tf_backend._batch_norm_gradient_gradient(
+            g, x, scale, None, upstream_scale, None, epsilon)
+        with tf.GradientTape() as tape:
+            tape.watch([g, x, scale])
+            gradients = batch_norm_gradient(g, x, scale)
+        expected = tape.gradient(
+            gradients[1], [g, x, scale], output_gradients=upstream_scale,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        for actual, wanted in zip(partial, expected):
+            self.assertAllClose(actual, wanted, rtol=1e-12, atol=1e-12)
+
+    def test_closed_form_equals_tensorflows_second_derivative(self):
+        # In float32 through the kernel: the meta-gradient with the closed
+        # form equals the one with TensorFlow's registered gradient.
+        from keras_meta.backend import tensorflow as tf_backend
+
+        keras.utils.set_random_seed(3)
+        self.weights = testing.tiny_classifier(
+            num_ways=3, image_shape=(8, 8, 1), filters=4,
+            normalization="batch").get_weights()
+        _, closed_form = self._meta_gradient("float32", "transductive")
+        tf_backend.CLOSED_FORM_BATCH_NORM_GRADIENT = False
+        try:
+            _, stock = self._meta_gradient("float32", "transductive")
+        finally:
+            tf_backend.CLOSED_FORM_BATCH_NORM_GRADIENT = True
+        error = (np.linalg.norm(closed_form - stock)
+                 / np.linalg.norm(stock))
+        self.assertLess(error, 1e-5)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch",

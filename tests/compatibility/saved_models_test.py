@@ -12,8 +12,10 @@ from keras_meta import testing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Saved on TensorFlow; other backends reproduce the predictions within
-# float32 rounding.
-TOLERANCE = 1e-6 if keras.backend.backend() == "tensorflow" else 1e-4
+# float32 rounding. On TensorFlow too since the inductive mode's support
+# passes run the fused BatchNormalization kernel (the same function,
+# rounded differently: up to 6e-6 apart, 2e-5 relative).
+TOLERANCE = 5e-5 if keras.backend.backend() == "tensorflow" else 1e-4
 
 
 class SavedModelsTest(testing.TestCase):

@@ -74,6 +74,123 @@ def exact_moments():
                 tf.nn.moments = _stock_moments
 
 
+# Whether the fused BatchNormalization's gradient has its own gradient in
+# closed form (`_batch_norm_gradient_gradient`) instead of TensorFlow's
+# registered one, which differentiates a composite copy of the gradient
+# under a tape (the same values; `benchmarks/conv_step.py --variants
+# stock_batch_norm_gradient` times the difference).
+CLOSED_FORM_BATCH_NORM_GRADIENT = True
+
+
+def _fused_batch_norm(inputs, scale, offset, epsilon):
+    """`FusedBatchNormV3` in training (NHWC) on float32 `scale` and
+    `offset`: the normalized `inputs`."""
+    empty = tf.constant([], tf.float32)
+
+    def forward(inputs, scale, offset):
+        return tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=scale, offset=offset, mean=empty,
+            variance=empty, epsilon=epsilon, exponential_avg_factor=1.0,
+            data_format="NHWC", is_training=True)
+
+    if not CLOSED_FORM_BATCH_NORM_GRADIENT:
+        return forward(inputs, scale, offset)[0]
+
+    @tf.custom_gradient
+    def normalize(inputs, scale, offset):
+        outputs, _, _, reserve_1, reserve_2, reserve_3 = forward(
+            inputs, scale, offset)
+
+        def gradient(d_outputs):
+            return _batch_norm_gradient(
+                d_outputs, inputs, scale, reserve_1, reserve_2, reserve_3,
+                epsilon)
+
+        return outputs, gradient
+
+    return normalize(inputs, scale, offset)
+
+
+def _batch_norm_gradient(d_outputs, inputs, scale, reserve_1, reserve_2,
+                         reserve_3, epsilon):
+    """`FusedBatchNormGradV3` in training, whose own gradient is
+    `_batch_norm_gradient_gradient`."""
+
+    @tf.custom_gradient
+    def gradient(d_outputs, inputs, scale):
+        d_inputs, d_scale, d_offset, *_ = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=d_outputs, x=inputs, scale=scale,
+            reserve_space_1=reserve_1, reserve_space_2=reserve_2,
+            reserve_space_3=reserve_3, epsilon=epsilon, data_format="NHWC",
+            is_training=True)
+
+        def second(dd_inputs, dd_scale, dd_offset):
+            return _batch_norm_gradient_gradient(
+                d_outputs, inputs, scale, dd_inputs, dd_scale, dd_offset,
+                epsilon)
+
+        return (d_inputs, d_scale, d_offset), second
+
+    return gradient(d_outputs, inputs, scale)
+
+
+def _batch_norm_gradient_gradient(g, x, scale, upstream_x, upstream_scale,
+                                  upstream_offset, epsilon):
+    """The gradient of batch normalization's gradient in training.
+
+    Batch normalization over the first three axes of `x` (per channel, over
+    its N values: mean `mu`, biased variance `v`, `r = (v + epsilon)^-1/2`,
+    centred `u = x - mu`) has, for the upstream gradient `g`, the gradients
+    `dx = scale r (g - mean(g) - r^2 u mean(g u))`,
+    `dscale = N r mean(g u)` and `doffset = N mean(g)`. For upstream
+    gradients `A`, `b` and `c` of those three (`None` for zeros), this
+    returns the gradients of `J = sum(A dx) + b dscale + c doffset` with
+    respect to `g`, `x` and `scale` in closed form: per-channel
+    coefficients from six means, then three elementwise combinations.
+    TensorFlow's registered gradient differentiates a composite copy of
+    the gradient under a tape instead.
+    """
+    # float16 and bfloat16 inputs are computed in float32, as the kernels
+    # compute them.
+    dtypes = g.dtype, x.dtype
+    g, x = tf.cast(g, scale.dtype), tf.cast(x, scale.dtype)
+    if upstream_x is not None:
+        upstream_x = tf.cast(upstream_x, scale.dtype)
+    axes = tf.constant([0, 1, 2])
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+    centred = x - tf.reduce_mean(x, axes)
+    r = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes) + epsilon)
+    mean_gu = tf.reduce_mean(g * centred, axes)
+    scale_r = scale * r
+    scale_r3 = scale_r * r * r
+    zero = tf.zeros_like(scale)
+    if upstream_x is None:
+        upstream_x_centred = mean_au = covariance_ag = zero
+    else:
+        mean_g = tf.reduce_mean(g, axes)
+        upstream_x_centred = upstream_x - tf.reduce_mean(upstream_x, axes)
+        mean_au = tf.reduce_mean(upstream_x_centred * centred, axes)
+        covariance_ag = tf.reduce_mean(upstream_x_centred * g, axes)
+    b = zero if upstream_scale is None else upstream_scale
+    c = zero if upstream_offset is None else upstream_offset
+    # J / N = scale r cov(A, g) - scale r^3 mean(g u) mean(A u)
+    #         + b r mean(g u) + c mean(g), in which only r and u depend
+    # on x (dr/du = -r^3 u / N, and x's gradient is u's, centred).
+    coefficient_u = b * r - scale_r3 * mean_au
+    d_r = (scale * covariance_ag - 3.0 * scale_r * r * mean_gu * mean_au
+           + b * mean_gu)
+    d_g = coefficient_u * centred + c
+    d_x = -(r * r * r * d_r) * centred
+    if upstream_x is not None:
+        d_g += scale_r * upstream_x_centred
+        d_x += (coefficient_u * (g - mean_g)
+                - (scale_r3 * mean_gu) * upstream_x_centred)
+    else:
+        d_x += coefficient_u * (g - tf.reduce_mean(g, axes))
+    d_scale = count * (r * covariance_ag - r * r * r * mean_gu * mean_au)
+    return tf.cast(d_g, dtypes[0]), tf.cast(d_x, dtypes[1]), d_scale
+
+
 def fused_batch_statistics_call(layer):
     """A `call` for the BatchNormalization `layer` of a private copy that
     normalizes with batch statistics through TensorFlow's fused kernel.
@@ -82,13 +199,12 @@ def fused_batch_statistics_call(layer):
     inputs over their last axis, with no mask and no renormalization, runs
     `FusedBatchNormV3` (oneDNN on CPU, cuDNN on GPU). Its gradient is one
     fused kernel too, and the gradient of that gradient (second-order
-    meta-gradients) is TensorFlow's exact formula: a Conv-4 MAML step with
-    batch statistics takes about a quarter less time than through Keras's
-    composite ops. The values are the same to rounding; the moving
-    statistics are updated as Keras does (the biased batch variance), but
-    no gradient flows through that update: use this only where the updated
-    statistics are discarded. Every other call (inference, float64, other
-    ranks or axes) runs the layer's own `call`.
+    meta-gradients) has a closed form (`_batch_norm_gradient_gradient`):
+    a Conv-4 MAML step with batch statistics takes about a quarter less
+    time than through Keras's composite ops. The values are the same to
+    rounding. The moving statistics are left as they are: use this only
+    where the updated statistics would be discarded. Every other call
+    (inference, float64, other ranks or axes) runs the layer's own `call`.
     """
     call = layer.call
     axis = layer.axis if isinstance(layer.axis, int) else None
@@ -106,20 +222,7 @@ def fused_batch_statistics_call(layer):
                  else tf.ones([channels], tf.float32))
         offset = (tf.cast(layer.beta.value, tf.float32) if layer.center
                   else tf.zeros([channels], tf.float32))
-        empty = tf.constant([], tf.float32)
-        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=scale, offset=offset, mean=empty,
-            variance=empty, epsilon=layer.epsilon,
-            exponential_avg_factor=1.0, data_format="NHWC",
-            is_training=True)
-        # The kernel reports the unbiased variance; Keras keeps the biased.
-        count = tf.cast(tf.size(inputs) // channels, tf.float32)
-        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
-        momentum = layer.momentum
-        for moving, batch in ((layer.moving_mean, mean),
-                              (layer.moving_variance, variance)):
-            batch = tf.cast(tf.stop_gradient(batch), moving.dtype)
-            moving.assign(moving * momentum + batch * (1.0 - momentum))
+        outputs = _fused_batch_norm(inputs, scale, offset, layer.epsilon)
         return tf.cast(outputs, layer.compute_dtype)
 
     return fused_call
