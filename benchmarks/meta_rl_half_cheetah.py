@@ -30,6 +30,11 @@ and the result file says how far it got. Needs the `rl` extra
 (`pip install -e ".[rl]"`).
 
     python benchmarks/meta_rl_half_cheetah.py --task velocity --minutes 60
+
+`--summarize FILE [FILE ...] --output SEEDS.json` reads result files of
+runs with different `--seed`s (the same task, variant and learner) and
+writes each seed's chosen iteration and returns beside the mean and the
+standard deviation over seeds (`summarize_seeds`).
 """
 
 import argparse
@@ -83,6 +88,73 @@ class LastWeights(keras.callbacks.Callback):
         self.weights = self.model.get_weights()
 
 
+def summarize_seeds(records):
+    """The spread over seeds of result records (`main`'s output) of one
+    configuration run with different seeds.
+
+    Returns a dict with `seeds`, `files` and, per policy row (`random`,
+    the learner, the learner's last weights, and each paired difference
+    from the paper), every seed's mean after 0..3 steps and the mean and
+    standard deviation (ddof 1) over seeds, plus the chosen iterations and
+    iterations completed. Raises if the records do not share a task,
+    variant, learner and outer step, or repeat a seed.
+    """
+    if len(records) < 2:
+        raise ValueError(
+            f"--summarize needs the result files of at least two seeds; "
+            f"received {len(records)}.")
+    keys = ("task", "variant", "learner", "outer")
+    first = {k: records[0]["config"][k] for k in keys}
+    for record in records[1:]:
+        other = {k: record["config"][k] for k in keys}
+        if other != first:
+            raise ValueError(
+                "--summarize compares seeds of one configuration; "
+                f"received {first} and {other}.")
+    seeds = [r["config"]["seed"] for r in records]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--summarize received repeated seeds: {seeds}.")
+    rows = {}
+    for section in ("results", "paired_with_paper"):
+        for name in records[0][section]:
+            per_seed = np.asarray([r[section][name]["mean"]
+                                   for r in records])
+            rows[name] = {
+                "per_seed": per_seed.round(2).tolist(),
+                "mean": per_seed.mean(axis=0).round(2).tolist(),
+                "sd": per_seed.std(axis=0, ddof=1).round(2).tolist(),
+            }
+    return {
+        "configuration": first,
+        "seeds": seeds,
+        "commands": [r["command"] for r in records],
+        "iterations_completed": [r["iterations_completed"] for r in records],
+        "chosen_iterations": [r["checkpoint"]["iteration"] for r in records],
+        "rows": rows,
+    }
+
+
+def _summarize(paths, output):
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records.append(json.load(f))
+    summary = summarize_seeds(records)
+    summary["files"] = list(paths)
+    summary["command"] = "python " + " ".join(sys.argv)
+    print(f"seeds {summary['seeds']}: iterations "
+          f"{summary['iterations_completed']}, chosen "
+          f"{summary['chosen_iterations']}")
+    for name, row in summary["rows"].items():
+        print(f"{name:>28}: " + " / ".join(
+            f"{m:.1f} +- {s:.1f}" for m, s in zip(row["mean"], row["sd"])))
+    if output:
+        with open(output, "w") as f:
+            json.dump(summary, f, indent=1)
+        print(f"wrote {output}")
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=("velocity", "direction"),
@@ -111,7 +183,13 @@ def main():
     parser.add_argument("--num-test-tasks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--summarize", nargs="+", metavar="FILE",
+                        help="result files of several seeds: write their "
+                             "spread to --output and train nothing")
     args = parser.parse_args()
+    if args.summarize:
+        _summarize(args.summarize, args.output)
+        return
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results",
         f"meta_rl_half_cheetah_{args.task}_{args.variant}.json")
