@@ -110,8 +110,10 @@ def fused_copy(model, freeze_stochastic=False):
     then runs `model` itself: slower, same values).
 
     The fused kernel reports no gradient through the moving-statistics
-    update, so the copy serves only passes whose updated statistics are
-    discarded (the transductive modes).
+    update (on TensorFlow it leaves the moving statistics as they are), so
+    the copy serves only passes whose updated statistics are discarded
+    (every pass of the transductive modes, the inner steps' support passes
+    of the inductive mode).
 
     Args:
         model: A `keras.Model`.

@@ -146,7 +146,7 @@ def _batch_norm_gradient_gradient(g, x, scale, upstream_x, upstream_scale,
     gradients `A`, `b` and `c` of those three (`None` for zeros), this
     returns the gradients of `J = sum(A dx) + b dscale + c doffset` with
     respect to `g`, `x` and `scale` in closed form: per-channel
-    coefficients from six means, then three elementwise combinations.
+    coefficients from seven means, then three elementwise combinations.
     TensorFlow's registered gradient differentiates a composite copy of
     the gradient under a tape instead.
     """
