@@ -311,7 +311,7 @@ class FusedBatchStatisticsTest(testing.TestCase):
             return (d_x, tf.reduce_sum(g * normalized, [0, 1, 2]),
                     tf.reduce_sum(g, [0, 1, 2]))
 
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             tape.watch([g, x, scale])
             gradients = batch_norm_gradient(g, x, scale)
         expected = tape.gradient(
@@ -325,9 +325,6 @@ class FusedBatchStatisticsTest(testing.TestCase):
         # Missing upstream gradients count as zeros.
         partial = tf_backend._batch_norm_gradient_gradient(
             g, x, scale, None, upstream_scale, None, epsilon)
-        with tf.GradientTape() as tape:
-            tape.watch([g, x, scale])
-            gradients = batch_norm_gradient(g, x, scale)
         expected = tape.gradient(
             gradients[1], [g, x, scale], output_gradients=upstream_scale,
             unconnected_gradients=tf.UnconnectedGradients.ZERO)

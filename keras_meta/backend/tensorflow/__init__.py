@@ -160,14 +160,15 @@ def _batch_norm_gradient_gradient(g, x, scale, upstream_x, upstream_scale,
     count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
     centred = x - tf.reduce_mean(x, axes)
     r = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes) + epsilon)
+    r3 = r * r * r
+    mean_g = tf.reduce_mean(g, axes)
     mean_gu = tf.reduce_mean(g * centred, axes)
     scale_r = scale * r
-    scale_r3 = scale_r * r * r
+    scale_r3 = scale * r3
     zero = tf.zeros_like(scale)
     if upstream_x is None:
-        upstream_x_centred = mean_au = covariance_ag = zero
+        mean_au = covariance_ag = zero
     else:
-        mean_g = tf.reduce_mean(g, axes)
         upstream_x_centred = upstream_x - tf.reduce_mean(upstream_x, axes)
         mean_au = tf.reduce_mean(upstream_x_centred * centred, axes)
         covariance_ag = tf.reduce_mean(upstream_x_centred * g, axes)
@@ -180,14 +181,11 @@ def _batch_norm_gradient_gradient(g, x, scale, upstream_x, upstream_scale,
     d_r = (scale * covariance_ag - 3.0 * scale_r * r * mean_gu * mean_au
            + b * mean_gu)
     d_g = coefficient_u * centred + c
-    d_x = -(r * r * r * d_r) * centred
+    d_x = coefficient_u * (g - mean_g) - (r3 * d_r) * centred
     if upstream_x is not None:
         d_g += scale_r * upstream_x_centred
-        d_x += (coefficient_u * (g - mean_g)
-                - (scale_r3 * mean_gu) * upstream_x_centred)
-    else:
-        d_x += coefficient_u * (g - tf.reduce_mean(g, axes))
-    d_scale = count * (r * covariance_ag - r * r * r * mean_gu * mean_au)
+        d_x -= (scale_r3 * mean_gu) * upstream_x_centred
+    d_scale = count * (r * covariance_ag - r3 * mean_gu * mean_au)
     return tf.cast(d_g, dtypes[0]), tf.cast(d_x, dtypes[1]), d_scale
 
 
