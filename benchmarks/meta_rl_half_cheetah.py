@@ -49,6 +49,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import keras_meta  # noqa: E402
 from keras_meta import rl  # noqa: E402
 
 # Mean return over test tasks after 0 / 1 / 2 / 3 steps, from the MAML
@@ -62,22 +63,39 @@ PAPER = {
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training once `minutes` have passed or after `iterations`."""
+    """Stops training once `minutes` have passed or after `iterations`
+    (counted from `done`, the iterations of earlier sessions).
 
-    def __init__(self, minutes, iterations):
+    With `at_epoch_ends=True` (a resumable run) it stops only at the end
+    of an epoch, the last one that the time left allows by the pace of
+    this process's epochs so far: a backup is then always of whole
+    epochs, which is what an exact resume needs.
+    """
+
+    def __init__(self, minutes, iterations, *, done=0, at_epoch_ends=False):
         super().__init__()
         self.seconds = minutes * 60
         self.max_iterations = iterations
+        self.at_epoch_ends = at_epoch_ends
         self.start = None
-        self.iterations = 0
+        self.iterations = done
+        self.epochs = 0
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.iterations += 1
-        if (time.perf_counter() - self.start > self.seconds
-                or self.iterations >= self.max_iterations):
+        if self.iterations >= self.max_iterations or (
+                not self.at_epoch_ends
+                and time.perf_counter() - self.start > self.seconds):
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+        elapsed = time.perf_counter() - self.start
+        if (self.at_epoch_ends
+                and elapsed + elapsed / self.epochs > self.seconds):
             self.model.stop_training = True
 
 
@@ -86,6 +104,140 @@ class LastWeights(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.weights = self.model.get_weights()
+
+
+# What a resumed run must share with the run it resumes.
+RESUME_KEYS = ("task", "learner", "variant", "meta_batch_size",
+               "trajectories", "eval_trajectories", "inner_learning_rate",
+               "outer_learning_rate", "outer", "eval_every",
+               "validation_trajectories", "num_test_tasks", "seed")
+
+
+class RunState(keras.callbacks.Callback):
+    """Keeps, in `directory`, what a resumed run needs beyond the learner's
+    own backup (`keras_meta.callbacks.BackupAndRestore`, in
+    `directory/backup`): the score of the untrained policy, every
+    validation evaluation with the weights of each one that was the best
+    so far, the training curve and the training seconds, all as of the end
+    of each epoch.
+
+    Put it after the validation callback and before the backup: the state
+    of an epoch is then written before that epoch's backup, and a process
+    killed between the two leaves a state one epoch ahead of the backup,
+    which `load` cuts back (the resumed run trains and evaluates that
+    epoch again, exactly).
+    """
+
+    def __init__(self, directory, config, validation, *, previous=None,
+                 random_score=None, evaluation_seconds=None):
+        super().__init__()
+        self.directory = directory
+        self.config = {k: config[k] for k in RESUME_KEYS}
+        self.num_processes = config.get("num_processes")
+        self.validation = validation
+        previous = previous or {}
+        self.curve = previous.get("curve", [])
+        self.epoch_train_seconds = previous.get("epoch_train_seconds", [])
+        self.train_seconds = previous.get("train_seconds", 0.0)
+        self.sessions = previous.get("sessions", [])
+        self.random_score = previous.get("random", random_score)
+        self.evaluation_seconds = previous.get(
+            "evaluation_seconds", evaluation_seconds)
+        self.start = None
+        self.before = self.train_seconds
+        os.makedirs(directory, exist_ok=True)
+
+    @staticmethod
+    def load(directory, config, epoch):
+        """The state as of the end of epoch `epoch` (the backup's), or
+        `None` for a fresh run; raises if the state is of another
+        configuration or behind the backup."""
+        path = os.path.join(directory, "state.json")
+        if not os.path.exists(path):
+            if epoch:
+                raise ValueError(
+                    f"{directory} holds a backup of epoch {epoch} but no "
+                    "state.json: it is not a folder this script wrote. "
+                    "Give another --state-dir.")
+            return None
+        with open(path) as f:
+            state = json.load(f)
+        wanted = {k: config[k] for k in RESUME_KEYS}
+        if state["config"] != wanted:
+            changed = sorted(k for k in RESUME_KEYS
+                             if state["config"].get(k) != wanted[k])
+            raise ValueError(
+                f"--state-dir {directory} is a run of another "
+                f"configuration: {changed} differ "
+                f"({ {k: state['config'].get(k) for k in changed} } there, "
+                f"{ {k: wanted[k] for k in changed} } here). Resume it with "
+                "its own options, or give another --state-dir.")
+        if state["epoch"] < epoch:
+            raise ValueError(
+                f"{directory}: state.json is of epoch {state['epoch']}, "
+                f"behind the backup's epoch {epoch}; the folder was not "
+                "written by this script's callbacks in their order.")
+        state["validation"] = [h for h in state["validation"]
+                               if h["epoch"] <= epoch]
+        state["curve"] = state["curve"][:epoch]
+        state["train_seconds"] = (state["epoch_train_seconds"][epoch - 1]
+                                  if epoch else 0.0)
+        state["epoch_train_seconds"] = state["epoch_train_seconds"][:epoch]
+        state["epoch"] = epoch
+        return state
+
+    def restore(self, state):
+        """Sets the validation callback's history and best evaluation (with
+        its weights) from `state`."""
+        self.epoch_train_seconds = list(state["epoch_train_seconds"])
+        history = state["validation"]
+        self.validation.history = [dict(h) for h in history]
+        if history:
+            best = max(history, key=_score)
+            self.validation.best_epoch = best["epoch"]
+            self.validation.best_score = _score(best)
+            with np.load(self._weights_path(best["epoch"])) as weights:
+                self.validation.best_weights = [
+                    weights[f"w{i}"] for i in range(len(weights.files))]
+
+    def _weights_path(self, epoch):
+        return os.path.join(self.directory, f"best_at_epoch_{epoch}.npz")
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+        self.sessions.append({"from_epoch": len(self.curve),
+                              "num_processes": self.num_processes})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_seconds = self.before + time.perf_counter() - self.start
+        self.curve.append({k: float(v) for k, v in (logs or {}).items()})
+        self.epoch_train_seconds.append(round(self.train_seconds, 1))
+        self.sessions[-1]["epochs_to"] = epoch + 1
+        if self.validation.best_epoch == epoch + 1:
+            path = self._weights_path(epoch + 1)
+            np.savez(path + ".tmp.npz", **{
+                f"w{i}": w for i, w in enumerate(self.model.get_weights())})
+            os.replace(path + ".tmp.npz", path)
+        state = {
+            "config": self.config,
+            "epoch": epoch + 1,
+            "random": self.random_score,
+            "evaluation_seconds": self.evaluation_seconds,
+            "validation": self.validation.history,
+            "curve": self.curve,
+            "epoch_train_seconds": self.epoch_train_seconds,
+            "sessions": self.sessions,
+        }
+        path = os.path.join(self.directory, "state.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(state, f)
+        os.replace(path + ".tmp", path)
+
+
+def _score(evaluation):
+    """`rl.AdaptationReturns`'s score of one evaluation: the mean return
+    after 1-3 steps."""
+    return float(np.mean(evaluation["mean"][1:] or evaluation["mean"]))
 
 
 def summarize_seeds(records):
@@ -183,6 +335,12 @@ def main():
     parser.add_argument("--num-test-tasks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--state-dir", default=None,
+                        help="a folder that makes the run resumable: the "
+                             "learner's backup and the run's state are "
+                             "kept there at the end of each epoch, and the "
+                             "same command resumes from them (a larger "
+                             "--iterations extends a finished run)")
     parser.add_argument("--summarize", nargs="+", metavar="FILE",
                         help="result files of several seeds: write their "
                              "spread to --output and train nothing")
@@ -229,28 +387,61 @@ def main():
             args.outer_learning_rate))
         return model
 
+    config = vars(args)
+    backup = state = None
+    if args.state_dir:
+        if args.iterations % args.eval_every:
+            raise ValueError(
+                "A resumable run (--state-dir) stops at epoch ends, so "
+                f"--iterations ({args.iterations}) must be a multiple of "
+                f"--eval-every ({args.eval_every}).")
+        backup = keras_meta.callbacks.BackupAndRestore(
+            os.path.join(args.state_dir, "backup"), delete_checkpoint=False)
+        state = RunState.load(args.state_dir, config,
+                              backup.restored_epoch())
     results = {}
-    start = time.perf_counter()
-    untrained = learner()
-    results["random"] = score(untrained)
+    if state is not None:
+        results["random"] = state["random"]
+        evaluation_seconds = state["evaluation_seconds"]
+        print(f"resuming {args.state_dir} after epoch {state['epoch']} "
+              f"({state['epoch'] * args.eval_every} iterations)", flush=True)
+    else:
+        start = time.perf_counter()
+        untrained = learner()
+        results["random"] = score(untrained)
+        evaluation_seconds = time.perf_counter() - start
     print("random:", results["random"]["mean"], flush=True)
-    evaluation_seconds = time.perf_counter() - start
     trained = learner()
-    limit = TimeLimit(args.minutes, args.iterations)
+    done = state["epoch"] * args.eval_every if state else 0
+    limit = TimeLimit(args.minutes, args.iterations, done=done,
+                      at_epoch_ends=backup is not None)
     validation = rl.AdaptationReturns(
         env.sample_tasks(40, seed=20_000), num_steps=3,
         num_trajectories=args.validation_trajectories, seed=args.seed + 1,
         restore_best_weights=True)
     last = LastWeights()
     # Evaluations every `eval_every` iterations: one epoch each. `last`
-    # comes before `validation`, which restores the chosen weights.
+    # comes before `validation`, which restores the chosen weights; the
+    # run's state after `validation` and before the learner's backup.
+    callbacks = [limit, last, validation]
+    if backup is not None:
+        run_state = RunState(args.state_dir, config, validation,
+                             previous=state, random_score=results["random"],
+                             evaluation_seconds=evaluation_seconds)
+        if state is not None:
+            run_state.restore(state)
+        callbacks += [run_state, backup]
     start = time.perf_counter()
     history = trained.fit(
         env.task_dataset(args.meta_batch_size, seed=args.seed),
         steps_per_epoch=args.eval_every,
         epochs=-(-args.iterations // args.eval_every),
-        callbacks=[limit, last, validation], verbose=2).history
+        callbacks=callbacks, verbose=2).history
     train_seconds = time.perf_counter() - start
+    if backup is not None:
+        train_seconds = run_state.train_seconds
+        history = {k: [epoch.get(k) for epoch in run_state.curve]
+                   for k in run_state.curve[0]} if run_state.curve else {}
     chosen = trained.get_weights()
     trained.set_weights(last.weights)
     results[f"{args.learner}_last"] = score(trained)
@@ -272,7 +463,7 @@ def main():
              * limit.iterations)
     record = {
         "command": "python " + " ".join(sys.argv),
-        "config": vars(args),
+        "config": config,
         "iterations_completed": limit.iterations,
         "checkpoint": {
             "rule": "best mean return after 1-3 steps on 40 validation "
@@ -287,6 +478,7 @@ def main():
                  "mean": [round(v, 2) for v in h["mean"]]}
                 for h in validation.history]},
         "iterations_planned": args.iterations,
+        "sessions": run_state.sessions if backup is not None else None,
         "simulator_steps_in_training": steps,
         "train_seconds": round(train_seconds, 1),
         "evaluation_seconds": round(evaluation_seconds, 1),
