@@ -31,6 +31,17 @@ and the result file says how far it got. Needs the `rl` extra
 
     python benchmarks/meta_rl_half_cheetah.py --task velocity --minutes 60
 
+`--state-dir DIR` makes the run resumable across processes: the
+learner's backup (`keras_meta.callbacks.BackupAndRestore`) and the run's
+own state (validation evaluations, the chosen weights, the training curve
+and seconds) are kept in DIR at the end of each epoch of `--eval-every`
+iterations, `--minutes` then stops at the last epoch end it has time for,
+and the same command resumes where the folder left off, with the
+rollouts and tasks of an uninterrupted run (the simulators are seeded by
+iteration): a run longer than one sitting goes in several, and a larger
+`--iterations` extends a finished one. Each sitting writes `--output`
+as of where it stopped; `sessions` in it lists them.
+
 `--summarize FILE [FILE ...] --output SEEDS.json` reads result files of
 runs with different `--seed`s (the same task, variant and learner) and
 writes each seed's chosen iteration and returns beside the mean and the
@@ -348,6 +359,11 @@ def main():
     if args.summarize:
         _summarize(args.summarize, args.output)
         return
+    if args.state_dir and args.iterations % args.eval_every:
+        raise ValueError(
+            "A resumable run (--state-dir) stops at epoch ends, so "
+            f"--iterations ({args.iterations}) must be a multiple of "
+            f"--eval-every ({args.eval_every}).")
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results",
         f"meta_rl_half_cheetah_{args.task}_{args.variant}.json")
@@ -390,11 +406,6 @@ def main():
     config = vars(args)
     backup = state = None
     if args.state_dir:
-        if args.iterations % args.eval_every:
-            raise ValueError(
-                "A resumable run (--state-dir) stops at epoch ends, so "
-                f"--iterations ({args.iterations}) must be a multiple of "
-                f"--eval-every ({args.eval_every}).")
         backup = keras_meta.callbacks.BackupAndRestore(
             os.path.join(args.state_dir, "backup"), delete_checkpoint=False)
         state = RunState.load(args.state_dir, config,
