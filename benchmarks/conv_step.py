@@ -44,7 +44,12 @@ traced step as it was before keras_meta declined the conversion) and
 derivative by TensorFlow's registered gradient, which differentiates a
 composite copy of the kernel's gradient under a tape, instead of
 keras_meta's closed form,
-`keras_meta.backend.tensorflow.CLOSED_FORM_BATCH_NORM_GRADIENT`). On
+`keras_meta.backend.tensorflow.CLOSED_FORM_BATCH_NORM_GRADIENT`) and
+`no_grappler`, `shared_steps_no_grappler` (TensorFlow's graph optimizer,
+Grappler, turned off for the process with
+`tf.config.optimizer.set_experimental_options({"disable_meta_optimizer":
+True})`: what the first call spends optimizing, and what the steps lose
+without it). On
 torch: `default`
 (task by task, `task_gradients="auto"`, in Keras's default channels-last
 layout), `channels_first` (the same network and function in PyTorch's
@@ -291,6 +296,12 @@ def _keras_meta_learner(config, variant, batch_norm, optimizer):
 
     network = keras_network(config, _data_format(variant))
     options = {}
+    if variant.endswith("no_grappler"):
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": True})
+        variant = variant[:-len("no_grappler")].rstrip("_") or "default"
     if variant == "whole_batch_gradient":
         options["task_gradients"] = False
     elif variant == "task_by_task":
@@ -665,7 +676,8 @@ def main():
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "unfused",
                                  "autograph", "shared_steps",
-                                 "stock_batch_norm_gradient"],
+                                 "stock_batch_norm_gradient", "no_grappler",
+                                 "shared_steps_no_grappler"],
                         help="keras_meta settings to time (TensorFlow)")
     parser.add_argument("--torch-variants", nargs="+",
                         default=["default", "channels_first"],
@@ -687,7 +699,8 @@ def main():
                                  "task_by_task", "one_task_at_a_time",
                                  "two_tasks_at_a_time", "channels_first",
                                  "unfused", "autograph", "shared_steps",
-                                 "stock_batch_norm_gradient"],
+                                 "stock_batch_norm_gradient", "no_grappler",
+                                 "shared_steps_no_grappler"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gradients-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
