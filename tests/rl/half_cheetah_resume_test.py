@@ -11,16 +11,7 @@ import numpy as np
 import pytest
 
 from keras_meta import testing
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
-                      "meta_rl_half_cheetah.py")
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("half_cheetah", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.rl.half_cheetah_seeds_test import _script
 
 
 def _config(**changes):
