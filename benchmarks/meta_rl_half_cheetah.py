@@ -204,9 +204,9 @@ class RunState(keras.callbacks.Callback):
         history = state["validation"]
         self.validation.history = [dict(h) for h in history]
         if history:
-            best = max(history, key=_score)
+            best = max(history, key=rl.AdaptationReturns.score)
             self.validation.best_epoch = best["epoch"]
-            self.validation.best_score = _score(best)
+            self.validation.best_score = rl.AdaptationReturns.score(best)
             with np.load(self._weights_path(best["epoch"])) as weights:
                 self.validation.best_weights = [
                     weights[f"w{i}"] for i in range(len(weights.files))]
@@ -243,12 +243,6 @@ class RunState(keras.callbacks.Callback):
         with open(path + ".tmp", "w") as f:
             json.dump(state, f)
         os.replace(path + ".tmp", path)
-
-
-def _score(evaluation):
-    """`rl.AdaptationReturns`'s score of one evaluation: the mean return
-    after 1-3 steps."""
-    return float(np.mean(evaluation["mean"][1:] or evaluation["mean"]))
 
 
 def summarize_seeds(records):

@@ -63,11 +63,19 @@ class AdaptationReturns(keras.callbacks.Callback):
                     zip(summary["mean"], summary["ci95"])):
                 logs[f"return_step_{step}"] = mean
                 logs[f"return_step_{step}_ci95"] = ci
-        score = float(np.mean(summary["mean"][1:] or summary["mean"]))
+        score = self.score(summary)
         if self.best_score is None or score > self.best_score:
             self.best_epoch, self.best_score = epoch + 1, score
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+
+    @staticmethod
+    def score(evaluation):
+        """The score a checkpoint is chosen by: the mean return after
+        1..`num_steps` steps of an evaluation (`summarize_returns`'s dict,
+        or an entry of `history`), the return before adaptation when it
+        has no steps."""
+        return float(np.mean(evaluation["mean"][1:] or evaluation["mean"]))
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
